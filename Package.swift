@@ -1,0 +1,30 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Core modules (UKNetdev and its Wire views) must also build as Embedded Swift for
+// x86_64-unknown-none-elf: `make embedded-check` compiles them that way. Keep Foundation,
+// Glibc and existentials out of them; OS code goes in UKNetdevLinux.
+let package = Package(
+    name: "UKNet",
+    products: [
+        .library(name: "UKNetdev", targets: ["UKNetdev"]),
+        .library(name: "UKNetdevLinux", targets: ["UKNetdevLinux"]),
+    ],
+    targets: [
+        // Atomics, fences and CPU hints as static inline C (freestanding, Embedded-safe).
+        .target(name: "CUKAtomics", path: "Sources/CUKAtomics"),
+        // The core: netbufs, pools, the device contract, in-memory devices, middleware, wire views.
+        .target(name: "UKNetdev", dependencies: ["CUKAtomics"], path: "Sources/UKNetdev"),
+        // What only a Linux process has: eventfd-based RX events, waiting with poll(2).
+        .target(name: "UKNetdevLinux", dependencies: ["UKNetdev"], path: "Sources/UKNetdevLinux"),
+
+        // Benchmarks: counting malloc calls needs an interposer linked into the benchmark only.
+        .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
+        .executableTarget(
+            name: "netdev-bench",
+            dependencies: ["UKNetdev", "CMallocCounter"],
+            path: "Benchmarks/NetdevBench"),
+
+        .testTarget(name: "UKNetdevTests", dependencies: ["UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevTests"),
+    ]
+)

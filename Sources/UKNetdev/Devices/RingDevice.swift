@@ -1,0 +1,175 @@
+/// Two in-memory endpoints joined by SPSC rings, one ring per queue and direction: what one
+/// endpoint transmits on queue q, the other receives on queue q. Zero-copy (buffer handles move,
+/// the bytes stay), safe with each endpoint polled by its own thread.
+///
+/// `RingDevice.loopback` gives one endpoint whose TX feeds its own RX.
+///
+/// The ring from A's TX queue q to B's RX queue q is `slots` deep; A's TX descriptor count limits
+/// how much of it A uses. RX descriptor counts are checked against the limits but use no memory:
+/// the peer's TX ring is the RX queue. Event mode: arm a queue with `setRxEvents` after setting
+/// it up with an `RxNotifier`; the peer's next TX on that queue signals it once.
+public struct RingDevice: NetDevice {
+    /// Owns the rings and counters; they are freed (and buffers still in flight released) when the
+    /// last endpoint goes away.
+    @usableFromInline final class Storage {
+        let rings: [SPSCRing]
+        let stats: [QueueStatsTable]
+        var handleArrays: [UnsafeMutablePointer<SPSCRing>] = []
+        init(rings: [SPSCRing], stats: [QueueStatsTable]) {
+            self.rings = rings
+            self.stats = stats
+        }
+        /// A fixed copy of some (trivial) ring handles for an endpoint's hot path; an array's
+        /// buffer could not be read without reference counting.
+        func fixedCopy(of some: [SPSCRing]) -> UnsafeMutablePointer<SPSCRing> {
+            let p = UnsafeMutablePointer<SPSCRing>.allocate(capacity: some.count)
+            p.initialize(from: some, count: some.count)
+            handleArrays.append(p)
+            return p
+        }
+        deinit {
+            for r in rings { r.destroy() }
+            for s in stats { s.deallocate() }
+            for p in handleArrays { p.deallocate() }
+        }
+    }
+
+    @usableFromInline let storage: Storage
+    /// Rings this endpoint produces into and consumes from, one per queue.
+    @usableFromInline let txRings: UnsafeMutablePointer<SPSCRing>
+    @usableFromInline let rxRings: UnsafeMutablePointer<SPSCRing>
+    @usableFromInline let rxStats: QueueStatsTable
+    @usableFromInline let txStats: QueueStatsTable
+    /// Queues usable by bursts: 0 unless running, so one compare checks both state and index.
+    @usableFromInline var activeRxQueues = 0
+    @usableFromInline var activeTxQueues = 0
+    @usableFromInline var rxSetUp: UInt64 = 0
+    @usableFromInline var txSetUp: UInt64 = 0
+    public private(set) var state: DeviceState = .unconfigured
+    public let info: DeviceInfo
+
+    /// Two joined endpoints with `queues` queue pairs of `slots` ring slots each (a power of two).
+    public static func pair(queues: Int = 1, slots: Int = 1024, mtu: Int = 9000) -> (RingDevice, RingDevice) {
+        precondition(queues >= 1 && queues <= 64, "1...64 queues")
+        let aToB = (0..<queues).map { _ in SPSCRing(capacity: slots) }
+        let bToA = (0..<queues).map { _ in SPSCRing(capacity: slots) }
+        let stats = (0..<4).map { _ in QueueStatsTable(count: queues) }
+        let storage = Storage(rings: aToB + bToA, stats: stats)
+        let a = RingDevice(storage: storage, tx: aToB, rx: bToA, rxStats: stats[0], txStats: stats[1], slots: slots, mtu: mtu)
+        let b = RingDevice(storage: storage, tx: bToA, rx: aToB, rxStats: stats[2], txStats: stats[3], slots: slots, mtu: mtu)
+        return (a, b)
+    }
+
+    /// One endpoint whose TX queue q feeds its own RX queue q.
+    public static func loopback(queues: Int = 1, slots: Int = 1024, mtu: Int = 9000) -> RingDevice {
+        precondition(queues >= 1 && queues <= 64, "1...64 queues")
+        let rings = (0..<queues).map { _ in SPSCRing(capacity: slots) }
+        let stats = (0..<2).map { _ in QueueStatsTable(count: queues) }
+        let storage = Storage(rings: rings, stats: stats)
+        return RingDevice(storage: storage, tx: rings, rx: rings, rxStats: stats[0], txStats: stats[1], slots: slots, mtu: mtu)
+    }
+
+    init(storage: Storage, tx: [SPSCRing], rx: [SPSCRing], rxStats: QueueStatsTable, txStats: QueueStatsTable, slots: Int, mtu: Int) {
+        self.storage = storage
+        txRings = storage.fixedCopy(of: tx)
+        rxRings = storage.fixedCopy(of: rx)
+        self.rxStats = rxStats
+        self.txStats = txStats
+        let limits = DescriptorLimits(min: 1, max: slots)
+        info = DeviceInfo(maxRxQueues: rx.count, maxTxQueues: tx.count, mtu: mtu,
+                          features: [.rxEvents, .scatterGather], rxDescriptors: limits, txDescriptors: limits)
+    }
+
+    public mutating func configure(_ config: DeviceConfig) throws(NetDeviceError) {
+        guard !state.isRunning else { throw .invalidState(state) }
+        guard config.rxQueues >= 1, config.rxQueues <= info.maxRxQueues else {
+            throw .invalidQueueCount(requested: config.rxQueues, max: info.maxRxQueues)
+        }
+        guard config.txQueues >= 1, config.txQueues <= info.maxTxQueues else {
+            throw .invalidQueueCount(requested: config.txQueues, max: info.maxTxQueues)
+        }
+        state = .configured(rxQueues: config.rxQueues, txQueues: config.txQueues)
+        rxSetUp = 0
+        txSetUp = 0
+    }
+
+    public mutating func setupRxQueue(_ queue: Int, _ config: RxQueueConfig) throws(NetDeviceError) {
+        guard case .configured(let rxQueues, _) = state else { throw .invalidState(state) }
+        guard queue >= 0, queue < rxQueues else { throw .invalidQueue(queue) }
+        try info.rxDescriptors.check(config.descriptors)
+        rxRings[queue].setNotifier(config.notifier)
+        rxSetUp |= 1 << UInt64(queue)
+    }
+
+    public mutating func setupTxQueue(_ queue: Int, _ config: TxQueueConfig) throws(NetDeviceError) {
+        guard case .configured(_, let txQueues) = state else { throw .invalidState(state) }
+        guard queue >= 0, queue < txQueues else { throw .invalidQueue(queue) }
+        try info.txDescriptors.check(config.descriptors)
+        txRings[queue].setDepth(config.descriptors)
+        txSetUp |= 1 << UInt64(queue)
+    }
+
+    public mutating func start() throws(NetDeviceError) {
+        guard case .configured(let rxQueues, let txQueues) = state else { throw .invalidState(state) }
+        for q in 0..<rxQueues where rxSetUp & (1 << UInt64(q)) == 0 { throw .queueNotSetUp(rx: true, queue: q) }
+        for q in 0..<txQueues where txSetUp & (1 << UInt64(q)) == 0 { throw .queueNotSetUp(rx: false, queue: q) }
+        state = .running(rxQueues: rxQueues, txQueues: txQueues)
+        activeRxQueues = rxQueues
+        activeTxQueues = txQueues
+    }
+
+    public mutating func stop() {
+        guard case .running(let r, let t) = state else { return }
+        state = .configured(rxQueues: r, txQueues: t)
+        activeRxQueues = 0
+        activeTxQueues = 0
+    }
+
+    @inlinable
+    public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
+        guard UInt(bitPattern: queue) < UInt(bitPattern: activeRxQueues), let out = packets.baseAddress else {
+            return .refused
+        }
+        let (n, more) = rxRings[queue].dequeue(into: out, count: packets.count)
+        rxStats.record(queue, packets: n, bytes: Self.totalBytes(out, n))
+        return BurstResult(count: n, status: more ? [.success, .more] : .success)
+    }
+
+    @inlinable
+    public mutating func txBurst(queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
+        guard UInt(bitPattern: queue) < UInt(bitPattern: activeTxQueues), let src = packets.baseAddress else {
+            return .refused
+        }
+        let (n, bytes, roomLeft) = txRings[queue].enqueue(from: src, count: packets.count)
+        txStats.record(queue, packets: n, bytes: bytes)
+        return BurstResult(count: n, status: roomLeft ? [.success, .more] : .success)
+    }
+
+    @inlinable @inline(__always)
+    static func totalBytes(_ p: UnsafeMutablePointer<NetBuf>, _ n: Int) -> Int {
+        var bytes = 0
+        var i = 0
+        while i < n {
+            bytes &+= p[i].packetLength
+            i &+= 1
+        }
+        return bytes
+    }
+
+    public func rxQueueStats(_ queue: Int) -> QueueStats { rxStats[queue] }
+    public func txQueueStats(_ queue: Int) -> QueueStats { txStats[queue] }
+
+    public mutating func setRxEvents(queue: Int, enabled: Bool) throws(NetDeviceError) {
+        guard queue >= 0, queue < state.rxQueues else { throw .invalidQueue(queue) }
+        guard rxRings[queue].notifierPointer.pointee != nil else { throw .notSupported }
+        rxRings[queue].setArmed(enabled)
+    }
+
+    public func rxEventSource(queue: Int) -> RxEventSource {
+        guard queue >= 0, queue < state.rxQueues else { return .none }
+        return rxRings[queue].notifierPointer.pointee?.source ?? .none
+    }
+
+    /// Packets waiting in RX queue `queue` (approximate while the peer transmits).
+    public func rxPending(queue: Int) -> Int { rxRings[queue].count }
+}

@@ -1,0 +1,382 @@
+import CUKAtomics
+
+/// A packet buffer: a pointer-sized handle to a 64-byte header that sits in a pool's slab
+/// directly in front of the buffer's data room (as in ixy and DPDK). Copying a `NetBuf` copies
+/// the handle, not the packet, and costs no reference counting: ownership is explicit, as in C.
+///
+/// Layout of one slab slot: `[pad][header: 64 B][data room: headroom | data | tailroom]`.
+/// `data` starts `headroom` bytes into the room, so protocol headers can be prepended in place.
+///
+/// Ownership rule (Unikraft's): whoever holds a buffer must eventually hand it to exactly one of
+/// `release()`, a device's `txBurst` (which then owns it), or `NetBufPool.freeBulk`.
+@frozen
+public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
+    /// Address of the 64-byte header.
+    public let header: UnsafeMutableRawPointer
+
+    @inlinable @inline(__always)
+    public init(header: UnsafeMutableRawPointer) { self.header = header }
+
+    // MARK: Header layout (byte offsets); one cache line.
+    @usableFromInline enum Field {
+        @usableFromInline static let pool = 0          // UnsafeMutableRawPointer: NetBufPool state
+        @usableFromInline static let next = 8          // UnsafeMutableRawPointer?: next segment's header
+        @usableFromInline static let room = 16         // UnsafeMutableRawPointer: data room (a clone's points into its origin's)
+        @usableFromInline static let dataOffset = 24   // UInt32: start of data within the room
+        @usableFromInline static let length = 28       // UInt32: data bytes in this segment
+        @usableFromInline static let capacity = 32     // UInt32: size of the data room
+        @usableFromInline static let refcount = 36     // UInt32: atomic when above 1
+        @usableFromInline static let packetLength = 40 // UInt32: bytes in the whole chain (head segment)
+        @usableFromInline static let index = 44        // UInt32: slot index in the pool
+        @usableFromInline static let flags = 48        // UInt32: OffloadFlags
+        @usableFromInline static let segments = 52     // UInt16: segments in the chain (head segment)
+        @usableFromInline static let checksumStart = 54  // UInt16: where a requested checksum's coverage starts
+        @usableFromInline static let checksumOffset = 56 // UInt16: where, from checksumStart, the checksum goes
+        @usableFromInline static let port = 58         // UInt16: input port/queue tag, free for the app
+        @usableFromInline static let userTag = 60      // UInt32: free for the app
+    }
+    /// Bytes of metadata in front of every data room.
+    public static let headerSize = 64
+
+    @inlinable @inline(__always)
+    func load<T>(_ offset: Int, as type: T.Type) -> T { header.load(fromByteOffset: offset, as: T.self) }
+    @inlinable @inline(__always)
+    func store<T>(_ offset: Int, _ value: T) { header.storeBytes(of: value, toByteOffset: offset, as: T.self) }
+
+    // MARK: Geometry
+
+    /// The pool this buffer's header came from.
+    @inlinable public var pool: NetBufPool {
+        @inline(__always) get { NetBufPool(state: load(Field.pool, as: UnsafeMutableRawPointer.self).assumingMemoryBound(to: NetBufPoolState.self)) }
+    }
+    @inlinable var room: UnsafeMutableRawPointer {
+        @inline(__always) get { load(Field.room, as: UnsafeMutableRawPointer.self) }
+    }
+    @inlinable var dataOffset: Int {
+        @inline(__always) get { Int(load(Field.dataOffset, as: UInt32.self)) }
+    }
+    /// First byte of this segment's data.
+    @inlinable public var data: UnsafeMutableRawPointer {
+        @inline(__always) get { room + dataOffset }
+    }
+    /// Bytes of data in this segment.
+    @inlinable public var length: Int {
+        @inline(__always) get { Int(load(Field.length, as: UInt32.self)) }
+    }
+    /// Bytes of data in the whole chain; meaningful on the head segment.
+    @inlinable public var packetLength: Int {
+        @inline(__always) get { Int(load(Field.packetLength, as: UInt32.self)) }
+    }
+    /// Size of the data room (headroom + data + tailroom).
+    @inlinable public var capacity: Int {
+        @inline(__always) get { Int(load(Field.capacity, as: UInt32.self)) }
+    }
+    /// Free bytes in front of the data.
+    @inlinable public var headroom: Int { @inline(__always) get { dataOffset } }
+    /// Free bytes after the data.
+    @inlinable public var tailroom: Int { @inline(__always) get { capacity - dataOffset - length } }
+    /// Slot index within the pool.
+    @inlinable public var index: Int { @inline(__always) get { Int(load(Field.index, as: UInt32.self)) } }
+    /// Segments in the chain; meaningful on the head segment.
+    @inlinable public var segmentCount: Int { Int(load(Field.segments, as: UInt16.self)) }
+    /// Current reference count of this segment.
+    @inlinable public var refcount: Int { Int(uk_load_relaxed_u32(refcountPointer)) }
+    @inlinable var refcountPointer: UnsafeMutablePointer<UInt32> {
+        @inline(__always) get { (header + Field.refcount).assumingMemoryBound(to: UInt32.self) }
+    }
+    /// True when this buffer is a clone that reads another buffer's data room.
+    @inlinable public var isClone: Bool {
+        @inline(__always) get { room != header + NetBuf.headerSize }
+    }
+    /// The buffer that owns the data room a clone points into (self when not a clone).
+    @inlinable var roomOwner: NetBuf { NetBuf(header: room - NetBuf.headerSize) }
+
+    /// Address of the first data byte as a device sees it (a guest-physical or IOVA address when the
+    /// pool was built over shared memory; the virtual address otherwise).
+    @inlinable public var deviceAddress: UInt64 {
+        let owner = roomOwner
+        return owner.pool.deviceAddress(of: data)
+    }
+
+    /// Offload requests and results.
+    @inlinable public var flags: OffloadFlags {
+        @inline(__always) get { OffloadFlags(rawValue: load(Field.flags, as: UInt32.self)) }
+        @inline(__always) nonmutating set { store(Field.flags, newValue.rawValue) }
+    }
+    /// Checksum offload request: coverage starts at `start` bytes into the data and the result is
+    /// stored at `start + offset` (virtio-net's csum_start/csum_offset).
+    @inlinable public var checksumRequest: (start: Int, offset: Int) {
+        get { (Int(load(Field.checksumStart, as: UInt16.self)), Int(load(Field.checksumOffset, as: UInt16.self))) }
+        nonmutating set {
+            store(Field.checksumStart, UInt16(truncatingIfNeeded: newValue.start))
+            store(Field.checksumOffset, UInt16(truncatingIfNeeded: newValue.offset))
+        }
+    }
+    /// A 16-bit tag free for the application (e.g. the input port).
+    @inlinable public var port: UInt16 {
+        get { load(Field.port, as: UInt16.self) }
+        nonmutating set { store(Field.port, newValue) }
+    }
+    /// A 32-bit tag free for the application (e.g. a sequence number or flow id).
+    @inlinable public var userTag: UInt32 {
+        get { load(Field.userTag, as: UInt32.self) }
+        nonmutating set { store(Field.userTag, newValue) }
+    }
+
+    // MARK: Chains
+
+    /// The next segment of a chain.
+    @inlinable public var next: NetBuf? {
+        @inline(__always) get { load(Field.next, as: UnsafeMutableRawPointer?.self).map(NetBuf.init(header:)) }
+    }
+    @inlinable @inline(__always) func setNext(_ buf: NetBuf?) { store(Field.next, buf?.header) }
+    @inlinable @inline(__always) func setLengths(segment: Int, packet: Int) {
+        store(Field.length, UInt32(truncatingIfNeeded: segment))
+        store(Field.packetLength, UInt32(truncatingIfNeeded: packet))
+    }
+
+    /// Appends `tail` (a single buffer or a whole chain) behind the last segment of this chain.
+    /// Fails when the chain would exceed 65535 segments or 4 GiB.
+    @inlinable
+    public func chain(_ tail: NetBuf) throws(NetBufError) {
+        guard tail != self else { throw .chainLoop }
+        var last = self
+        while let n = last.next {
+            guard n != tail else { throw .chainLoop }
+            last = n
+        }
+        let segments = segmentCount + tail.segmentCount
+        let total = packetLength + tail.packetLength
+        guard segments <= Int(UInt16.max), total <= Int(UInt32.max) else { throw .chainTooLong }
+        last.setNext(tail)
+        store(Field.segments, UInt16(segments))
+        store(Field.packetLength, UInt32(total))
+    }
+
+    /// Detaches and returns everything after the head segment (as a chain of its own), or nil.
+    @inlinable
+    public func unchain() -> NetBuf? {
+        guard let rest = next else { return nil }
+        rest.store(Field.segments, UInt16(segmentCount - 1))
+        rest.store(Field.packetLength, UInt32(packetLength - length))
+        setNext(nil)
+        store(Field.segments, UInt16(1))
+        store(Field.packetLength, UInt32(length))
+        return rest
+    }
+
+    // MARK: Headroom and tailroom (this segment; the head's packetLength follows)
+
+    /// Grows the data `count` bytes to the front, into the headroom; returns the new first byte.
+    @inlinable @inline(__always)
+    @discardableResult
+    public func prepend(_ count: Int) throws(NetBufError) -> UnsafeMutableRawPointer {
+        let offset = dataOffset
+        guard count >= 0, count <= offset else { throw .noHeadroom(requested: count, available: offset) }
+        guard !isClone else { throw .readOnlyClone }
+        store(Field.dataOffset, UInt32(truncatingIfNeeded: offset - count))
+        setLengths(segment: length + count, packet: packetLength + count)
+        return room + (offset - count)
+    }
+
+    /// Removes `count` bytes from the front of the data (e.g. a parsed header).
+    @inlinable @inline(__always)
+    public func strip(_ count: Int) throws(NetBufError) {
+        let len = length
+        guard count >= 0, count <= len else { throw .beyondData(requested: count, available: len) }
+        store(Field.dataOffset, UInt32(truncatingIfNeeded: dataOffset + count))
+        setLengths(segment: len - count, packet: packetLength - count)
+    }
+
+    /// Grows the data `count` bytes at the end, into the tailroom; returns the first new byte.
+    @inlinable @inline(__always)
+    @discardableResult
+    public func append(_ count: Int) throws(NetBufError) -> UnsafeMutableRawPointer {
+        let room = tailroom
+        guard count >= 0, count <= room else { throw .noTailroom(requested: count, available: room) }
+        guard !isClone else { throw .readOnlyClone }
+        let len = length
+        setLengths(segment: len + count, packet: packetLength + count)
+        return data + len
+    }
+
+    /// Removes `count` bytes from the end of this segment's data.
+    @inlinable @inline(__always)
+    public func trim(_ count: Int) throws(NetBufError) {
+        let len = length
+        guard count >= 0, count <= len else { throw .beyondData(requested: count, available: len) }
+        setLengths(segment: len - count, packet: packetLength - count)
+    }
+
+    /// Sets this single-segment buffer's data length (keeping the data offset).
+    @inlinable @inline(__always)
+    public func setLength(_ newLength: Int) throws(NetBufError) {
+        let limit = capacity - dataOffset
+        guard newLength >= 0, newLength <= limit else { throw .noTailroom(requested: newLength - length, available: limit - length) }
+        guard next == nil else { throw .chained }
+        setLengths(segment: newLength, packet: newLength)
+    }
+
+    /// Moves the start of the data to `headroom` bytes into the room and empties it.
+    @inlinable
+    public func reset(headroom: Int) throws(NetBufError) {
+        guard headroom >= 0, headroom <= capacity else { throw .noHeadroom(requested: headroom, available: capacity) }
+        guard !isClone else { throw .readOnlyClone }
+        store(Field.dataOffset, UInt32(headroom))
+        setLengths(segment: 0, packet: 0)
+    }
+
+    // MARK: Bounds-checked access
+
+    /// This segment's data as a bounds-checked read-only span.
+    @inlinable
+    public func withBytes<R, E: Error>(_ body: (RawSpan) throws(E) -> R) throws(E) -> R {
+        try body(RawSpan(_unsafeStart: UnsafeRawPointer(data), byteCount: length))
+    }
+    /// This segment's data as a bounds-checked mutable span. Fails on a clone, whose data is shared.
+    @inlinable
+    public func withMutableBytes<R>(_ body: (inout MutableRawSpan) -> R) throws(NetBufError) -> R {
+        guard !isClone else { throw .readOnlyClone }
+        var span = MutableRawSpan(_unsafeStart: data, byteCount: length)
+        return body(&span)
+    }
+    /// This segment's data as an unsafe buffer pointer, valid while the buffer is held. For hot
+    /// paths and wire views; prefer `withBytes` elsewhere.
+    @inlinable public var unsafeBytes: UnsafeMutableRawBufferPointer {
+        @inline(__always) get { UnsafeMutableRawBufferPointer(start: data, count: length) }
+    }
+
+    /// Replaces this single segment's data by `bytes` (headroom kept); fails if they do not fit.
+    @inlinable
+    public func copyIn(_ bytes: UnsafeRawBufferPointer) throws(NetBufError) {
+        try setLength(bytes.count)
+        if let base = bytes.baseAddress { data.copyMemory(from: base, byteCount: bytes.count) }
+    }
+
+    /// Copies the whole chain's data, in order, into `destination`; returns the bytes copied
+    /// (at most `destination.count`).
+    @inlinable
+    public func copyOut(into destination: UnsafeMutableRawBufferPointer) -> Int {
+        guard let base = destination.baseAddress else { return 0 }
+        var copied = 0
+        var seg: NetBuf? = self
+        while let s = seg, copied < destination.count {
+            let n = min(s.length, destination.count - copied)
+            (base + copied).copyMemory(from: s.data, byteCount: n)
+            copied += n
+            seg = s.next
+        }
+        return copied
+    }
+
+    // MARK: Reference counting (of the segments, not of the handle)
+
+    /// Adds one reference to every segment of the chain.
+    @inlinable
+    public func retain() {
+        var seg: NetBuf? = self
+        while let s = seg {
+            _ = uk_add_fetch_u32(s.refcountPointer, 1)
+            seg = s.next
+        }
+    }
+
+    /// Drops one reference from every segment of the chain; segments that reach zero go back to
+    /// their pools (and a clone's reference to its origin is dropped with it).
+    @inlinable
+    public func release() {
+        var seg: NetBuf? = self
+        while let s = seg {
+            seg = s.next
+            s.releaseSegment()
+        }
+    }
+
+    /// Drops one reference from this segment alone; returns true if it went back to its pool.
+    @inlinable @inline(__always)
+    @discardableResult
+    func releaseSegment() -> Bool {
+        let rc = refcountPointer
+        // Sole owner: no atomic read-modify-write needed (DPDK's rte_pktmbuf_prefree_seg).
+        if uk_load_relaxed_u32(rc) != 1 {
+            if uk_sub_fetch_u32(rc, 1) != 0 { return false }
+            uk_store_relaxed_u32(rc, 1)
+        }
+        if isClone {
+            let origin = roomOwner
+            store(Field.room, header + NetBuf.headerSize)
+            store(Field.capacity, origin.pool.state.pointee.roomSize)
+            origin.releaseSegment()
+        }
+        setNext(nil)
+        pool.putBack(self)
+        return true
+    }
+
+    /// A new chain whose segments share this chain's data (no copy): headers come from `pool`,
+    /// each data room gains a reference and is read-only through the clone. Returns nil, leaving
+    /// nothing allocated, when `pool` runs out.
+    @inlinable
+    public func clone(using pool: NetBufPool) -> NetBuf? {
+        var head: NetBuf? = nil
+        var last: NetBuf? = nil
+        var seg: NetBuf? = self
+        while let s = seg {
+            guard let c = pool.allocate() else {
+                head?.release()
+                return nil
+            }
+            let origin = s.roomOwner
+            _ = uk_add_fetch_u32(origin.refcountPointer, 1)
+            c.store(Field.room, origin.header + NetBuf.headerSize)
+            c.store(Field.capacity, UInt32(origin.capacity))
+            c.store(Field.dataOffset, UInt32(s.dataOffset))
+            c.setLengths(segment: s.length, packet: s.length)
+            c.store(Field.flags, s.flags.rawValue)
+            c.store(Field.checksumStart, s.load(Field.checksumStart, as: UInt32.self))
+            c.store(Field.port, s.load(Field.port, as: UInt16.self))
+            c.store(Field.userTag, s.userTag)
+            if let l = last {
+                l.setNext(c)
+            } else {
+                head = c
+            }
+            last = c
+            seg = s.next
+        }
+        if let h = head {
+            h.store(Field.segments, UInt16(segmentCount))
+            h.store(Field.packetLength, UInt32(packetLength))
+        }
+        return head
+    }
+}
+
+/// Why a buffer operation was refused. Nothing is changed when one is thrown.
+public enum NetBufError: Error, Equatable {
+    case noHeadroom(requested: Int, available: Int)
+    case noTailroom(requested: Int, available: Int)
+    case beyondData(requested: Int, available: Int)
+    /// A clone's data room belongs to another buffer and may not be written through the clone.
+    case readOnlyClone
+    /// The operation needs a single segment but the buffer is chained.
+    case chained
+    case chainLoop
+    case chainTooLong
+}
+
+/// Checksum offload requests (TX) and results (RX), as virtio-net and DPDK carry them.
+public struct OffloadFlags: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt32
+    @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// TX: the device should compute the checksum described by `checksumRequest`.
+    public static let needsChecksum = OffloadFlags(rawValue: 1 << 0)
+    /// TX: the device should compute the IPv4 header checksum.
+    public static let needsIPv4Checksum = OffloadFlags(rawValue: 1 << 1)
+    /// RX: the device verified the L4 checksum.
+    public static let checksumValid = OffloadFlags(rawValue: 1 << 8)
+    /// RX: the device found the L4 checksum wrong.
+    public static let checksumBad = OffloadFlags(rawValue: 1 << 9)
+    /// RX: the device verified the IPv4 header checksum.
+    public static let ipv4ChecksumValid = OffloadFlags(rawValue: 1 << 10)
+}
