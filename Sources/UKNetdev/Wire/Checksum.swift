@@ -1,0 +1,97 @@
+/// The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+///
+/// Values are 16-bit numbers as they read on the wire (store them with `.bigEndian`). Sums are
+/// kept as one's-complement partial sums so pieces (a pseudo-header, a header, a payload) can be
+/// added before the final fold and complement.
+public enum InternetChecksum {
+    /// The one's-complement sum of `count` bytes at `bytes`, as 16-bit big-endian words (an odd
+    /// last byte is padded with zero), folded to 16 bits and added to `initial`. Not complemented.
+    ///
+    /// Sums 8 bytes at a time in native order with end-around carry (RFC 1071 section 2: byte
+    /// order only swaps the result), then swaps once.
+    @inlinable
+    public static func sum(_ bytes: UnsafeRawPointer, count: Int, initial: UInt32 = 0) -> UInt32 {
+        var acc: UInt64 = 0
+        var p = bytes
+        var n = count
+        while n >= 32 {
+            acc = add(acc, p.loadUnaligned(as: UInt64.self))
+            acc = add(acc, p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            acc = add(acc, p.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+            acc = add(acc, p.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+            p += 32
+            n -= 32
+        }
+        while n >= 8 {
+            acc = add(acc, p.loadUnaligned(as: UInt64.self))
+            p += 8
+            n -= 8
+        }
+        if n >= 4 {
+            acc = add(acc, UInt64(p.loadUnaligned(as: UInt32.self)))
+            p += 4
+            n -= 4
+        }
+        if n >= 2 {
+            acc = add(acc, UInt64(p.loadUnaligned(as: UInt16.self)))
+            p += 2
+            n -= 2
+        }
+        if n == 1 {
+            acc = add(acc, UInt64(p.load(as: UInt8.self)))  // low byte in little-endian = first byte on the wire
+        }
+        // Fold 64 -> 16 bits (in native byte order), then to network order.
+        var folded = (acc & 0xFFFF_FFFF) &+ (acc >> 32)
+        folded = (folded & 0xFFFF) &+ (folded >> 16)
+        folded = (folded & 0xFFFF) &+ (folded >> 16)
+        folded = (folded & 0xFFFF) &+ (folded >> 16)
+        let wire = UInt32(UInt16(truncatingIfNeeded: folded).bigEndian)
+        return fold(fold(initial) &+ wire)
+    }
+
+    @inlinable @inline(__always)
+    static func add(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let (s, carry) = a.addingReportingOverflow(b)
+        return s &+ (carry ? 1 : 0)
+    }
+
+    /// Folds a 32-bit partial sum to 16 bits with end-around carry.
+    @inlinable @inline(__always)
+    public static func fold(_ sum: UInt32) -> UInt32 {
+        var s = (sum & 0xFFFF) &+ (sum >> 16)
+        s = (s & 0xFFFF) &+ (s >> 16)
+        return s
+    }
+
+    /// The checksum field value for data whose partial sum is `sum`.
+    @inlinable @inline(__always)
+    public static func finish(_ sum: UInt32) -> UInt16 { ~UInt16(truncatingIfNeeded: fold(sum)) }
+
+    /// The checksum of `count` bytes at `bytes`.
+    @inlinable
+    public static func checksum(_ bytes: UnsafeRawPointer, count: Int) -> UInt16 {
+        finish(sum(bytes, count: count))
+    }
+
+    /// Partial sum of the IPv4 pseudo-header (RFC 768 / RFC 793).
+    @inlinable @inline(__always)
+    public static func pseudoHeaderSum(source: IPv4Address, destination: IPv4Address, protocol proto: UInt8, length: Int) -> UInt32 {
+        let s = source.value, d = destination.value
+        return (s >> 16) &+ (s & 0xFFFF) &+ (d >> 16) &+ (d & 0xFFFF) &+ UInt32(proto) &+ UInt32(truncatingIfNeeded: length & 0xFFFF)
+    }
+
+    /// RFC 1624 eqn. 3: the checksum after one 16-bit word of the covered data changed from
+    /// `old` to `new`: HC' = ~(~HC + ~m + m').
+    @inlinable @inline(__always)
+    public static func update(_ checksum: UInt16, old: UInt16, new: UInt16) -> UInt16 {
+        let s = UInt32(~checksum) &+ UInt32(~old) &+ UInt32(new)
+        return ~UInt16(truncatingIfNeeded: fold(s))
+    }
+
+    /// The checksum after a 32-bit field (an IPv4 address) changed from `old` to `new`.
+    @inlinable @inline(__always)
+    public static func update(_ checksum: UInt16, old: UInt32, new: UInt32) -> UInt16 {
+        let s = UInt32(~checksum) &+ (~old >> 16) &+ (~old & 0xFFFF) &+ (new >> 16) &+ (new & 0xFFFF)
+        return ~UInt16(truncatingIfNeeded: fold(s))
+    }
+}
