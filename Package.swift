@@ -16,7 +16,8 @@ let package = Package(
         // The core: netbufs, pools, the device contract, in-memory devices, middleware, wire views.
         .target(name: "UKNetdev", dependencies: ["CUKAtomics"], path: "Sources/UKNetdev"),
         // What only a Linux process has: eventfd-based RX events, waiting with poll(2).
-        .target(name: "UKNetdevLinux", dependencies: ["UKNetdev"], path: "Sources/UKNetdevLinux"),
+        .target(name: "CUKLinux", path: "Sources/CUKLinux"),
+        .target(name: "UKNetdevLinux", dependencies: ["UKNetdev", "CUKLinux"], path: "Sources/UKNetdevLinux"),
 
         // Benchmarks: counting malloc calls needs an interposer linked into the benchmark only.
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),

@@ -305,7 +305,7 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
         if isClone {
             let origin = roomOwner
             store(Field.room, header + NetBuf.headerSize)
-            store(Field.capacity, origin.pool.state.pointee.roomSize)
+            store(Field.capacity, pool.state.pointee.roomSize)
             origin.releaseSegment()
         }
         setNext(nil)
@@ -333,7 +333,8 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
             c.store(Field.dataOffset, UInt32(s.dataOffset))
             c.setLengths(segment: s.length, packet: s.length)
             c.store(Field.flags, s.flags.rawValue)
-            c.store(Field.checksumStart, s.load(Field.checksumStart, as: UInt32.self))
+            c.store(Field.checksumStart, s.load(Field.checksumStart, as: UInt16.self))
+            c.store(Field.checksumOffset, s.load(Field.checksumOffset, as: UInt16.self))
             c.store(Field.port, s.load(Field.port, as: UInt16.self))
             c.store(Field.userTag, s.userTag)
             if let l = last {
