@@ -236,15 +236,19 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
         let stack = s.pointee.freeStack
         let slab = s.pointee.slab + s.pointee.headerOffset
         let stride = s.pointee.stride
-        let headroom = s.pointee.headroom
-        unlock()
-        // Indices below `top` are ours now; turning them into headers needs no lock.
+        // Read the indices under the lock: once it is dropped, frees on other threads reuse
+        // those stack slots.
         var i = 0
         while i < n {
             let index = stack[free &- 1 &- i]
-            let buf = NetBuf(header: slab + Int(index) &* stride)
-            Self.resetHeader(buf, headroom: headroom)
-            (out + i).initialize(to: buf)
+            (out + i).initialize(to: NetBuf(header: slab + Int(index) &* stride))
+            i &+= 1
+        }
+        unlock()
+        let headroom = s.pointee.headroom
+        i = 0
+        while i < n {
+            Self.resetHeader(out[i], headroom: headroom)
             i &+= 1
         }
         return n
