@@ -20,10 +20,10 @@ let package = Package(
         .target(name: "UKNetdevLinux", dependencies: ["UKNetdev", "CUKLinux"], path: "Sources/UKNetdevLinux"),
 
         // Benchmarks: counting malloc calls needs an interposer linked into the benchmark only.
-        .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
+        .target(name: "CBenchSupport", path: "Benchmarks/CBenchSupport"),
         .executableTarget(
             name: "netdev-bench",
-            dependencies: ["UKNetdev", "CMallocCounter"],
+            dependencies: ["UKNetdev", "CUKAtomics", "CBenchSupport"],
             path: "Benchmarks/NetdevBench"),
 
         .testTarget(name: "UKNetdevTests", dependencies: ["UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevTests"),

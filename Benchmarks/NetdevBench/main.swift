@@ -1,1 +1,314 @@
-print("x")
+// netdev-bench: the core's data path in a tight loop, to set beside DPDK's rte_ring/rte_mempool
+// doing the same work (Benchmarks/DPDKPeer). Run through Benchmarks/run-netdev-bench.sh, which
+// also counts instructions and retain/release calls with callgrind.
+//
+//   netdev-bench MODE PACKETS
+//   single-ring   one core: loopback ring, rx_burst(32) -> touch one byte -> tx_burst
+//   single-null   one core: null device, rx_burst(32) (pool alloc + 60-byte template copy)
+//                 -> touch -> tx_burst (bulk free)
+//   two-core      forwarder on CPU 1 (rx, touch, tx) and reflector on CPU 0 joined by a ring
+//                 pair, 512 packets circulating
+//   two-core-pool generator on CPU 0 (bulk alloc, tx) -> sink on CPU 1 (rx, touch, bulk free
+//                 into the same thread-safe pool)
+//
+// Prints: `swift MODE packets=N seconds=S mpps=M mallocs=K` (K: heap allocations during the
+// measured loop, counted by an interposed malloc).
+import CBenchSupport
+import CUKAtomics
+import Glibc
+import UKNetdev
+
+let burstSize = 32
+
+func printError(_ message: String) {
+    var line = "netdev-bench: \(message)\n"
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+func fail(_ message: String) -> Never {
+    printError(message)
+    exit(2)
+}
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Pins the calling thread to one CPU (two pollers must never share one: see platform facts).
+func pin(toCPU cpu: Int) {
+    let rc = bench_pin_to_cpu(Int32(cpu))
+    if rc != 0 { printError("could not pin to CPU \(cpu) (errno \(rc)); figures may suffer") }
+}
+
+func makeBurst() -> UnsafeMutableBufferPointer<NetBuf> {
+    let b = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: burstSize)
+    b.initialize(repeating: NetBuf(header: UnsafeMutableRawPointer(bitPattern: 64)!))
+    return b
+}
+
+/// rx_burst -> touch one byte of each packet -> tx_burst, until `packets` have gone round.
+/// Inlined into one non-generic function per device so callgrind can toggle on its name.
+@inline(__always)
+func forward<D: NetDevice>(_ dev: inout D, _ burst: UnsafeMutableBufferPointer<NetBuf>, packets: Int) -> Int {
+    var done = 0
+    while done < packets {
+        let n = dev.rxBurst(queue: 0, into: burst).count
+        var i = 0
+        while i < n {
+            let p = burst[i].data
+            p.storeBytes(of: p.load(as: UInt8.self) &+ 1, as: UInt8.self)
+            i &+= 1
+        }
+        var sent = 0
+        while sent < n {
+            sent &+= dev.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: burst.baseAddress! + sent, count: n &- sent)).count
+        }
+        done &+= n
+        if n == 0 { break }  // nothing circulating: a setup error, not a hang
+    }
+    return done
+}
+
+@inline(never)
+func swiftSingleRingLoop(_ dev: inout RingDevice, _ burst: UnsafeMutableBufferPointer<NetBuf>, packets: Int) -> Int {
+    forward(&dev, burst, packets: packets)
+}
+
+@inline(never)
+func swiftSingleNullLoop(_ dev: inout NullDevice, _ burst: UnsafeMutableBufferPointer<NetBuf>, packets: Int) -> Int {
+    forward(&dev, burst, packets: packets)
+}
+
+struct Measurement {
+    var packets: Int
+    var seconds: Double
+    var mallocs: UInt64
+}
+
+func measure(_ body: () -> Int) -> Measurement {
+    let m0 = malloc_counter_calls()
+    let t0 = now()
+    let packets = body()
+    let t1 = now()
+    let m1 = malloc_counter_calls()
+    return Measurement(packets: packets, seconds: t1 - t0, mallocs: m1 - m0)
+}
+
+func report(_ mode: String, _ m: Measurement) {
+    let mpps = Double(m.packets) / m.seconds / 1e6
+    print("swift \(mode) packets=\(m.packets) seconds=\(fixed3(m.seconds)) mpps=\(fixed3(mpps)) mallocs=\(m.mallocs)")
+}
+
+func fixed3(_ x: Double) -> String {
+    let scaled = Int((x * 1000).rounded())
+    let frac = String(scaled % 1000)
+    return "\(scaled / 1000).\(String(repeating: "0", count: 3 - frac.count))\(frac)"
+}
+
+func fillFrames(_ pool: NetBufPool, _ count: Int, into dev: inout RingDevice) {
+    let burst = makeBurst()
+    defer { burst.deallocate() }
+    var left = count
+    while left > 0 {
+        let n = pool.allocateBulk(into: UnsafeMutableBufferPointer(rebasing: burst[0..<min(burstSize, left)]))
+        guard n > 0 else { fail("pool too small") }
+        for i in 0..<n { try! burst[i].setLength(64) }
+        guard dev.txBurst(queue: 0, from: UnsafeMutableBufferPointer(rebasing: burst[0..<n])).count == n else { fail("ring too small") }
+        left -= n
+    }
+}
+
+func drain(_ dev: inout RingDevice) {
+    let burst = makeBurst()
+    defer { burst.deallocate() }
+    while case let n = dev.rxBurst(queue: 0, into: burst).count, n > 0 {
+        NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[0..<n]))
+    }
+}
+
+func upQueues<D: NetDevice>(_ dev: inout D, allocator: RxBufferAllocator? = nil) {
+    do {
+        try dev.bringUp(rx: RxQueueConfig(descriptors: 1024, allocator: allocator), tx: TxQueueConfig(descriptors: 1024))
+    } catch {
+        fail("device setup: \(error)")
+    }
+}
+
+func singleRing(packets: Int) -> Measurement {
+    let pool = try! NetBufPool(count: 2048, roomSize: 2048, threading: .singleThread)
+    var dev = RingDevice.loopback(slots: 1024)
+    upQueues(&dev)
+    fillFrames(pool, 512, into: &dev)
+    let burst = makeBurst()
+    let m = measure { swiftSingleRingLoop(&dev, burst, packets: packets) }
+    drain(&dev)
+    burst.deallocate()
+    guard pool.inUse == 0 else { fail("leaked \(pool.inUse) buffers") }
+    try! pool.destroy()
+    return m
+}
+
+func singleNull(packets: Int) -> Measurement {
+    let pool = try! NetBufPool(count: 2048, roomSize: 2048, threading: .singleThread)
+    var template = [UInt8](repeating: 0, count: 60)
+    for i in 0..<60 { template[i] = UInt8(truncatingIfNeeded: i) }
+    var dev = template.withUnsafeBytes { NullDevice(rxTemplate: $0) }
+    upQueues(&dev, allocator: pool.rxAllocator)
+    let burst = makeBurst()
+    let m = measure { swiftSingleNullLoop(&dev, burst, packets: packets) }
+    burst.deallocate()
+    guard pool.inUse == 0 else { fail("leaked \(pool.inUse) buffers") }
+    try! pool.destroy()
+    return m
+}
+
+/// Runs `body` on its own pthread pinned to `cpu`.
+final class PinnedThread {
+    var thread = pthread_t()
+    let body: () -> Void
+    let cpu: Int
+    init(cpu: Int, _ body: @escaping () -> Void) {
+        self.body = body
+        self.cpu = cpu
+        let me = Unmanaged.passRetained(self).toOpaque()
+        let rc = pthread_create(&thread, nil, { arg in
+            let t = Unmanaged<PinnedThread>.fromOpaque(arg!).takeRetainedValue()
+            pin(toCPU: t.cpu)
+            t.body()
+            return nil
+        }, me)
+        if rc != 0 { fail("pthread_create: \(rc)") }
+    }
+    func join() { pthread_join(thread, nil) }
+}
+
+final class Shared<T>: @unchecked Sendable {
+    var value: T
+    init(_ v: T) { value = v }
+}
+
+@inline(never)
+func swiftForwardLoop(_ dev: inout RingDevice, _ burst: UnsafeMutableBufferPointer<NetBuf>, packets: Int) -> Int {
+    forward(&dev, burst, packets: packets)
+}
+
+func twoCore(packets: Int) -> Measurement {
+    let pool = try! NetBufPool(count: 2048, roomSize: 2048)
+    var (a, b) = RingDevice.pair(slots: 1024)
+    upQueues(&a)
+    upQueues(&b)
+    fillFrames(pool, 512, into: &a)
+    let stop = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    stop.initialize(to: 0)
+    let reflectorSide = Shared(a)
+    let deadline = now() + 60
+    let reflector = PinnedThread(cpu: 0) {
+        let burst = makeBurst()
+        var polls = 0
+        while uk_load_relaxed_u32(stop) == 0 {
+            let n = reflectorSide.value.rxBurst(queue: 0, into: burst).count
+            var sent = 0
+            while sent < n {
+                sent += reflectorSide.value.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: burst.baseAddress! + sent, count: n - sent)).count
+            }
+            polls &+= 1
+            if polls & 0xFFFFF == 0 && now() > deadline { break }
+        }
+        burst.deallocate()
+    }
+    var m = Measurement(packets: 0, seconds: 0, mallocs: 0)
+    let forwarder = PinnedThread(cpu: 1) {
+        let burst = makeBurst()
+        // Forward in slices so a 60 s wall-clock bound holds even if the reflector stalls.
+        m = measure {
+            var done = 0
+            while done < packets && now() < deadline {
+                done += swiftForwardLoop(&b, burst, packets: min(1 << 20, packets - done))
+            }
+            return done
+        }
+        uk_store_release_u32(stop, 1)
+        burst.deallocate()
+    }
+    forwarder.join()
+    reflector.join()
+    drain(&reflectorSide.value)
+    drain(&b)
+    stop.deallocate()
+    guard pool.inUse == 0 else { fail("leaked \(pool.inUse) buffers") }
+    return m
+}
+
+func twoCorePool(packets: Int) -> Measurement {
+    let pool = try! NetBufPool(count: 4096, roomSize: 2048)
+    var (a, b) = RingDevice.pair(slots: 1024)
+    upQueues(&a)
+    upQueues(&b)
+    let stop = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    stop.initialize(to: 0)
+    let generatorSide = Shared(a)
+    let deadline = now() + 60
+    let generator = PinnedThread(cpu: 0) {
+        let burst = makeBurst()
+        var held = 0
+        var polls = 0
+        while uk_load_relaxed_u32(stop) == 0 {
+            if held < burstSize {
+                let got = pool.allocateBulk(into: UnsafeMutableBufferPointer(rebasing: burst[held..<burstSize]))
+                for i in held..<(held + got) { try! burst[i].setLength(64) }
+                held += got
+            }
+            let sent = generatorSide.value.txBurst(queue: 0, from: UnsafeMutableBufferPointer(rebasing: burst[0..<held])).count
+            if sent < held { for i in sent..<held { burst[i - sent] = burst[i] } }
+            held -= sent
+            polls &+= 1
+            if polls & 0xFFFFF == 0 && now() > deadline { break }
+        }
+        NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[0..<held]))
+        burst.deallocate()
+    }
+    var m = Measurement(packets: 0, seconds: 0, mallocs: 0)
+    let sink = PinnedThread(cpu: 1) {
+        let burst = makeBurst()
+        m = measure {
+            var done = 0
+            var polls = 0
+            while done < packets {
+                let n = b.rxBurst(queue: 0, into: burst).count
+                var i = 0
+                while i < n {
+                    let p = burst[i].data
+                    p.storeBytes(of: p.load(as: UInt8.self) &+ 1, as: UInt8.self)
+                    i += 1
+                }
+                NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[0..<n]))
+                done += n
+                polls &+= 1
+                if polls & 0xFFFFF == 0 && now() > deadline { break }
+            }
+            return done
+        }
+        uk_store_release_u32(stop, 1)
+        burst.deallocate()
+    }
+    sink.join()
+    generator.join()
+    drain(&b)
+    stop.deallocate()
+    guard pool.inUse == 0 else { fail("leaked \(pool.inUse) buffers") }
+    return m
+}
+
+let args = CommandLine.arguments
+guard args.count == 3, let packets = Int(args[2]), packets > 0 else {
+    fail("usage: netdev-bench single-ring|single-null|two-core|two-core-pool PACKETS")
+}
+switch args[1] {
+case "single-ring": report("single-ring", singleRing(packets: packets))
+case "single-null": report("single-null", singleNull(packets: packets))
+case "two-core": report("two-core", twoCore(packets: packets))
+case "two-core-pool": report("two-core-pool", twoCorePool(packets: packets))
+default: fail("unknown mode \(args[1])")
+}

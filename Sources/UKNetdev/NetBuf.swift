@@ -18,25 +18,30 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     public init(header: UnsafeMutableRawPointer) { self.header = header }
 
     // MARK: Header layout (byte offsets); one cache line.
+    // refcount and kind sit together so "sole owner, own data" is one 64-bit compare on free.
     @usableFromInline enum Field {
-        @usableFromInline static let pool = 0          // UnsafeMutableRawPointer: NetBufPool state
-        @usableFromInline static let next = 8          // UnsafeMutableRawPointer?: next segment's header
-        @usableFromInline static let room = 16         // UnsafeMutableRawPointer: data room (a clone's points into its origin's)
-        @usableFromInline static let dataOffset = 24   // UInt32: start of data within the room
-        @usableFromInline static let length = 28       // UInt32: data bytes in this segment
-        @usableFromInline static let capacity = 32     // UInt32: size of the data room
-        @usableFromInline static let refcount = 36     // UInt32: atomic when above 1
-        @usableFromInline static let packetLength = 40 // UInt32: bytes in the whole chain (head segment)
-        @usableFromInline static let index = 44        // UInt32: slot index in the pool
-        @usableFromInline static let flags = 48        // UInt32: OffloadFlags
-        @usableFromInline static let segments = 52     // UInt16: segments in the chain (head segment)
-        @usableFromInline static let checksumStart = 54  // UInt16: where a requested checksum's coverage starts
-        @usableFromInline static let checksumOffset = 56 // UInt16: where, from checksumStart, the checksum goes
-        @usableFromInline static let port = 58         // UInt16: input port/queue tag, free for the app
-        @usableFromInline static let userTag = 60      // UInt32: free for the app
+        @inlinable static var pool: Int { 0 }           // UnsafeMutableRawPointer: NetBufPool state
+        @inlinable static var next: Int { 8 }           // UnsafeMutableRawPointer?: next segment's header
+        @inlinable static var refcount: Int { 16 }      // UInt32: atomic when above 1
+        @inlinable static var kind: Int { 20 }          // UInt32: 0 own data, 1 clone (reads another buffer's room)
+        @inlinable static var dataOffset: Int { 24 }    // UInt32: start of data within the room
+        @inlinable static var length: Int { 28 }        // UInt32: data bytes in this segment
+        @inlinable static var room: Int { 32 }          // UnsafeMutableRawPointer: data room (a clone's points into its origin's)
+        @inlinable static var packetLength: Int { 40 }  // UInt32: bytes in the whole chain (head segment)
+        @inlinable static var index: Int { 44 }         // UInt32: slot index in the pool
+        @inlinable static var capacity: Int { 48 }      // UInt32: size of the data room
+        @inlinable static var flags: Int { 52 }         // UInt16: OffloadFlags
+        @inlinable static var segments: Int { 54 }      // UInt16: segments in the chain (head segment)
+        @inlinable static var checksumStart: Int { 56 } // UInt16: where a requested checksum's coverage starts
+        @inlinable static var checksumOffset: Int { 58 } // UInt16: where, from checksumStart, the checksum goes
+        @inlinable static var userTag: Int { 60 }       // UInt32: free for the app
+    }
+    @usableFromInline enum Kind {
+        @inlinable static var own: UInt32 { 0 }
+        @inlinable static var clone: UInt32 { 1 }
     }
     /// Bytes of metadata in front of every data room.
-    public static let headerSize = 64
+    @inlinable public static var headerSize: Int { 64 }
 
     @inlinable @inline(__always)
     func load<T>(_ offset: Int, as type: T.Type) -> T { header.load(fromByteOffset: offset, as: T.self) }
@@ -86,7 +91,7 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     }
     /// True when this buffer is a clone that reads another buffer's data room.
     @inlinable public var isClone: Bool {
-        @inline(__always) get { room != header + NetBuf.headerSize }
+        @inline(__always) get { load(Field.kind, as: UInt32.self) == Kind.clone }
     }
     /// The buffer that owns the data room a clone points into (self when not a clone).
     @inlinable var roomOwner: NetBuf { NetBuf(header: room - NetBuf.headerSize) }
@@ -100,7 +105,7 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
 
     /// Offload requests and results.
     @inlinable public var flags: OffloadFlags {
-        @inline(__always) get { OffloadFlags(rawValue: load(Field.flags, as: UInt32.self)) }
+        @inline(__always) get { OffloadFlags(rawValue: load(Field.flags, as: UInt16.self)) }
         @inline(__always) nonmutating set { store(Field.flags, newValue.rawValue) }
     }
     /// Checksum offload request: coverage starts at `start` bytes into the data and the result is
@@ -111,11 +116,6 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
             store(Field.checksumStart, UInt16(truncatingIfNeeded: newValue.start))
             store(Field.checksumOffset, UInt16(truncatingIfNeeded: newValue.offset))
         }
-    }
-    /// A 16-bit tag free for the application (e.g. the input port).
-    @inlinable public var port: UInt16 {
-        get { load(Field.port, as: UInt16.self) }
-        nonmutating set { store(Field.port, newValue) }
     }
     /// A 32-bit tag free for the application (e.g. a sequence number or flow id).
     @inlinable public var userTag: UInt32 {
@@ -306,6 +306,7 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
             let origin = roomOwner
             store(Field.room, header + NetBuf.headerSize)
             store(Field.capacity, pool.state.pointee.roomSize)
+            store(Field.kind, Kind.own)
             origin.releaseSegment()
         }
         setNext(nil)
@@ -328,6 +329,7 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
             }
             let origin = s.roomOwner
             _ = uk_add_fetch_u32(origin.refcountPointer, 1)
+            c.store(Field.kind, Kind.clone)
             c.store(Field.room, origin.header + NetBuf.headerSize)
             c.store(Field.capacity, UInt32(origin.capacity))
             c.store(Field.dataOffset, UInt32(s.dataOffset))
@@ -335,7 +337,6 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
             c.store(Field.flags, s.flags.rawValue)
             c.store(Field.checksumStart, s.load(Field.checksumStart, as: UInt16.self))
             c.store(Field.checksumOffset, s.load(Field.checksumOffset, as: UInt16.self))
-            c.store(Field.port, s.load(Field.port, as: UInt16.self))
             c.store(Field.userTag, s.userTag)
             if let l = last {
                 l.setNext(c)
@@ -368,16 +369,16 @@ public enum NetBufError: Error, Equatable {
 
 /// Checksum offload requests (TX) and results (RX), as virtio-net and DPDK carry them.
 public struct OffloadFlags: OptionSet, Hashable, Sendable {
-    public let rawValue: UInt32
-    @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public let rawValue: UInt16
+    @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
     /// TX: the device should compute the checksum described by `checksumRequest`.
-    public static let needsChecksum = OffloadFlags(rawValue: 1 << 0)
+    @inlinable public static var needsChecksum: OffloadFlags { OffloadFlags(rawValue: 1 << 0) }
     /// TX: the device should compute the IPv4 header checksum.
-    public static let needsIPv4Checksum = OffloadFlags(rawValue: 1 << 1)
+    @inlinable public static var needsIPv4Checksum: OffloadFlags { OffloadFlags(rawValue: 1 << 1) }
     /// RX: the device verified the L4 checksum.
-    public static let checksumValid = OffloadFlags(rawValue: 1 << 8)
+    @inlinable public static var checksumValid: OffloadFlags { OffloadFlags(rawValue: 1 << 8) }
     /// RX: the device found the L4 checksum wrong.
-    public static let checksumBad = OffloadFlags(rawValue: 1 << 9)
+    @inlinable public static var checksumBad: OffloadFlags { OffloadFlags(rawValue: 1 << 9) }
     /// RX: the device verified the IPv4 header checksum.
-    public static let ipv4ChecksumValid = OffloadFlags(rawValue: 1 << 10)
+    @inlinable public static var ipv4ChecksumValid: OffloadFlags { OffloadFlags(rawValue: 1 << 10) }
 }

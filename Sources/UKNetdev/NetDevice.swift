@@ -74,7 +74,7 @@ public struct BurstResult: Equatable, Sendable {
         self.status = status
     }
     /// The call was refused (queue not set up, device not started): nothing moved.
-    public static let refused = BurstResult(count: 0, status: [])
+    @inlinable public static var refused: BurstResult { BurstResult(count: 0, status: []) }
 }
 
 /// Unikraft's uknetdev status flags.
@@ -82,11 +82,11 @@ public struct BurstStatus: OptionSet, Equatable, Sendable {
     public let rawValue: UInt8
     @inlinable @inline(__always) public init(rawValue: UInt8) { self.rawValue = rawValue }
     /// The call did its work (possibly on zero packets). Absent: the call was refused.
-    public static let success = BurstStatus(rawValue: 1 << 0)
+    @inlinable public static var success: BurstStatus { BurstStatus(rawValue: 1 << 0) }
     /// RX: more packets are waiting. TX: the queue has room for more.
-    public static let more = BurstStatus(rawValue: 1 << 1)
+    @inlinable public static var more: BurstStatus { BurstStatus(rawValue: 1 << 1) }
     /// RX: the queue could not be refilled because the allocator ran dry.
-    public static let underrun = BurstStatus(rawValue: 1 << 2)
+    @inlinable public static var underrun: BurstStatus { BurstStatus(rawValue: 1 << 2) }
 }
 
 public enum DeviceState: Equatable, Sendable {
@@ -163,13 +163,13 @@ public struct DeviceFeatures: OptionSet, Equatable, Sendable {
     public let rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
     /// The device computes checksums requested with `OffloadFlags.needsChecksum`.
-    public static let txChecksumOffload = DeviceFeatures(rawValue: 1 << 0)
+    @inlinable public static var txChecksumOffload: DeviceFeatures { DeviceFeatures(rawValue: 1 << 0) }
     /// The device reports checksum results in `OffloadFlags`.
-    public static let rxChecksumOffload = DeviceFeatures(rawValue: 1 << 1)
+    @inlinable public static var rxChecksumOffload: DeviceFeatures { DeviceFeatures(rawValue: 1 << 1) }
     /// The device can signal RX through `rxEventSource` (event mode).
-    public static let rxEvents = DeviceFeatures(rawValue: 1 << 2)
+    @inlinable public static var rxEvents: DeviceFeatures { DeviceFeatures(rawValue: 1 << 2) }
     /// The device accepts and delivers chained (multi-segment) packets.
-    public static let scatterGather = DeviceFeatures(rawValue: 1 << 3)
+    @inlinable public static var scatterGather: DeviceFeatures { DeviceFeatures(rawValue: 1 << 3) }
 }
 
 /// What the device can do, before configuration (Unikraft's uk_netdev_info).

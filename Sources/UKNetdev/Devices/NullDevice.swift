@@ -93,6 +93,7 @@ public struct NullDevice: NetDevice {
         }
         let size = template.count
         guard size > 0, let allocator = allocators[queue] else { return BurstResult(count: 0, status: .success) }
+        let source = UnsafeRawPointer(template.baseAddress!)
         let got = allocator.allocate(into: packets)
         var n = 0
         var i = 0
@@ -105,7 +106,7 @@ public struct NullDevice: NetDevice {
                 rxStats.recordErrors(queue, 1)
                 continue
             }
-            buf.data.copyMemory(from: template.baseAddress!, byteCount: size)
+            copyPacketBytes(to: buf.data, from: source, count: size)
             buf.setLengths(segment: size, packet: size)
             out[n] = buf
             n &+= 1

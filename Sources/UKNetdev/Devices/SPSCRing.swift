@@ -17,10 +17,14 @@ public struct SPSCRing: Equatable {
     public let slots: UnsafeMutablePointer<NetBuf>
     public let mask: UInt32
 
-    @usableFromInline static let head = 0, cachedTail = 4, depth = 8, hasNotifier = 12
-    @usableFromInline static let tail = 64, cachedHead = 68
-    @usableFromInline static let armed = 128
-    @usableFromInline static let notifierSlot = 136
+    @inlinable static var head: Int { 0 }
+    @inlinable static var cachedTail: Int { 4 }
+    @inlinable static var depth: Int { 8 }
+    @inlinable static var hasNotifier: Int { 12 }
+    @inlinable static var tail: Int { 64 }
+    @inlinable static var cachedHead: Int { 68 }
+    @inlinable static var armed: Int { 128 }
+    @inlinable static var notifierSlot: Int { 136 }
     static let controlBytes = 192
 
     /// A ring of `capacity` slots (a power of two).

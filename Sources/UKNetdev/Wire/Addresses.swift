@@ -7,8 +7,8 @@ public struct MACAddress: Equatable, Hashable, Sendable, CustomStringConvertible
     public init(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8, _ b3: UInt8, _ b4: UInt8, _ b5: UInt8) {
         value = UInt64(b0) << 40 | UInt64(b1) << 32 | UInt64(b2) << 24 | UInt64(b3) << 16 | UInt64(b4) << 8 | UInt64(b5)
     }
-    public static let broadcast = MACAddress(value: 0xFFFF_FFFF_FFFF)
-    public static let zero = MACAddress(value: 0)
+    @inlinable public static var broadcast: MACAddress { MACAddress(value: 0xFFFF_FFFF_FFFF) }
+    @inlinable public static var zero: MACAddress { MACAddress(value: 0) }
 
     /// Parses `xx:xx:xx:xx:xx:xx` (or with `-`); nil if malformed.
     public init?(_ text: String) {
@@ -58,8 +58,8 @@ public struct IPv4Address: Equatable, Hashable, Sendable, CustomStringConvertibl
     public init(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) {
         value = UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
     }
-    public static let any = IPv4Address(value: 0)
-    public static let broadcast = IPv4Address(value: 0xFFFF_FFFF)
+    @inlinable public static var any: IPv4Address { IPv4Address(value: 0) }
+    @inlinable public static var broadcast: IPv4Address { IPv4Address(value: 0xFFFF_FFFF) }
 
     /// Parses dotted decimal `a.b.c.d`; nil if malformed.
     public init?(_ text: String) {

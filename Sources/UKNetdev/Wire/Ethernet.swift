@@ -17,10 +17,10 @@ public enum WireError: Error, Equatable, Sendable {
 /// Zero-copy views over packet bytes (smoltcp's `wire`): they hold a pointer into a buffer the
 /// caller keeps alive (a `NetBuf`'s `unsafeBytes`), and write in place.
 public enum EtherType {
-    public static let ipv4: UInt16 = 0x0800
-    public static let arp: UInt16 = 0x0806
-    public static let vlan: UInt16 = 0x8100
-    public static let ipv6: UInt16 = 0x86DD
+    @inlinable public static var ipv4: UInt16 { 0x0800 }
+    @inlinable public static var arp: UInt16 { 0x0806 }
+    @inlinable public static var vlan: UInt16 { 0x8100 }
+    @inlinable public static var ipv6: UInt16 { 0x86DD }
 }
 
 /// An Ethernet II frame (without FCS), optionally with one 802.1Q tag.
@@ -31,7 +31,7 @@ public struct EthernetFrame {
     /// 14, or 18 with a VLAN tag.
     public let headerLength: Int
 
-    public static let minimumHeaderLength = 14
+    @inlinable public static var minimumHeaderLength: Int { 14 }
 
     @inlinable
     public init(_ bytes: UnsafeMutableRawBufferPointer) throws(WireError) {
@@ -90,11 +90,11 @@ public struct EthernetFrame {
 @frozen
 public struct ARPPacket {
     public let base: UnsafeMutableRawPointer
-    public static let length = 28
+    @inlinable public static var length: Int { 28 }
 
     public enum Operation {
-        public static let request: UInt16 = 1
-        public static let reply: UInt16 = 2
+        @inlinable public static var request: UInt16 { 1 }
+        @inlinable public static var reply: UInt16 { 2 }
     }
 
     @inlinable

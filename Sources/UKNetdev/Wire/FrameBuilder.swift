@@ -19,7 +19,7 @@ public struct UDPFlow: Equatable, Sendable {
 
 extension NetBuf {
     /// Bytes of Ethernet + IPv4 + UDP headers that `prependUDPHeaders` puts in front.
-    public static let udpHeadersLength = 14 + 20 + 8
+    @inlinable public static var udpHeadersLength: Int { 14 + 20 + 8 }
 
     /// Builds Ethernet, IPv4 and UDP headers in place in the headroom, in front of this
     /// single-segment buffer's data (the UDP payload), with a valid IPv4 checksum and, unless

@@ -1,7 +1,7 @@
 public enum IPProtocol {
-    public static let icmp: UInt8 = 1
-    public static let tcp: UInt8 = 6
-    public static let udp: UInt8 = 17
+    @inlinable public static var icmp: UInt8 { 1 }
+    @inlinable public static var tcp: UInt8 { 6 }
+    @inlinable public static var udp: UInt8 { 17 }
 }
 
 /// An IPv4 packet (RFC 791), options included. `init` checks version, IHL and total length
@@ -14,7 +14,7 @@ public struct IPv4Packet {
     /// Total length from the header: header plus payload, never beyond the bytes given.
     public let totalLength: Int
 
-    public static let minimumHeaderLength = 20
+    @inlinable public static var minimumHeaderLength: Int { 20 }
 
     @inlinable
     public init(_ bytes: UnsafeMutableRawBufferPointer) throws(WireError) {
@@ -116,7 +116,7 @@ public struct UDPDatagram {
     public let base: UnsafeMutableRawPointer
     /// The UDP length field: header plus payload.
     public let length: Int
-    public static let headerLength = 8
+    @inlinable public static var headerLength: Int { 8 }
 
     @inlinable
     public init(_ bytes: UnsafeMutableRawBufferPointer) throws(WireError) {
@@ -193,8 +193,8 @@ public struct ICMPEcho {
     public let length: Int
 
     public enum Kind {
-        public static let echoReply: UInt8 = 0
-        public static let echoRequest: UInt8 = 8
+        @inlinable public static var echoReply: UInt8 { 0 }
+        @inlinable public static var echoRequest: UInt8 { 8 }
     }
 
     @inlinable
