@@ -10,6 +10,8 @@
 //                 pair, 512 packets circulating
 //   two-core-pool generator on CPU 0 (bulk alloc, tx) -> sink on CPU 1 (rx, touch, bulk free
 //                 into the same thread-safe pool)
+//   class-per-packet  single-ring, but each packet is wrapped in a class instance as ixy.swift
+//                 did: the negative control that shows what the checks catch and what it costs
 //
 // Prints: `swift MODE packets=N seconds=S mpps=M mallocs=K` (K: heap allocations during the
 // measured loop, counted by an interposed malloc).
@@ -81,6 +83,35 @@ func swiftSingleNullLoop(_ dev: inout NullDevice, _ burst: UnsafeMutableBufferPo
     forward(&dev, burst, packets: packets)
 }
 
+/// ixy.swift's shape: a class instance per packet. Only the control mode uses it.
+final class PacketObject {
+    let buffer: NetBuf
+    init(_ buffer: NetBuf) { self.buffer = buffer }
+    @inline(never) func touch() {
+        let p = buffer.data
+        p.storeBytes(of: p.load(as: UInt8.self) &+ 1, as: UInt8.self)
+    }
+}
+
+@inline(never)
+func swiftClassPerPacketLoop(_ dev: inout RingDevice, _ burst: UnsafeMutableBufferPointer<NetBuf>, packets: Int) -> Int {
+    var done = 0
+    while done < packets {
+        let n = dev.rxBurst(queue: 0, into: burst).count
+        var objects: [PacketObject] = []
+        objects.reserveCapacity(n)
+        for i in 0..<n { objects.append(PacketObject(burst[i])) }
+        for o in objects { o.touch() }
+        var sent = 0
+        while sent < n {
+            sent &+= dev.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: burst.baseAddress! + sent, count: n &- sent)).count
+        }
+        done &+= n
+        if n == 0 { break }
+    }
+    return done
+}
+
 struct Measurement {
     var packets: Int
     var seconds: Double
@@ -136,13 +167,15 @@ func upQueues<D: NetDevice>(_ dev: inout D, allocator: RxBufferAllocator? = nil)
     }
 }
 
-func singleRing(packets: Int) -> Measurement {
+func singleRing(packets: Int, classPerPacket: Bool = false) -> Measurement {
     let pool = try! NetBufPool(count: 2048, roomSize: 2048, threading: .singleThread)
     var dev = RingDevice.loopback(slots: 1024)
     upQueues(&dev)
     fillFrames(pool, 512, into: &dev)
     let burst = makeBurst()
-    let m = measure { swiftSingleRingLoop(&dev, burst, packets: packets) }
+    let m = measure {
+        classPerPacket ? swiftClassPerPacketLoop(&dev, burst, packets: packets) : swiftSingleRingLoop(&dev, burst, packets: packets)
+    }
     drain(&dev)
     burst.deallocate()
     guard pool.inUse == 0 else { fail("leaked \(pool.inUse) buffers") }
@@ -303,12 +336,13 @@ func twoCorePool(packets: Int) -> Measurement {
 
 let args = CommandLine.arguments
 guard args.count == 3, let packets = Int(args[2]), packets > 0 else {
-    fail("usage: netdev-bench single-ring|single-null|two-core|two-core-pool PACKETS")
+    fail("usage: netdev-bench single-ring|single-null|two-core|two-core-pool|class-per-packet PACKETS")
 }
 switch args[1] {
 case "single-ring": report("single-ring", singleRing(packets: packets))
 case "single-null": report("single-null", singleNull(packets: packets))
 case "two-core": report("two-core", twoCore(packets: packets))
 case "two-core-pool": report("two-core-pool", twoCorePool(packets: packets))
+case "class-per-packet": report("class-per-packet", singleRing(packets: packets, classPerPacket: true))
 default: fail("unknown mode \(args[1])")
 }

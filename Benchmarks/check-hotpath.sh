@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Proves, by counting (not timing), that the burst loops allocate nothing and do no reference
+# counting per packet:
+#   1. mallocs during each measured loop, from the interposed malloc in netdev-bench: must be 0;
+#   2. instructions executed inside swift_retain/swift_release/swift_allocObject/malloc while
+#      callgrind collects only the loop function: must be 0.
+# A negative control (class-per-packet, ixy.swift's design) must trip both checks, so the checks
+# are known to be able to fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+swift build -c release --product netdev-bench >/dev/null
+bin=.build/release/netdev-bench
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+status=0
+
+mallocs() { sed -n 's/.*mallocs=\([0-9]*\).*/\1/p' <<<"$1"; }
+
+# name of the loop function per mode (callgrind toggles collection on it)
+declare -A loop=([single-ring]=swiftSingleRingLoop [single-null]=swiftSingleNullLoop [class-per-packet]=swiftClassPerPacketLoop)
+packets=200000
+
+for mode in single-ring single-null two-core two-core-pool class-per-packet; do
+  line=$("$bin" "$mode" 2000000)
+  m=$(mallocs "$line")
+  if [ "$mode" = class-per-packet ]; then
+    if [ "$m" -gt 0 ]; then echo "control  $mode: $m mallocs in the loop (detected, as it must be)"
+    else echo "FAIL: the malloc counter missed the class-per-packet control"; status=1; fi
+  elif [ "$m" -eq 0 ]; then echo "ok       $mode: 0 mallocs in 2000000 packets"
+  else echo "FAIL: $mode: $m mallocs in the loop"; status=1; fi
+done
+
+for mode in single-ring single-null class-per-packet; do
+  valgrind --tool=callgrind --callgrind-out-file="$out/cg.$mode" --toggle-collect="*${loop[$mode]}*" \
+    "$bin" "$mode" "$packets" >/dev/null 2>"$out/vg.$mode"
+  report=$(callgrind_annotate --auto=no --threshold=100 "$out/cg.$mode" 2>/dev/null)
+  total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' <<<"$report")
+  arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_deallocObject|swift_bridgeObjectRetain|swift_bridgeObjectRelease|malloc|__libc_malloc|free|__libc_free)( |$)' <<<"$report" || true; } \
+        | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
+  per=$(( total / packets ))
+  if [ "$total" -lt $(( packets * 5 )) ]; then
+    echo "FAIL: callgrind collected only $total instructions for $mode: the loop was not found"; status=1
+  elif [ "$mode" = class-per-packet ]; then
+    if [ "$arc" -gt 0 ]; then echo "control  $mode: $arc instructions in retain/release/alloc per run (detected), $per instructions/packet"
+    else echo "FAIL: callgrind missed retain/release in the class-per-packet control"; status=1; fi
+  elif [ "$arc" -eq 0 ]; then
+    echo "ok       $mode: 0 instructions in swift_retain/swift_release/swift_allocObject/malloc/free; $per instructions/packet"
+  else
+    echo "FAIL: $mode: $arc instructions in retain/release/alloc inside the loop"; grep -E 'swift_|malloc|free' <<<"$report" | head; status=1
+  fi
+done
+exit $status

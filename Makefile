@@ -1,0 +1,47 @@
+# UKNet: `make test` runs every check CI runs; `make demo` runs the main job. Both install what
+# they need (apt-get, idempotent) on a fresh Debian 12 machine with Swift 6.3.
+SHELL := /bin/bash
+SWIFT ?= swift
+
+# Debian packages per job.
+TEST_PACKAGES  := valgrind
+BENCH_PACKAGES := valgrind libdpdk-dev pkg-config gcc
+
+.PHONY: all build test unit-tests embedded-check hotpath-check bench demo deps-test deps-bench clean
+
+all: build
+
+build:
+	$(SWIFT) build
+
+deps-test:
+	scripts/install-deps.sh $(TEST_PACKAGES)
+
+deps-bench:
+	scripts/install-deps.sh $(BENCH_PACKAGES)
+
+## Everything CI checks: unit tests, the Embedded build of the core, and the hot-path proof.
+test: deps-test unit-tests embedded-check hotpath-check
+	@echo "make test: all checks passed"
+
+unit-tests:
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+## The core modules compiled as Embedded Swift for x86_64-unknown-none-elf (the unikernel target).
+embedded-check:
+	scripts/embedded-check.sh
+
+## Zero mallocs and zero retain/release per packet in the burst loops (counted, not timed).
+hotpath-check: deps-test
+	Benchmarks/check-hotpath.sh
+
+## Speed side by side with DPDK's rte_ring/rte_mempool, instructions per packet (callgrind).
+bench: deps-bench
+	Benchmarks/run-netdev-bench.sh
+
+## The main job. For now: the core benchmark (later issues make it the KV store demo).
+demo: bench
+
+clean:
+	rm -rf .build .build-* out
