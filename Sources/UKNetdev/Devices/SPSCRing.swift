@@ -57,7 +57,7 @@ public struct SPSCRing: Equatable {
         control.load(fromByteOffset: Self.notifierSlot, as: UnsafeMutableRawPointer.self).assumingMemoryBound(to: RxNotifier?.self)
     }
 
-    public var capacity: Int { Int(mask) + 1 }
+    @inlinable public var capacity: Int { Int(mask) &+ 1 }
     /// Packets in the ring right now (approximate while the other side runs).
     public var count: Int { Int(uk_load_acquire_u32(word(Self.head)) &- uk_load_acquire_u32(word(Self.tail))) }
 
@@ -96,14 +96,13 @@ public struct SPSCRing: Equatable {
             free = depth &- (head &- tail)
         }
         let n = min(Int(free), count)
-        var i = 0
         var bytes = 0
+        var i = 0
         while i < n {
-            let buf = source[i]
-            bytes &+= buf.packetLength
-            slots[Int((head &+ UInt32(truncatingIfNeeded: i)) & mask)] = buf
+            bytes &+= source[i].packetLength
             i &+= 1
         }
+        copyIn(from: source, at: head, count: n)
         uk_store_release_u32(headPtr, head &+ UInt32(truncatingIfNeeded: n))
         if n > 0 && uk_load_relaxed_u32(word(Self.hasNotifier)) != 0 { signalIfArmed() }
         return (n, bytes, Int(free) > n)
@@ -136,13 +135,27 @@ public struct SPSCRing: Equatable {
             available = head &- tail
         }
         let n = min(Int(available), count)
-        var i = 0
-        while i < n {
-            (destination + i).initialize(to: slots[Int((tail &+ UInt32(truncatingIfNeeded: i)) & mask)])
-            i &+= 1
-        }
+        copyOut(into: destination, at: tail, count: n)
         uk_store_release_u32(tailPtr, tail &+ UInt32(truncatingIfNeeded: n))
         return (n, Int(available) > n)
+    }
+
+    /// Copies handles into the slots from index `at` on; a burst that does not wrap (the usual
+    /// case) is one straight copy without per-element masking, as in DPDK's rte_ring.
+    @inlinable @inline(__always)
+    func copyIn(from source: UnsafePointer<NetBuf>, at index: UInt32, count n: Int) {
+        let start = Int(index & mask)
+        let first = min(n, capacity &- start)
+        (slots + start).update(from: source, count: first)
+        if first < n { slots.update(from: source + first, count: n &- first) }
+    }
+
+    @inlinable @inline(__always)
+    func copyOut(into destination: UnsafeMutablePointer<NetBuf>, at index: UInt32, count n: Int) {
+        let start = Int(index & mask)
+        let first = min(n, capacity &- start)
+        destination.update(from: slots + start, count: first)
+        if first < n { (destination + first).update(from: slots, count: n &- first) }
     }
 
     func dequeueOne() -> NetBuf? {
