@@ -31,6 +31,30 @@ func withPool(count: Int = 64, roomSize: Int = 2048, headroom: Int = 128,
         }
     }
 
+    @Test func metadataSurvivesCloneAndIsResetOnAllocation() throws {
+        try withPool(count: 2) { pool in
+            let clonePool = try NetBufPool(count: 1, roomSize: 64, headroom: 0)
+            let b = try #require(pool.allocate())
+            b.flags = [.needsChecksum, .checksumValid]
+            b.checksumRequest = (start: 34, offset: 6)
+            b.userTag = 0xDEAD_BEEF
+            let c = try #require(b.clone(using: clonePool))
+            #expect(c.flags == [.needsChecksum, .checksumValid])
+            #expect(c.checksumRequest == (start: 34, offset: 6))
+            #expect(c.userTag == 0xDEAD_BEEF)
+            c.release()
+            b.release()
+            let again = try #require(pool.allocate())
+            #expect(again == b, "the stack hands back the buffer just freed")
+            #expect(again.flags == [])
+            #expect(again.checksumRequest == (start: 0, offset: 0))
+            #expect(again.userTag == 0)
+            #expect(again.segmentCount == 1 && again.length == 0 && again.headroom == 128)
+            again.release()
+            try clonePool.destroy()
+        }
+    }
+
     @Test func headroomBounds() throws {
         try withPool(headroom: 64) { pool in
             let b = try #require(pool.allocate())
