@@ -29,9 +29,8 @@ public struct NullDevice: NetDevice {
     @usableFromInline let rxStats: QueueStatsTable
     @usableFromInline let txStats: QueueStatsTable
     @usableFromInline let allocators: UnsafeMutablePointer<RxBufferAllocator?>
-    @usableFromInline var activeRxQueues = 0
-    @usableFromInline var activeTxQueues = 0
-    public private(set) var state: DeviceState = .unconfigured
+    @usableFromInline var lifecycle = DeviceLifecycle()
+    public var state: DeviceState { lifecycle.state }
     public let info: DeviceInfo
 
     /// A null device with `queues` queue pairs; with a template, RX produces copies of it.
@@ -48,47 +47,25 @@ public struct NullDevice: NetDevice {
     }
 
     public mutating func configure(_ config: DeviceConfig) throws(NetDeviceError) {
-        guard !state.isRunning else { throw .invalidState(state) }
-        guard config.rxQueues >= 1, config.rxQueues <= info.maxRxQueues else {
-            throw .invalidQueueCount(requested: config.rxQueues, max: info.maxRxQueues)
-        }
-        guard config.txQueues >= 1, config.txQueues <= info.maxTxQueues else {
-            throw .invalidQueueCount(requested: config.txQueues, max: info.maxTxQueues)
-        }
-        state = .configured(rxQueues: config.rxQueues, txQueues: config.txQueues)
+        try lifecycle.configure(config, info: info)
     }
 
     public mutating func setupRxQueue(_ queue: Int, _ config: RxQueueConfig) throws(NetDeviceError) {
-        guard case .configured(let rxQueues, _) = state else { throw .invalidState(state) }
-        guard queue >= 0, queue < rxQueues else { throw .invalidQueue(queue) }
-        try info.rxDescriptors.check(config.descriptors)
         if template.count > 0 && config.allocator == nil { throw .missingAllocator }
+        try lifecycle.setupRx(queue, descriptors: config.descriptors, info: info)
         allocators[queue] = config.allocator
     }
 
     public mutating func setupTxQueue(_ queue: Int, _ config: TxQueueConfig) throws(NetDeviceError) {
-        guard case .configured(_, let txQueues) = state else { throw .invalidState(state) }
-        guard queue >= 0, queue < txQueues else { throw .invalidQueue(queue) }
-        try info.txDescriptors.check(config.descriptors)
+        try lifecycle.setupTx(queue, descriptors: config.descriptors, info: info)
     }
 
-    public mutating func start() throws(NetDeviceError) {
-        guard case .configured(let r, let t) = state else { throw .invalidState(state) }
-        state = .running(rxQueues: r, txQueues: t)
-        activeRxQueues = r
-        activeTxQueues = t
-    }
-
-    public mutating func stop() {
-        guard case .running(let r, let t) = state else { return }
-        state = .configured(rxQueues: r, txQueues: t)
-        activeRxQueues = 0
-        activeTxQueues = 0
-    }
+    public mutating func start() throws(NetDeviceError) { try lifecycle.start() }
+    public mutating func stop() { lifecycle.stop() }
 
     @inlinable
     public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
-        guard UInt(bitPattern: queue) < UInt(bitPattern: activeRxQueues), let out = packets.baseAddress else {
+        guard lifecycle.canReceive(on: queue), let out = packets.baseAddress else {
             return .refused
         }
         let size = template.count
@@ -120,7 +97,7 @@ public struct NullDevice: NetDevice {
 
     @inlinable
     public mutating func txBurst(queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
-        guard UInt(bitPattern: queue) < UInt(bitPattern: activeTxQueues), let src = packets.baseAddress else {
+        guard lifecycle.canTransmit(on: queue), let src = packets.baseAddress else {
             return .refused
         }
         let n = packets.count

@@ -40,12 +40,8 @@ public struct RingDevice: NetDevice {
     @usableFromInline let rxRings: UnsafeMutablePointer<SPSCRing>
     @usableFromInline let rxStats: QueueStatsTable
     @usableFromInline let txStats: QueueStatsTable
-    /// Queues usable by bursts: 0 unless running, so one compare checks both state and index.
-    @usableFromInline var activeRxQueues = 0
-    @usableFromInline var activeTxQueues = 0
-    @usableFromInline var rxSetUp: UInt64 = 0
-    @usableFromInline var txSetUp: UInt64 = 0
-    public private(set) var state: DeviceState = .unconfigured
+    @usableFromInline var lifecycle = DeviceLifecycle()
+    public var state: DeviceState { lifecycle.state }
     public let info: DeviceInfo
 
     /// Two joined endpoints with `queues` queue pairs of `slots` ring slots each (a power of two).
@@ -81,53 +77,25 @@ public struct RingDevice: NetDevice {
     }
 
     public mutating func configure(_ config: DeviceConfig) throws(NetDeviceError) {
-        guard !state.isRunning else { throw .invalidState(state) }
-        guard config.rxQueues >= 1, config.rxQueues <= info.maxRxQueues else {
-            throw .invalidQueueCount(requested: config.rxQueues, max: info.maxRxQueues)
-        }
-        guard config.txQueues >= 1, config.txQueues <= info.maxTxQueues else {
-            throw .invalidQueueCount(requested: config.txQueues, max: info.maxTxQueues)
-        }
-        state = .configured(rxQueues: config.rxQueues, txQueues: config.txQueues)
-        rxSetUp = 0
-        txSetUp = 0
+        try lifecycle.configure(config, info: info)
     }
 
     public mutating func setupRxQueue(_ queue: Int, _ config: RxQueueConfig) throws(NetDeviceError) {
-        guard case .configured(let rxQueues, _) = state else { throw .invalidState(state) }
-        guard queue >= 0, queue < rxQueues else { throw .invalidQueue(queue) }
-        try info.rxDescriptors.check(config.descriptors)
+        try lifecycle.setupRx(queue, descriptors: config.descriptors, info: info)
         rxRings[queue].setNotifier(config.notifier)
-        rxSetUp |= 1 << UInt64(queue)
     }
 
     public mutating func setupTxQueue(_ queue: Int, _ config: TxQueueConfig) throws(NetDeviceError) {
-        guard case .configured(_, let txQueues) = state else { throw .invalidState(state) }
-        guard queue >= 0, queue < txQueues else { throw .invalidQueue(queue) }
-        try info.txDescriptors.check(config.descriptors)
+        try lifecycle.setupTx(queue, descriptors: config.descriptors, info: info)
         txRings[queue].setDepth(config.descriptors)
-        txSetUp |= 1 << UInt64(queue)
     }
 
-    public mutating func start() throws(NetDeviceError) {
-        guard case .configured(let rxQueues, let txQueues) = state else { throw .invalidState(state) }
-        for q in 0..<rxQueues where rxSetUp & (1 << UInt64(q)) == 0 { throw .queueNotSetUp(rx: true, queue: q) }
-        for q in 0..<txQueues where txSetUp & (1 << UInt64(q)) == 0 { throw .queueNotSetUp(rx: false, queue: q) }
-        state = .running(rxQueues: rxQueues, txQueues: txQueues)
-        activeRxQueues = rxQueues
-        activeTxQueues = txQueues
-    }
-
-    public mutating func stop() {
-        guard case .running(let r, let t) = state else { return }
-        state = .configured(rxQueues: r, txQueues: t)
-        activeRxQueues = 0
-        activeTxQueues = 0
-    }
+    public mutating func start() throws(NetDeviceError) { try lifecycle.start() }
+    public mutating func stop() { lifecycle.stop() }
 
     @inlinable
     public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
-        guard UInt(bitPattern: queue) < UInt(bitPattern: activeRxQueues), let out = packets.baseAddress else {
+        guard lifecycle.canReceive(on: queue), let out = packets.baseAddress else {
             return .refused
         }
         let (n, more) = rxRings[queue].dequeue(into: out, count: packets.count)
@@ -137,7 +105,7 @@ public struct RingDevice: NetDevice {
 
     @inlinable
     public mutating func txBurst(queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
-        guard UInt(bitPattern: queue) < UInt(bitPattern: activeTxQueues), let src = packets.baseAddress else {
+        guard lifecycle.canTransmit(on: queue), let src = packets.baseAddress else {
             return .refused
         }
         let (n, bytes, roomLeft) = txRings[queue].enqueue(from: src, count: packets.count)
@@ -160,13 +128,13 @@ public struct RingDevice: NetDevice {
     public func txQueueStats(_ queue: Int) -> QueueStats { txStats[queue] }
 
     public mutating func setRxEvents(queue: Int, enabled: Bool) throws(NetDeviceError) {
-        guard queue >= 0, queue < state.rxQueues else { throw .invalidQueue(queue) }
+        guard lifecycle.isRxQueue(queue) else { throw .invalidQueue(queue) }
         guard rxRings[queue].notifierPointer.pointee != nil else { throw .notSupported }
         rxRings[queue].setArmed(enabled)
     }
 
     public func rxEventSource(queue: Int) -> RxEventSource {
-        guard queue >= 0, queue < state.rxQueues else { return .none }
+        guard lifecycle.isRxQueue(queue) else { return .none }
         return rxRings[queue].notifierPointer.pointee?.source ?? .none
     }
 

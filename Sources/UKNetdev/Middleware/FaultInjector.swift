@@ -74,7 +74,7 @@ public struct SplitMix64: Sendable {
 /// Ownership is kept exact: dropped packets are freed and counted, duplicates that do not fit
 /// the caller's array wait for the next RX burst, and a TX packet is never both refused and
 /// dropped.
-public struct FaultInjector<Inner: NetDevice>: NetDevice {
+public struct FaultInjector<Inner: NetDevice>: NetDeviceWrapper {
     public var inner: Inner
     public let config: FaultConfig
     public private(set) var faults = FaultStats()
@@ -94,17 +94,6 @@ public struct FaultInjector<Inner: NetDevice>: NetDevice {
         storage = FaultScratch()
     }
 
-    public var info: DeviceInfo { inner.info }
-    public var state: DeviceState { inner.state }
-    public mutating func configure(_ config: DeviceConfig) throws(NetDeviceError) { try inner.configure(config) }
-    public mutating func setupRxQueue(_ queue: Int, _ config: RxQueueConfig) throws(NetDeviceError) { try inner.setupRxQueue(queue, config) }
-    public mutating func setupTxQueue(_ queue: Int, _ config: TxQueueConfig) throws(NetDeviceError) { try inner.setupTxQueue(queue, config) }
-    public mutating func start() throws(NetDeviceError) { try inner.start() }
-    public mutating func stop() { inner.stop() }
-    public func rxQueueStats(_ queue: Int) -> QueueStats { inner.rxQueueStats(queue) }
-    public func txQueueStats(_ queue: Int) -> QueueStats { inner.txQueueStats(queue) }
-    public mutating func setRxEvents(queue: Int, enabled: Bool) throws(NetDeviceError) { try inner.setRxEvents(queue: queue, enabled: enabled) }
-    public func rxEventSource(queue: Int) -> RxEventSource { inner.rxEventSource(queue: queue) }
 
     /// Packets made as duplicates and not yet delivered.
     public var pendingDuplicates: Int { storage.pendingCount }

@@ -17,7 +17,7 @@ public protocol PacketObserver {
 /// TX packets are observed only once the inner device has taken them, so a packet refused and
 /// offered again is seen once; to make that safe the tracer holds an extra reference on each
 /// offered packet for the duration of the inner call.
-public struct Tracer<Inner: NetDevice, Observer: PacketObserver>: NetDevice {
+public struct Tracer<Inner: NetDevice, Observer: PacketObserver>: NetDeviceWrapper {
     public var inner: Inner
     public var observer: Observer
 
@@ -26,17 +26,6 @@ public struct Tracer<Inner: NetDevice, Observer: PacketObserver>: NetDevice {
         self.observer = observer
     }
 
-    public var info: DeviceInfo { inner.info }
-    public var state: DeviceState { inner.state }
-    public mutating func configure(_ config: DeviceConfig) throws(NetDeviceError) { try inner.configure(config) }
-    public mutating func setupRxQueue(_ queue: Int, _ config: RxQueueConfig) throws(NetDeviceError) { try inner.setupRxQueue(queue, config) }
-    public mutating func setupTxQueue(_ queue: Int, _ config: TxQueueConfig) throws(NetDeviceError) { try inner.setupTxQueue(queue, config) }
-    public mutating func start() throws(NetDeviceError) { try inner.start() }
-    public mutating func stop() { inner.stop() }
-    public func rxQueueStats(_ queue: Int) -> QueueStats { inner.rxQueueStats(queue) }
-    public func txQueueStats(_ queue: Int) -> QueueStats { inner.txQueueStats(queue) }
-    public mutating func setRxEvents(queue: Int, enabled: Bool) throws(NetDeviceError) { try inner.setRxEvents(queue: queue, enabled: enabled) }
-    public func rxEventSource(queue: Int) -> RxEventSource { inner.rxEventSource(queue: queue) }
 
     @inlinable
     public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {

@@ -1,0 +1,26 @@
+/// Middleware over a device: everything but the bursts passes straight to `inner`, so a
+/// wrapper (tracer, fault injector, pcap writer...) implements only what it changes.
+public protocol NetDeviceWrapper: NetDevice {
+    associatedtype Inner: NetDevice
+    var inner: Inner { get set }
+}
+
+extension NetDeviceWrapper {
+    public var info: DeviceInfo { inner.info }
+    public var state: DeviceState { inner.state }
+    public mutating func configure(_ config: DeviceConfig) throws(NetDeviceError) { try inner.configure(config) }
+    public mutating func setupRxQueue(_ queue: Int, _ config: RxQueueConfig) throws(NetDeviceError) { try inner.setupRxQueue(queue, config) }
+    public mutating func setupTxQueue(_ queue: Int, _ config: TxQueueConfig) throws(NetDeviceError) { try inner.setupTxQueue(queue, config) }
+    public mutating func start() throws(NetDeviceError) { try inner.start() }
+    public mutating func stop() { inner.stop() }
+    public func rxQueueStats(_ queue: Int) -> QueueStats { inner.rxQueueStats(queue) }
+    public func txQueueStats(_ queue: Int) -> QueueStats { inner.txQueueStats(queue) }
+    public mutating func setRxEvents(queue: Int, enabled: Bool) throws(NetDeviceError) { try inner.setRxEvents(queue: queue, enabled: enabled) }
+    public func rxEventSource(queue: Int) -> RxEventSource { inner.rxEventSource(queue: queue) }
+    public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
+        inner.rxBurst(queue: queue, into: packets)
+    }
+    public mutating func txBurst(queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
+        inner.txBurst(queue: queue, from: packets)
+    }
+}
