@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .library(name: "UKNetdev", targets: ["UKNetdev"]),
         .library(name: "UKNetdevLinux", targets: ["UKNetdevLinux"]),
+        .library(name: "PcapNet", targets: ["PcapNet"]),
+        .library(name: "NetdevSpec", targets: ["NetdevSpec"]),
     ],
     targets: [
         // Atomics, fences and CPU hints as static inline C (freestanding, Embedded-safe).
@@ -19,6 +21,9 @@ let package = Package(
         .target(name: "CUKLinux", path: "Sources/CUKLinux"),
         .target(name: "UKNetdevLinux", dependencies: ["UKNetdev", "CUKLinux"], path: "Sources/UKNetdevLinux"),
 
+        // The memcached-UDP key-value store engine: storage, text protocol, its own IPv4/UDP/ARP/ICMP. [Embedded]
+        .target(name: "KVStore", dependencies: ["UKNetdev"], path: "Sources/Apps/KVStore"),
+
         // Benchmarks: counting malloc calls needs an interposer linked into the benchmark only.
         .target(name: "CBenchSupport", path: "Benchmarks/CBenchSupport"),
         .executableTarget(
@@ -26,6 +31,16 @@ let package = Package(
             dependencies: ["UKNetdev", "CUKAtomics", "CBenchSupport"],
             path: "Benchmarks/NetdevBench"),
 
+        // pcap backend (hosted): PcapDevice and the PcapWriter middleware over libpcap.
+        .systemLibrary(name: "CPcap", path: "Sources/CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
+        .target(name: "PcapNet", dependencies: ["UKNetdev", "CPcap"], path: "Sources/PcapNet"),
+        // Device specs for command-line tools ("pcap:rx=F", "tap:ifname=N", "null", "ring").
+        .target(name: "NetdevSpec", dependencies: ["UKNetdev", "UKNetdevLinux", "PcapNet"], path: "Sources/NetdevSpec"),
+
+        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "UKNetdev"], path: "Tests/KVStoreTests"),
         .testTarget(name: "UKNetdevTests", dependencies: ["UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevTests"),
+        .testTarget(name: "UKNetdevLinuxTests", dependencies: ["UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevLinuxTests"),
+        .testTarget(name: "PcapNetTests", dependencies: ["UKNetdev", "PcapNet"], path: "Tests/PcapNetTests"),
+        .testTarget(name: "NetdevSpecTests", dependencies: ["UKNetdev", "PcapNet", "NetdevSpec"], path: "Tests/NetdevSpecTests"),
     ]
 )

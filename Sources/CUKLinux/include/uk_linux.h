@@ -2,7 +2,49 @@
 #ifndef UK_LINUX_H
 #define UK_LINUX_H
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 #include <poll.h>
 #include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <linux/if_tun.h>
 static inline int uk_errno(void) { return errno; }
+
+/* TAP (see TapDevice.swift). ioctl is variadic, which Swift cannot call, and the ifreq union is
+ * clumsy from Swift: these keep both on the C side. */
+
+/* Bytes an interface name may have, with its terminating NUL. */
+static inline int uk_ifnamsiz(void) { return IFNAMSIZ; }
+
+/* Attaches the /dev/net/tun file `fd` to the TAP interface `name`, creating it if absent, with
+ * frames exactly as on the wire (IFF_NO_PI: no 4-byte packet-information prefix). The kernel's
+ * name for it (a "%d" template filled in) goes to `actual`, IFNAMSIZ bytes. Returns 0 or errno. */
+static inline int uk_tap_attach(int fd, const char *name, char *actual) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) return errno;
+    memcpy(actual, ifr.ifr_name, IFNAMSIZ);
+    actual[IFNAMSIZ - 1] = 0;
+    return 0;
+}
+
+/* Reads one frame into `buf` (`room` bytes), spilling into `overflow` what does not fit, so
+ * that a frame too long for the buffer is seen as too long rather than silently cut: a result
+ * above `room` means exactly that. Returns the frame's length or -errno. */
+static inline ssize_t uk_read_frame(int fd, void *buf, size_t room, void *overflow, size_t overflow_size) {
+    struct iovec iov[2] = { { buf, room }, { overflow, overflow_size } };
+    ssize_t n = readv(fd, iov, 2);
+    return n < 0 ? -errno : n;
+}
+
+/* Writes one frame; returns the bytes written or -errno. */
+static inline ssize_t uk_write_frame(int fd, const void *frame, size_t length) {
+    ssize_t n = write(fd, frame, length);
+    return n < 0 ? -errno : n;
+}
 #endif

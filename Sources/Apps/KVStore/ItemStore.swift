@@ -1,0 +1,388 @@
+/// The store's memory: one arena allocated at start and never grown, carved into 1 MiB pages
+/// that size classes take on demand (memcached's slab design), a chained hash table, and CLOCK
+/// eviction within a class when it has no free chunk and no page is left. Nothing is allocated
+/// per request.
+///
+/// Items are addressed by `ItemRef`: their arena offset / 8 as a UInt32 (0 is nil), so a chain
+/// link costs 4 bytes and the arena can reach 32 GiB.
+///
+/// Chunk layout: a 32-byte header, the key, then the value (without its "\r\n").
+public struct ItemStore {
+    public typealias ItemRef = UInt32
+
+    enum Header {
+        static var hashNext: Int { 0 }     // UInt32 ItemRef: next in bucket, or in the free list
+        static var flags: Int { 4 }        // UInt32: the client's flags
+        static var cas: Int { 8 }          // UInt64
+        static var exptime: Int { 16 }     // UInt32: absolute Unix time, 0 = never
+        static var time: Int { 20 }        // UInt32: Unix time of the last store
+        static var valueLength: Int { 24 } // UInt32
+        static var keyLength: Int { 28 }   // UInt8
+        static var sizeClass: Int { 29 }   // UInt8
+        static var state: Int { 30 }       // UInt8: bit 0 live, bit 1 referenced (CLOCK)
+        static var size: Int { 32 }
+    }
+    static var live: UInt8 { 1 }
+    static var referenced: UInt8 { 2 }
+
+    public static var pageSize: Int { 1 << 20 }
+    /// Largest key memcached accepts.
+    public static var maxKeyLength: Int { 250 }
+
+    /// One size class: chunk size, the pages it owns, its free list and its CLOCK hand.
+    struct SizeClass {
+        var chunkSize: Int
+        var freeList: ItemRef = 0
+        var pages: UnsafeMutablePointer<Int32>   // page numbers, in the order taken
+        var pageCount = 0
+        var liveItems = 0
+        var hand = 0                             // CLOCK position: chunk number within this class
+        var chunksPerPage: Int { ItemStore.pageSize / chunkSize }
+    }
+
+    let arena: UnsafeMutableRawPointer
+    let arenaBytes: Int
+    let buckets: UnsafeMutablePointer<ItemRef>
+    let bucketMask: UInt64
+    var classes: UnsafeMutablePointer<SizeClass>
+    let classCount: Int
+    var pagesUsed = 0
+    let pageLimit: Int
+
+    /// Next cas unique; every store and every change takes one (memcached's get_cas_id).
+    var nextCas: UInt64 = 1
+    /// flush_all: items stored at or before `flushedBefore` are dead once it is in the past;
+    /// an immediate flush kills items whose cas is below `flushedCasBelow` (same-second stores).
+    var flushedBefore: UInt32 = 0
+    var flushedCasBelow: UInt64 = 0
+
+    public private(set) var evictions: UInt64 = 0
+    public private(set) var expiredUnlinked: UInt64 = 0
+    public private(set) var items = 0
+
+    /// Largest item (header + key + value) a chunk can hold.
+    public var maxItemSize: Int { ItemStore.pageSize }
+    /// Largest value storable with the longest key.
+    public var maxValueLength: Int { ItemStore.pageSize - Header.size - ItemStore.maxKeyLength }
+
+    /// A store with `memoryBytes` of item memory (at least 1 MiB).
+    public init(memoryBytes: Int) {
+        let pages = max(1, memoryBytes / ItemStore.pageSize)
+        pageLimit = pages
+        // One spare page-sized slot so offset 0 (nil) is never an item.
+        arenaBytes = (pages + 1) * ItemStore.pageSize
+        arena = .allocate(byteCount: arenaBytes, alignment: 64)
+        // About one bucket per 64 bytes of memory, at most 2^26.
+        var n = 1024
+        while n < pages * (ItemStore.pageSize / 64) && n < 1 << 26 { n <<= 1 }
+        buckets = .allocate(capacity: n)
+        buckets.initialize(repeating: 0, count: n)
+        bucketMask = UInt64(n - 1)
+        // Classes from 64 bytes, growing by 1.25, rounded to 8; the last is a whole page.
+        var sizes: [Int] = []
+        var size = 64
+        while size < ItemStore.pageSize / 2 {
+            sizes.append(size)
+            size = (size * 5 / 4 + 7) & ~7
+        }
+        sizes.append(ItemStore.pageSize)
+        classCount = sizes.count
+        classes = .allocate(capacity: sizes.count)
+        for (i, s) in sizes.enumerated() {
+            let pagesOfClass = UnsafeMutablePointer<Int32>.allocate(capacity: pages)
+            (classes + i).initialize(to: SizeClass(chunkSize: s, pages: pagesOfClass))
+        }
+    }
+
+    /// Frees all memory; the store must not be used afterwards.
+    public func deallocate() {
+        for i in 0..<classCount { classes[i].pages.deallocate() }
+        classes.deallocate()
+        buckets.deallocate()
+        arena.deallocate()
+    }
+
+    // MARK: Items
+
+    @inline(__always)
+    func pointer(_ ref: ItemRef) -> UnsafeMutableRawPointer { arena + Int(ref) &<< 3 }
+    @inline(__always)
+    func ref(_ p: UnsafeMutableRawPointer) -> ItemRef { ItemRef(truncatingIfNeeded: (p - arena) &>> 3) }
+
+    /// A stored item, valid until the next store, delete or eviction.
+    @frozen
+    public struct Item {
+        public let base: UnsafeMutableRawPointer
+        init(_ base: UnsafeMutableRawPointer) { self.base = base }
+        public var flags: UInt32 { base.load(fromByteOffset: Header.flags, as: UInt32.self) }
+        public var cas: UInt64 { base.load(fromByteOffset: Header.cas, as: UInt64.self) }
+        public var exptime: UInt32 { base.load(fromByteOffset: Header.exptime, as: UInt32.self) }
+        public var keyLength: Int { Int(base.load(fromByteOffset: Header.keyLength, as: UInt8.self)) }
+        public var valueLength: Int { Int(base.load(fromByteOffset: Header.valueLength, as: UInt32.self)) }
+        public var key: UnsafeMutableRawPointer { base + Header.size }
+        public var value: UnsafeMutableRawPointer { base + Header.size + keyLength }
+    }
+
+    @inline(__always)
+    static func hash(_ key: UnsafeRawPointer, _ length: Int) -> UInt64 {
+        // A multiply-xorshift mix over 8-byte words: fast for short keys, well spread.
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(length)
+        var p = key
+        var n = length
+        while n >= 8 {
+            h = (h ^ p.loadUnaligned(as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
+            h ^= h >> 29
+            p += 8
+            n -= 8
+        }
+        if n > 0 {
+            var tail: UInt64 = 0
+            if n >= 4 {
+                tail = UInt64(p.loadUnaligned(as: UInt32.self)) | UInt64(p.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)) << 32
+            } else {
+                tail = UInt64(p.load(as: UInt8.self)) | UInt64(p.load(fromByteOffset: n / 2, as: UInt8.self)) << 8
+                    | UInt64(p.load(fromByteOffset: n - 1, as: UInt8.self)) << 16
+            }
+            h = (h ^ tail) &* 0x94D0_49BB_1331_11EB
+        }
+        h ^= h >> 31
+        h = h &* 0xBF58_476D_1CE4_E5B9
+        return h ^ (h >> 32)
+    }
+
+    /// memcached's item_is_flushed and expiry test.
+    @inline(__always)
+    func isLive(_ p: UnsafeMutableRawPointer, now: UInt32) -> Bool {
+        let exptime = p.load(fromByteOffset: Header.exptime, as: UInt32.self)
+        if exptime != 0 && exptime <= now { return false }
+        if flushedBefore != 0 && flushedBefore <= now {
+            if p.load(fromByteOffset: Header.time, as: UInt32.self) <= flushedBefore { return false }
+            let cas = p.load(fromByteOffset: Header.cas, as: UInt64.self)
+            if flushedCasBelow != 0 && cas != 0 && cas < flushedCasBelow { return false }
+        }
+        return true
+    }
+
+    /// The live item under `key`, or nil. Expired or flushed items found on the way are freed.
+    public mutating func find(_ key: UnsafeRawPointer, _ length: Int, now: UInt32) -> Item? {
+        let bucket = buckets + Int(ItemStore.hash(key, length) & bucketMask)
+        var link = bucket
+        var r = bucket.pointee
+        while r != 0 {
+            let p = pointer(r)
+            let next = p.load(fromByteOffset: Header.hashNext, as: ItemRef.self)
+            if Int(p.load(fromByteOffset: Header.keyLength, as: UInt8.self)) == length
+                && memoryEqual(p + Header.size, key, length) {
+                guard isLive(p, now: now) else {
+                    link.pointee = next
+                    expiredUnlinked &+= 1
+                    release(p)
+                    return nil
+                }
+                let s = p.load(fromByteOffset: Header.state, as: UInt8.self)
+                if s & ItemStore.referenced == 0 { p.storeBytes(of: s | ItemStore.referenced, toByteOffset: Header.state, as: UInt8.self) }
+                return Item(p)
+            }
+            link = (p + Header.hashNext).assumingMemoryBound(to: ItemRef.self)
+            r = next
+        }
+        return nil
+    }
+
+    /// Removes `key`; returns whether a live item was there.
+    @discardableResult
+    public mutating func remove(_ key: UnsafeRawPointer, _ length: Int, now: UInt32) -> Bool {
+        guard let item = find(key, length, now: now) else { return false }
+        unlink(item.base)
+        release(item.base)
+        return true
+    }
+
+    mutating func unlink(_ p: UnsafeMutableRawPointer) {
+        let length = Int(p.load(fromByteOffset: Header.keyLength, as: UInt8.self))
+        var link = buckets + Int(ItemStore.hash(p + Header.size, length) & bucketMask)
+        let target = ref(p)
+        while link.pointee != 0 {
+            if link.pointee == target {
+                link.pointee = p.load(fromByteOffset: Header.hashNext, as: ItemRef.self)
+                return
+            }
+            link = (pointer(link.pointee) + Header.hashNext).assumingMemoryBound(to: ItemRef.self)
+        }
+    }
+
+    /// Returns an unlinked chunk to its class's free list.
+    mutating func release(_ p: UnsafeMutableRawPointer) {
+        let c = Int(p.load(fromByteOffset: Header.sizeClass, as: UInt8.self))
+        p.storeBytes(of: 0, toByteOffset: Header.state, as: UInt8.self)
+        p.storeBytes(of: classes[c].freeList, toByteOffset: Header.hashNext, as: ItemRef.self)
+        classes[c].freeList = ref(p)
+        classes[c].liveItems -= 1
+        items -= 1
+    }
+
+    // MARK: Storing
+
+    public enum AllocationFailure: Error, Equatable {
+        /// Bigger than the largest chunk.
+        case tooLarge
+        /// No free chunk, no page left, and nothing of this size to evict.
+        case outOfMemory
+    }
+
+
+    func sizeClass(for bytes: Int) -> Int? {
+        // Few classes (~40): a linear scan from the small end is cheap and branch-predictable.
+        var c = 0
+        while c < classCount {
+            if classes[c].chunkSize >= bytes { return c }
+            c += 1
+        }
+        return nil
+    }
+
+    /// A new, unlinked item holding `key` and room for `valueLength` bytes of value (filled by
+    /// the caller before `link`). May evict.
+    public mutating func allocate(key: UnsafeRawPointer, keyLength: Int, valueLength: Int, flags: UInt32,
+                                  exptime: UInt32, now: UInt32) throws(AllocationFailure) -> Item {
+        guard let c = sizeClass(for: Header.size + keyLength + valueLength) else { throw .tooLarge }
+        let p = try takeChunk(c, now: now)
+        p.storeBytes(of: 0, toByteOffset: Header.hashNext, as: ItemRef.self)
+        p.storeBytes(of: flags, toByteOffset: Header.flags, as: UInt32.self)
+        p.storeBytes(of: 0, toByteOffset: Header.cas, as: UInt64.self)
+        p.storeBytes(of: exptime, toByteOffset: Header.exptime, as: UInt32.self)
+        p.storeBytes(of: now, toByteOffset: Header.time, as: UInt32.self)
+        p.storeBytes(of: UInt32(valueLength), toByteOffset: Header.valueLength, as: UInt32.self)
+        p.storeBytes(of: UInt8(keyLength), toByteOffset: Header.keyLength, as: UInt8.self)
+        p.storeBytes(of: UInt8(c), toByteOffset: Header.sizeClass, as: UInt8.self)
+        p.storeBytes(of: 0, toByteOffset: Header.state, as: UInt8.self)
+        (p + Header.size).copyMemory(from: key, byteCount: keyLength)
+        classes[c].liveItems += 1
+        items += 1
+        return Item(p)
+    }
+
+    /// Frees an item from `allocate` that was never linked (e.g. a bad data chunk).
+    public mutating func discard(_ item: Item) { release(item.base) }
+
+    /// Makes `item` the one stored under its key, replacing (and freeing) any previous one, and
+    /// gives it a new cas unique.
+    public mutating func link(_ item: Item, now: UInt32) {
+        let p = item.base
+        let length = item.keyLength
+        if let old = find(p + Header.size, length, now: now) {
+            unlink(old.base)
+            release(old.base)
+        }
+        p.storeBytes(of: nextCas, toByteOffset: Header.cas, as: UInt64.self)
+        nextCas &+= 1
+        p.storeBytes(of: ItemStore.live, toByteOffset: Header.state, as: UInt8.self)
+        let bucket = buckets + Int(ItemStore.hash(p + Header.size, length) & bucketMask)
+        p.storeBytes(of: bucket.pointee, toByteOffset: Header.hashNext, as: ItemRef.self)
+        bucket.pointee = ref(p)
+    }
+
+    /// Gives a stored item a new cas unique (after an in-place change such as incr).
+    public mutating func touchCas(_ item: Item) {
+        item.base.storeBytes(of: nextCas, toByteOffset: Header.cas, as: UInt64.self)
+        nextCas &+= 1
+    }
+
+    /// Sets a stored item's expiry.
+    public func setExptime(_ item: Item, _ exptime: UInt32) {
+        item.base.storeBytes(of: exptime, toByteOffset: Header.exptime, as: UInt32.self)
+    }
+
+    /// memcached's flush_all: items stored before `time` (absolute Unix time; nil or not in the
+    /// future: now) die once that time has come. An immediate flush also kills items stored
+    /// earlier in the current second, through their cas (memcached's oldest_cas).
+    public mutating func flush(at time: UInt32?, now: UInt32) {
+        let newOldest = time ?? now
+        flushedBefore = newOldest &- 1
+        if flushedBefore <= now {
+            flushedCasBelow = nextCas
+            nextCas &+= 1
+        }
+    }
+
+    mutating func takeChunk(_ c: Int, now: UInt32) throws(AllocationFailure) -> UnsafeMutableRawPointer {
+        if classes[c].freeList != 0 {
+            let p = pointer(classes[c].freeList)
+            classes[c].freeList = p.load(fromByteOffset: Header.hashNext, as: ItemRef.self)
+            return p
+        }
+        if pagesUsed < pageLimit {
+            addPage(to: c)
+            return try takeChunk(c, now: now)
+        }
+        return try evict(from: c, now: now)
+    }
+
+    mutating func addPage(to c: Int) {
+        let page = pagesUsed
+        pagesUsed += 1
+        let base = arena + (page + 1) * ItemStore.pageSize
+        let size = classes[c].chunkSize
+        let count = ItemStore.pageSize / size
+        // Thread the page's chunks onto the free list, lowest address first.
+        var next = classes[c].freeList
+        var i = count - 1
+        while i >= 0 {
+            let p = base + i * size
+            p.storeBytes(of: next, toByteOffset: Header.hashNext, as: ItemRef.self)
+            p.storeBytes(of: 0, toByteOffset: Header.state, as: UInt8.self)
+            p.storeBytes(of: UInt8(c), toByteOffset: Header.sizeClass, as: UInt8.self)
+            next = ref(p)
+            i -= 1
+        }
+        classes[c].freeList = next
+        classes[c].pages[classes[c].pageCount] = Int32(page)
+        classes[c].pageCount += 1
+    }
+
+    /// CLOCK over the class's chunks: dead ones are reclaimed, referenced ones get a second
+    /// chance, the first unreferenced live one is evicted.
+    mutating func evict(from c: Int, now: UInt32) throws(AllocationFailure) -> UnsafeMutableRawPointer {
+        let perPage = classes[c].chunksPerPage
+        let total = classes[c].pageCount * perPage
+        guard total > 0, classes[c].liveItems > 0 else { throw .outOfMemory }
+        // Two sweeps clear every reference bit, so this ends.
+        for _ in 0..<(2 * total + 1) {
+            let n = classes[c].hand
+            classes[c].hand = n + 1 == total ? 0 : n + 1
+            let page = Int(classes[c].pages[n / perPage])
+            let p = arena + (page + 1) * ItemStore.pageSize + (n % perPage) * classes[c].chunkSize
+            let s = p.load(fromByteOffset: Header.state, as: UInt8.self)
+            guard s & ItemStore.live != 0 else { continue }
+            if s & ItemStore.referenced != 0 && isLive(p, now: now) {
+                p.storeBytes(of: s & ~ItemStore.referenced, toByteOffset: Header.state, as: UInt8.self)
+                continue
+            }
+            let wasLive = isLive(p, now: now)
+            unlink(p)
+            classes[c].liveItems -= 1
+            items -= 1
+            if wasLive { evictions &+= 1 } else { expiredUnlinked &+= 1 }
+            return p
+        }
+        throw .outOfMemory
+    }
+
+    /// Memory accounting for statistics.
+    public var pagesInUse: Int { pagesUsed }
+    public var pageLimitCount: Int { pageLimit }
+}
+
+@inline(__always)
+func memoryEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ n: Int) -> Bool {
+    var i = 0
+    while i &+ 8 <= n {
+        if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+        i &+= 8
+    }
+    while i < n {
+        if a.load(fromByteOffset: i, as: UInt8.self) != b.load(fromByteOffset: i, as: UInt8.self) { return false }
+        i &+= 1
+    }
+    return true
+}

@@ -1,0 +1,326 @@
+import UKNetdev
+
+/// Why a frame was dropped. Every frame the server does not answer is counted under one.
+public enum KVDropReason: Int, CaseIterable, Sendable {
+    case truncatedFrame, notForUs, unsupportedEtherType
+    case arpMalformed, arpNotForUs
+    case ipMalformed, ipBadChecksum, ipWrongAddress, ipUnsupportedProtocol
+    case fragmentOverlap, fragmentTooLarge, fragmentMalformed, fragmentTableFull, fragmentTimeout
+    case udpMalformed, udpBadChecksum, udpWrongPort
+    case icmpMalformed, icmpBadChecksum, icmpNotEchoRequest, icmpTooLarge
+    case memcachedTooShort, memcachedMultiDatagram
+    case noBufferForReply, txQueueFull
+
+    public var name: String {
+        switch self {
+        case .truncatedFrame: "truncated frame"
+        case .notForUs: "not for our MAC"
+        case .unsupportedEtherType: "unsupported EtherType"
+        case .arpMalformed: "malformed ARP"
+        case .arpNotForUs: "ARP not for us"
+        case .ipMalformed: "malformed IPv4 header"
+        case .ipBadChecksum: "bad IPv4 checksum"
+        case .ipWrongAddress: "not for our IPv4 address"
+        case .ipUnsupportedProtocol: "unsupported IP protocol"
+        case .fragmentOverlap: "overlapping fragment"
+        case .fragmentTooLarge: "fragment beyond 64 KiB"
+        case .fragmentMalformed: "malformed fragment"
+        case .fragmentTableFull: "reassembly table full"
+        case .fragmentTimeout: "reassembly timeout"
+        case .udpMalformed: "malformed UDP header"
+        case .udpBadChecksum: "bad UDP checksum"
+        case .udpWrongPort: "UDP port not ours"
+        case .icmpMalformed: "malformed ICMP"
+        case .icmpBadChecksum: "bad ICMP checksum"
+        case .icmpNotEchoRequest: "ICMP other than echo request"
+        case .icmpTooLarge: "ICMP echo too large to answer"
+        case .memcachedTooShort: "memcached datagram of 8 bytes or fewer"
+        case .memcachedMultiDatagram: "memcached multi-datagram request"
+        case .noBufferForReply: "no buffer for a reply"
+        case .txQueueFull: "transmit queue full"
+        }
+    }
+}
+
+public struct KVServerConfig: Sendable {
+    public var mac: MACAddress
+    public var ip: IPv4Address
+    public var prefixLength: Int
+    public var port: UInt16
+    public var memoryBytes: Int
+    public var reassemblySlots: Int
+    public var reassemblyTimeout: UInt32
+    public init(mac: MACAddress, ip: IPv4Address, prefixLength: Int = 24, port: UInt16 = 11211,
+                memoryBytes: Int = 64 << 20, reassemblySlots: Int = 8, reassemblyTimeout: UInt32 = 30) {
+        self.mac = mac
+        self.ip = ip
+        self.prefixLength = prefixLength
+        self.port = port
+        self.memoryBytes = memoryBytes
+        self.reassemblySlots = reassemblySlots
+        self.reassemblyTimeout = reassemblyTimeout
+    }
+}
+
+public struct KVServerStats: Sendable {
+    public var framesReceived: UInt64 = 0
+    public var requests: UInt64 = 0
+    public var replyDatagrams: UInt64 = 0
+    public var arpReplies: UInt64 = 0
+    public var icmpReplies: UInt64 = 0
+    public var reassembled: UInt64 = 0
+    public var drops = InlineArray<25, UInt64>(repeating: 0)
+    public init() {}
+    public subscript(_ r: KVDropReason) -> UInt64 { drops[r.rawValue] }
+    public var totalDrops: UInt64 {
+        var t: UInt64 = 0
+        for i in 0..<KVDropReason.allCases.count { t &+= drops[i] }
+        return t
+    }
+    mutating func drop(_ r: KVDropReason) { drops[r.rawValue] &+= 1 }
+}
+
+public enum KVServerError: Error, Equatable {
+    /// The pool's buffers cannot hold a full reply datagram.
+    case buffersTooSmall(needed: Int, available: Int)
+}
+
+/// The key-value store on a device: its own MAC and IPv4 address, ARP and ICMP echo answered,
+/// IPv4 checked and reassembled, memcached's UDP protocol on one port. Call `poll` in a loop
+/// (or after an RX event); it handles one RX burst and sends what is ready.
+public struct KVServer<Device: NetDevice> {
+    public var device: Device
+    public var engine: MemcachedEngine
+    public private(set) var stats = KVServerStats()
+    public let config: KVServerConfig
+    let pool: NetBufPool
+    var writer: DatagramWriter
+    var fragments: FragmentTable
+    let burst: UnsafeMutablePointer<NetBuf>
+    static var burstSize: Int { 32 }
+    /// Frames waiting to be sent, in order (a ring).
+    let txQueue: UnsafeMutablePointer<NetBuf>
+    let txCapacity = 4096
+    var txHead = 0
+    var txCount = 0
+    /// The request payload is parsed from here, so its buffer can carry the reply.
+    let requestCopy: UnsafeMutableRawPointer
+
+    /// A server on a device that is already started, replying with buffers from `pool`.
+    public init(device: Device, pool: NetBufPool, config: KVServerConfig, now: UInt32) throws(KVServerError) {
+        let needed = 18 + 20 + 8 + MemcachedUDP.headerLength + MemcachedUDP.maxPayload
+        guard pool.roomSize >= needed else { throw .buffersTooSmall(needed: needed, available: pool.roomSize) }
+        self.device = device
+        self.pool = pool
+        self.config = config
+        engine = MemcachedEngine(memoryBytes: config.memoryBytes, startTime: now)
+        writer = DatagramWriter(pool: pool, mac: config.mac, ip: config.ip, port: config.port, frameCapacity: 1024)
+        fragments = FragmentTable(slots: config.reassemblySlots, timeout: config.reassemblyTimeout)
+        burst = .allocate(capacity: KVServer.burstSize)
+        txQueue = .allocate(capacity: txCapacity)
+        requestCopy = .allocate(byteCount: 65536, alignment: 64)
+    }
+
+    /// Frees what the server allocated and any frame still queued; the device is the caller's.
+    public mutating func shutdown() {
+        while txCount > 0 {
+            txQueue[txHead].release()
+            txHead = (txHead + 1) % txCapacity
+            txCount -= 1
+        }
+        writer.deallocate()
+        fragments.deallocate()
+        burst.deallocate()
+        txQueue.deallocate()
+        requestCopy.deallocate()
+        engine.deallocate()
+    }
+
+    /// Frames received in total, and drops, replies... plus the pool's state.
+    public var pendingTransmit: Int { txCount }
+
+    /// Handles one RX burst and transmits what is ready; returns the frames received.
+    @discardableResult
+    public mutating func poll(now: UInt32) -> Int {
+        for _ in 0..<fragments.expire(now: now) { stats.drop(.fragmentTimeout) }
+        let result = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(start: burst, count: KVServer.burstSize))
+        let n = result.count
+        stats.framesReceived &+= UInt64(n)
+        for i in 0..<n { handle(burst[i], now: now) }
+        flush()
+        return n
+    }
+
+    /// Sends queued frames until the device refuses more.
+    public mutating func flush() {
+        while txCount > 0 {
+            let run = min(txCount, txCapacity - txHead)
+            let sent = device.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: txQueue + txHead, count: run)).count
+            txHead = (txHead + sent) % txCapacity
+            txCount -= sent
+            if sent < run { return }
+        }
+    }
+
+    mutating func enqueue(_ buf: NetBuf) {
+        guard txCount < txCapacity else {
+            buf.release()
+            stats.drop(.txQueueFull)
+            return
+        }
+        txQueue[(txHead + txCount) % txCapacity] = buf
+        txCount += 1
+    }
+
+    mutating func drop(_ buf: NetBuf, _ reason: KVDropReason) {
+        buf.release()
+        stats.drop(reason)
+    }
+
+    // MARK: Link layer
+
+    mutating func handle(_ buf: NetBuf, now: UInt32) {
+        guard buf.next == nil else {
+            // Chained frames (from a scatter-gather device) are not expected here.
+            return drop(buf, .truncatedFrame)
+        }
+        let eth: EthernetFrame
+        do { eth = try EthernetFrame(buf.unsafeBytes) } catch { return drop(buf, .truncatedFrame) }
+        let dst = eth.destination
+        guard dst == config.mac || dst.isBroadcast else { return drop(buf, .notForUs) }
+        switch eth.etherType {
+        case EtherType.arp: handleARP(buf, eth)
+        case EtherType.ipv4: handleIPv4(buf, eth, now: now)
+        default: drop(buf, .unsupportedEtherType)
+        }
+    }
+
+    mutating func handleARP(_ buf: NetBuf, _ eth: EthernetFrame) {
+        let arp: ARPPacket
+        do { arp = try ARPPacket(eth.payload) } catch { return drop(buf, .arpMalformed) }
+        guard arp.operation == ARPPacket.Operation.request, arp.targetProtocol == config.ip else {
+            return drop(buf, .arpNotForUs)
+        }
+        arp.makeReply(hardware: config.mac, address: config.ip)
+        eth.reply(from: config.mac)
+        stats.arpReplies &+= 1
+        enqueue(buf)
+    }
+
+    mutating func handleIPv4(_ buf: NetBuf, _ eth: EthernetFrame, now: UInt32) {
+        let ip: IPv4Packet
+        do { ip = try IPv4Packet(eth.payload) } catch { return drop(buf, .ipMalformed) }
+        guard ip.isHeaderChecksumValid else { return drop(buf, .ipBadChecksum) }
+        guard ip.destination == config.ip else { return drop(buf, .ipWrongAddress) }
+        if ip.isFragment {
+            let outcome = fragments.add(ip, senderMAC: eth.source, vlan: eth.vlanID, now: now)
+            buf.release()
+            switch outcome {
+            case .pending: return
+            case .dropped(let reason): stats.drop(reason)
+            case .complete(let slot):
+                stats.reassembled &+= 1
+                let s = fragments.slots[slot]
+                let payload = UnsafeMutableRawBufferPointer(start: fragments.buffer(slot), count: s.total)
+                handleTransport(s.proto, payload, source: s.source, senderMAC: s.senderMAC, vlan: s.vlan,
+                                request: nil, now: now)
+                fragments.free(slot)
+            }
+            return
+        }
+        handleTransport(ip.protocolNumber, ip.payload, source: ip.source, senderMAC: eth.source, vlan: eth.vlanID,
+                        request: (buf, eth, ip), now: now)
+    }
+
+    /// `request` is the frame the payload came in, when it can be answered in place; nil for a
+    /// reassembled datagram.
+    mutating func handleTransport(_ proto: UInt8, _ payload: UnsafeMutableRawBufferPointer, source: IPv4Address,
+                                  senderMAC: MACAddress, vlan: UInt16?, request: (NetBuf, EthernetFrame, IPv4Packet)?,
+                                  now: UInt32) {
+        switch proto {
+        case IPProtocol.udp:
+            handleUDP(payload, source: source, senderMAC: senderMAC, vlan: vlan, request: request?.0, now: now)
+        case IPProtocol.icmp:
+            handleICMP(payload, source: source, senderMAC: senderMAC, vlan: vlan, request: request, now: now)
+        default:
+            if let r = request { drop(r.0, .ipUnsupportedProtocol) } else { stats.drop(.ipUnsupportedProtocol) }
+        }
+    }
+
+    mutating func dropRequest(_ buf: NetBuf?, _ reason: KVDropReason) {
+        if let b = buf { drop(b, reason) } else { stats.drop(reason) }
+    }
+
+    mutating func handleICMP(_ payload: UnsafeMutableRawBufferPointer, source: IPv4Address, senderMAC: MACAddress,
+                             vlan: UInt16?, request: (NetBuf, EthernetFrame, IPv4Packet)?, now: UInt32) {
+        let icmp: ICMPEcho
+        do { icmp = try ICMPEcho(payload) } catch { return dropRequest(request?.0, .icmpMalformed) }
+        guard icmp.isChecksumValid else { return dropRequest(request?.0, .icmpBadChecksum) }
+        guard icmp.type == ICMPEcho.Kind.echoRequest, icmp.code == 0 else { return dropRequest(request?.0, .icmpNotEchoRequest) }
+        if let (buf, eth, ip) = request {
+            // In place: addresses swapped, type changed, checksum updated incrementally.
+            icmp.makeReply()
+            ip.swapAddresses()
+            ip.timeToLive = 64
+            ip.updateHeaderChecksum()
+            eth.reply(from: config.mac)
+            stats.icmpReplies &+= 1
+            enqueue(buf)
+            return
+        }
+        // A reassembled echo: answered if it fits one frame.
+        let headers = (vlan == nil ? 14 : 18) + 20
+        guard let reply = pool.allocate() else { return stats.drop(.noBufferForReply) }
+        guard (try? reply.setLength(headers + payload.count)) != nil, payload.count <= 1480 else {
+            reply.release()
+            return stats.drop(.icmpTooLarge)
+        }
+        var p = reply.data
+        EthernetFrame.writeHeader(at: p, destination: senderMAC, source: config.mac, etherType: vlan == nil ? EtherType.ipv4 : EtherType.vlan)
+        p += 14
+        if let v = vlan {
+            p.storeBytes(of: v.bigEndian, as: UInt16.self)
+            p.storeBytes(of: EtherType.ipv4.bigEndian, toByteOffset: 2, as: UInt16.self)
+            p += 4
+        }
+        IPv4Packet.writeHeader(at: p, source: config.ip, destination: source, protocol: IPProtocol.icmp, payloadLength: payload.count)
+        (p + 20).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
+        let echo = try! ICMPEcho(UnsafeMutableRawBufferPointer(start: p + 20, count: payload.count))
+        echo.makeReply()
+        stats.icmpReplies &+= 1
+        enqueue(reply)
+    }
+
+    // MARK: memcached over UDP
+
+    mutating func handleUDP(_ payload: UnsafeMutableRawBufferPointer, source: IPv4Address, senderMAC: MACAddress,
+                            vlan: UInt16?, request: NetBuf?, now: UInt32) {
+        let udp: UDPDatagram
+        do { udp = try UDPDatagram(payload) } catch { return dropRequest(request, .udpMalformed) }
+        guard udp.isChecksumValid(source: source, destination: config.ip) else { return dropRequest(request, .udpBadChecksum) }
+        guard udp.destinationPort == config.port else { return dropRequest(request, .udpWrongPort) }
+        let data = udp.payload
+        // memcached: 8 bytes or fewer is nothing; a request spread over datagrams is dropped.
+        guard data.count > MemcachedUDP.headerLength else { return dropRequest(request, .memcachedTooShort) }
+        let base = data.baseAddress!
+        let requestID = UInt16(bigEndian: base.loadUnaligned(as: UInt16.self))
+        guard UInt16(bigEndian: base.loadUnaligned(fromByteOffset: 4, as: UInt16.self)) == 1 else {
+            return dropRequest(request, .memcachedMultiDatagram)
+        }
+        stats.requests &+= 1
+        let bodyLength = data.count - MemcachedUDP.headerLength
+        // Parse from a copy, so the request's buffer can be rewritten with the reply.
+        copyPacketBytes(to: requestCopy, from: base + MemcachedUDP.headerLength, count: bodyLength)
+        writer.begin(peer: .init(mac: senderMAC, ip: source, port: udp.sourcePort, vlan: vlan, requestID: requestID),
+                     spare: request)
+        engine.execute(UnsafeRawPointer(requestCopy), count: bodyLength, now: now, into: &writer)
+        let unused = writer.end()
+        unused?.release()
+        stats.drops[KVDropReason.noBufferForReply.rawValue] &+= writer.droppedForBuffers
+        writer.droppedForBuffers = 0
+        for i in 0..<writer.frameCount { enqueue(writer.frames[i]) }
+        stats.replyDatagrams &+= UInt64(writer.frameCount)
+        writer.frameCount = 0
+        writer.committed = 0
+    }
+}

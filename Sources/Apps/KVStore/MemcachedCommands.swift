@@ -1,0 +1,390 @@
+/// Storage, arithmetic, delete, touch and flush_all, as memcached 1.6.18's proto_text.c does
+/// them (process_update_command, complete_nread_ascii, do_store_item, do_add_delta, ...).
+extension MemcachedEngine {
+    enum StoreCommand { case set, add, replace, append, prepend, cas }
+
+    /// memcached's realtime() on a client exptime, as absolute Unix time (0 = never).
+    /// Negative means "already expired"; above 30 days it is absolute Unix time.
+    func realtime(_ exptime: Int64, now: UInt32) -> UInt32 {
+        let e = exptime < 0 ? 2_592_001 : exptime
+        if e == 0 { return 0 }
+        if e > 2_592_000 {
+            // An absolute time before the process started counts as long past.
+            return e <= Int64(startTime) ? 1 : UInt32(truncatingIfNeeded: min(e, Int64(UInt32.max)))
+        }
+        return now &+ UInt32(e)
+    }
+
+    mutating func update<S: ResponseSink>(_ command: StoreCommand, _ ntokens: Int, rest: UnsafeRawPointer,
+                                          end: UnsafeRawPointer, now: UInt32, _ sink: inout S) -> Flow {
+        switch command {
+        case .set: stats.count(.set)
+        case .add: stats.count(.add)
+        case .replace: stats.count(.replace)
+        case .append: stats.count(.append)
+        case .prepend: stats.count(.prepend)
+        case .cas: stats.count(.cas)
+        }
+        let quiet = noreply(ntokens)
+        let key = tokens[1]
+        // Failures before the data is read leave the data line to be parsed as a command, as in
+        // memcached (which then answers it with ERROR).
+        guard key.length <= ItemStore.maxKeyLength else {
+            stats.errors &+= 1
+            out("CLIENT_ERROR bad command line format", noreply: quiet, &sink)
+            return .continueAt(rest)
+        }
+        guard let flags = parseFlags(tokens[2]), let exptimeValue = parseInt32(tokens[3]), let vlen = parseInt32(tokens[4]) else {
+            stats.errors &+= 1
+            out("CLIENT_ERROR bad command line format", noreply: quiet, &sink)
+            return .continueAt(rest)
+        }
+        var casUnique: UInt64 = 0
+        if command == .cas {
+            guard let c = parseUInt64(tokens[5]) else {
+                stats.errors &+= 1
+                out("CLIENT_ERROR bad command line format", noreply: quiet, &sink)
+                return .continueAt(rest)
+            }
+            casUnique = c
+        }
+        guard vlen >= 0, vlen <= Int64(Int32.max) - 2 else {
+            stats.errors &+= 1
+            out("CLIENT_ERROR bad command line format", noreply: quiet, &sink)
+            return .continueAt(rest)
+        }
+        let valueLength = Int(vlen)
+        let available = end - rest
+        // memcached's item limit (-I 1m): 48-byte header, 8 for cas, key + NUL, 4 for nonzero
+        // flags, value + "\r\n".
+        let tooLarge = 48 + 8 + key.length + 1 + (flags != 0 ? 4 : 0) + valueLength + 2 > 1 << 20
+        let dataEnd = rest + min(available, valueLength + 2)
+        let exptime = realtime(exptimeValue, now: now)
+        let item: ItemStore.Item
+        do throws(ItemStore.AllocationFailure) {
+            if tooLarge { throw .tooLarge }
+            item = try store.allocate(key: key.start, keyLength: key.length, valueLength: valueLength,
+                                      flags: flags, exptime: exptime, now: now)
+        } catch {
+            stats.errors &+= 1
+            if error == .tooLarge {
+                out("SERVER_ERROR object too large for cache", noreply: quiet, &sink)
+            } else {
+                out("SERVER_ERROR out of memory storing object", noreply: quiet, &sink)
+            }
+            // memcached never leaves a stale value behind a failed set.
+            if command == .set { store.remove(key.start, key.length, now: now) }
+            // memcached swallows the data; here only what this datagram holds of it.
+            return .continueAt(dataEnd)
+        }
+        // The data and its "\r\n" must be in this datagram.
+        guard available >= valueLength + 2,
+              (rest + valueLength).load(as: UInt8.self) == 13, (rest + valueLength + 1).load(as: UInt8.self) == 10 else {
+            store.discard(item)
+            stats.errors &+= 1
+            out("CLIENT_ERROR bad data chunk", noreply: quiet, &sink)
+            if available < valueLength + 2 { stats.dataBeyondDatagram &+= 1 }
+            return .continueAt(dataEnd)
+        }
+        item.value.copyMemory(from: rest, byteCount: valueLength)
+        switch storeItem(item, command, casUnique: casUnique, now: now) {
+        case .stored: out("STORED", noreply: quiet, &sink)
+        case .exists: out("EXISTS", noreply: quiet, &sink)
+        case .notFound: out("NOT_FOUND", noreply: quiet, &sink)
+        case .notStored: out("NOT_STORED", noreply: quiet, &sink)
+        case .outOfMemory: out("SERVER_ERROR out of memory storing object", noreply: quiet, &sink)
+        }
+        return .continueAt(dataEnd)
+    }
+
+    enum StoreResult { case stored, exists, notFound, notStored, outOfMemory }
+
+    /// memcached's do_store_item for a filled, unlinked item.
+    mutating func storeItem(_ item: ItemStore.Item, _ command: StoreCommand, casUnique: UInt64, now: UInt32) -> StoreResult {
+        let old = store.find(item.key, item.keyLength, now: now)
+        switch command {
+        case .set:
+            store.link(item, now: now)
+            return .stored
+        case .add:
+            guard old == nil else {
+                store.discard(item)
+                return .notStored
+            }
+            store.link(item, now: now)
+            return .stored
+        case .replace:
+            guard old != nil else {
+                store.discard(item)
+                return .notStored
+            }
+            store.link(item, now: now)
+            return .stored
+        case .cas:
+            guard let old else {
+                store.discard(item)
+                return .notFound
+            }
+            guard old.cas == casUnique else {
+                store.discard(item)
+                return .exists
+            }
+            store.link(item, now: now)
+            return .stored
+        case .append, .prepend:
+            guard let old else {
+                store.discard(item)
+                return .notStored
+            }
+            // The joined value keeps the old item's flags and expiry.
+            let total = old.valueLength + item.valueLength
+            let joined: ItemStore.Item
+            do {
+                joined = try store.allocate(key: item.key, keyLength: item.keyLength, valueLength: total,
+                                            flags: old.flags, exptime: old.exptime, now: now)
+            } catch {
+                store.discard(item)
+                return .outOfMemory
+            }
+            // `old` may have been evicted to make room: look again.
+            guard let current = store.find(item.key, item.keyLength, now: now) else {
+                store.discard(joined)
+                store.discard(item)
+                return .notStored
+            }
+            if command == .append {
+                joined.value.copyMemory(from: current.value, byteCount: current.valueLength)
+                (joined.value + current.valueLength).copyMemory(from: item.value, byteCount: item.valueLength)
+            } else {
+                joined.value.copyMemory(from: item.value, byteCount: item.valueLength)
+                (joined.value + item.valueLength).copyMemory(from: current.value, byteCount: current.valueLength)
+            }
+            store.discard(item)
+            store.link(joined, now: now)
+            return .stored
+        }
+    }
+
+    // MARK: incr / decr
+
+    mutating func arithmetic<S: ResponseSink>(incr: Bool, _ ntokens: Int, now: UInt32, _ sink: inout S) {
+        stats.count(incr ? .incr : .decr)
+        let quiet = noreply(ntokens)
+        let key = tokens[1]
+        guard key.length <= ItemStore.maxKeyLength else {
+            stats.errors &+= 1
+            out("CLIENT_ERROR bad command line format", noreply: quiet, &sink)
+            return
+        }
+        guard let delta = parseUInt64(tokens[2]) else {
+            stats.errors &+= 1
+            out("CLIENT_ERROR invalid numeric delta argument", noreply: quiet, &sink)
+            return
+        }
+        guard let item = store.find(key.start, key.length, now: now) else {
+            stats.misses &+= 1
+            out("NOT_FOUND", noreply: quiet, &sink)
+            return
+        }
+        stats.hits &+= 1
+        // A value longer than 20 digits cannot be a 64-bit number; memcached parses it as a C
+        // string that ends at its "\r\n".
+        guard item.valueLength <= 20, let value = parseUInt64(Token(start: item.value, length: item.valueLength)) else {
+            stats.errors &+= 1
+            out("CLIENT_ERROR cannot increment or decrement non-numeric value", noreply: quiet, &sink)
+            return
+        }
+        let result = incr ? value &+ delta : (delta > value ? 0 : value - delta)
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        let count = withUnsafeMutableBytes(of: &digits) { buf -> Int in
+            var v = result
+            var i = 24
+            repeat {
+                i -= 1
+                buf[i] = UInt8(truncatingIfNeeded: v % 10) &+ 48
+                v /= 10
+            } while v != 0
+            let n = 24 - i
+            if n <= item.valueLength {
+                // In place, padded with spaces to the old length (memcached's memset ' ').
+                item.value.copyMemory(from: buf.baseAddress! + i, byteCount: n)
+                (item.value + n).initializeMemory(as: UInt8.self, repeating: 32, count: item.valueLength - n)
+                store.touchCas(item)
+            } else if let fresh = try? store.allocate(key: item.key, keyLength: item.keyLength, valueLength: n,
+                                                       flags: item.flags, exptime: item.exptime, now: now) {
+                fresh.value.copyMemory(from: buf.baseAddress! + i, byteCount: n)
+                store.link(fresh, now: now)
+            } else {
+                return -1
+            }
+            if !quiet { sink.append(UnsafeRawPointer(buf.baseAddress! + i), count: n) }
+            return n
+        }
+        if count < 0 {
+            out("SERVER_ERROR out of memory", noreply: quiet, &sink)
+        } else if quiet {
+            sink.skipResponse()
+        } else {
+            sink.append("\r\n")
+        }
+    }
+
+    // MARK: delete, touch, flush_all
+
+    mutating func delete<S: ResponseSink>(_ ntokens: Int, now: UInt32, _ sink: inout S) {
+        stats.count(.delete)
+        var quiet = false
+        if ntokens > 3 {
+            let holdIsZero = token(2, is: "0")
+            quiet = noreply(ntokens)
+            let valid = (ntokens == 4 && (holdIsZero || quiet)) || (ntokens == 5 && holdIsZero && quiet)
+            guard valid else {
+                stats.errors &+= 1
+                out("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]", noreply: quiet, &sink)
+                return
+            }
+        }
+        let key = tokens[1]
+        guard key.length <= ItemStore.maxKeyLength else {
+            stats.errors &+= 1
+            out("CLIENT_ERROR bad command line format", noreply: quiet, &sink)
+            return
+        }
+        if store.remove(key.start, key.length, now: now) {
+            stats.hits &+= 1
+            out("DELETED", noreply: quiet, &sink)
+        } else {
+            stats.misses &+= 1
+            out("NOT_FOUND", noreply: quiet, &sink)
+        }
+    }
+
+    mutating func touch<S: ResponseSink>(_ ntokens: Int, now: UInt32, _ sink: inout S) {
+        stats.count(.touch)
+        let quiet = noreply(ntokens)
+        let key = tokens[1]
+        guard key.length <= ItemStore.maxKeyLength else {
+            stats.errors &+= 1
+            out("CLIENT_ERROR bad command line format", noreply: quiet, &sink)
+            return
+        }
+        guard let e = parseInt32(tokens[2]) else {
+            stats.errors &+= 1
+            out("CLIENT_ERROR invalid exptime argument", noreply: quiet, &sink)
+            return
+        }
+        if let item = store.find(key.start, key.length, now: now) {
+            store.setExptime(item, realtime(e, now: now))
+            stats.hits &+= 1
+            out("TOUCHED", noreply: quiet, &sink)
+        } else {
+            stats.misses &+= 1
+            out("NOT_FOUND", noreply: quiet, &sink)
+        }
+    }
+
+    mutating func flushAll<S: ResponseSink>(_ ntokens: Int, now: UInt32, _ sink: inout S) {
+        stats.count(.flushAll)
+        let quiet = noreply(ntokens)
+        var delay: Int64 = 0
+        if ntokens != (quiet ? 3 : 2) {
+            guard let d = parseInt32(tokens[1]) else {
+                stats.errors &+= 1
+                out("CLIENT_ERROR invalid exptime argument", noreply: quiet, &sink)
+                return
+            }
+            delay = d
+        }
+        store.flush(at: delay > 0 ? realtime(delay, now: now) : nil, now: now)
+        out("OK", noreply: quiet, &sink)
+    }
+
+    // MARK: Numbers, as memcached's safe_strto* on a C string
+
+    /// strtoull's accepted prefix: spaces, sign, digits. Returns the magnitude, whether it was
+    /// negative, and where parsing stopped; nil if no digits or out of range.
+    func scanDecimal(_ t: Token) -> (magnitude: UInt64, negative: Bool, end: Int)? {
+        var i = 0
+        let n = t.length
+        @inline(__always) func byte(_ k: Int) -> UInt8 { t.start.load(fromByteOffset: k, as: UInt8.self) }
+        while i < n, isCSpace(byte(i)) { i += 1 }
+        var negative = false
+        if i < n, byte(i) == UInt8(ascii: "-") || byte(i) == UInt8(ascii: "+") {
+            negative = byte(i) == UInt8(ascii: "-")
+            i += 1
+        }
+        let digitsStart = i
+        var value: UInt64 = 0
+        var overflow = false
+        while i < n {
+            let d = byte(i) &- 48
+            guard d < 10 else { break }
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (s, o2) = m.addingReportingOverflow(UInt64(d))
+            overflow = overflow || o1 || o2
+            value = s
+            i += 1
+        }
+        guard i > digitsStart, !overflow else { return nil }
+        return (value, negative, i)
+    }
+
+    /// What ends a number for memcached: the end of its C string (a NUL) or a space character.
+    func endsNumber(_ t: Token, at i: Int) -> Bool {
+        guard i < t.length else { return true }
+        let c = t.start.load(fromByteOffset: i, as: UInt8.self)
+        return c == 0 || isCSpace(c)
+    }
+
+    /// safe_strtoull.
+    func parseUInt64(_ t: Token) -> UInt64? {
+        guard let (m, negative, end) = scanDecimal(t), endsNumber(t, at: end) else { return nil }
+        let v = negative ? 0 &- m : m
+        if Int64(bitPattern: v) < 0 && negative { return nil }
+        return v
+    }
+
+    /// safe_strtol: strtol's 64-bit long, then (as memcached stores it) truncated to int32;
+    /// `4294967296` becomes 0 and `2147483648` becomes -2147483648.
+    func parseInt32(_ t: Token) -> Int64? {
+        guard let (m, negative, end) = scanDecimal(t), endsNumber(t, at: end) else { return nil }
+        guard m <= UInt64(Int64.max) + (negative ? 1 : 0) else { return nil }  // strtol's ERANGE
+        let v: Int64 = negative ? Int64(bitPattern: 0 &- m) : Int64(m)
+        return Int64(Int32(truncatingIfNeeded: v))
+    }
+
+    /// safe_strtoul into the 32-bit client flags: strtoul's 64-bit value, truncated (so
+    /// `4294967296` is 0); a negative value is refused unless it does not look negative as a
+    /// signed long, which in practice only `-0` does.
+    func parseFlags(_ t: Token) -> UInt32? {
+        guard let (m, negative, end) = scanDecimal(t), endsNumber(t, at: end) else { return nil }
+        let v = negative ? 0 &- m : m
+        if Int64(bitPattern: v) < 0 && negative { return nil }
+        return UInt32(truncatingIfNeeded: v)
+    }
+}
+
+/// C's isspace in the "C" locale.
+@inline(__always)
+func isCSpace(_ c: UInt8) -> Bool { c == 32 || (c >= 9 && c <= 13) }
+
+/// Counters by command and outcome.
+public struct KVCommandStats: Sendable {
+    public enum Command: Int, CaseIterable, Sendable {
+        case get, gets, gat, gats, set, add, replace, append, prepend, cas, delete, incr, decr, touch,
+             version, verbosity, flushAll, quit
+    }
+    public var byCommand = InlineArray<18, UInt64>(repeating: 0)
+    public var commands: UInt64 = 0
+    public var hits: UInt64 = 0
+    public var misses: UInt64 = 0
+    public var errors: UInt64 = 0
+    public var unsupported: UInt64 = 0
+    /// Lines without a terminator at the end of a datagram (no reply, as memcached).
+    public var incompleteLines: UInt64 = 0
+    /// Values that would have continued into another datagram.
+    public var dataBeyondDatagram: UInt64 = 0
+    public init() {}
+    public mutating func count(_ c: Command) { byCommand[c.rawValue] &+= 1 }
+    public subscript(_ c: Command) -> UInt64 { byCommand[c.rawValue] }
+}

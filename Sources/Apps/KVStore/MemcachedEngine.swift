@@ -1,0 +1,352 @@
+/// memcached's text protocol (1.6.18) over one UDP datagram's payload: parses each command
+/// line, runs it against the `ItemStore`, and writes replies byte-identical to memcached's
+/// into a `ResponseSink`. Follows proto_text.c: the same tokenizer (spaces only, at most 24
+/// tokens), the same checks in the same order, the same error strings.
+///
+/// Where memcached's UDP handling is broken, each datagram stands alone here: a value that
+/// would continue into the next datagram gets `CLIENT_ERROR bad data chunk`, and an oversized
+/// set swallows only the rest of its own datagram.
+public struct MemcachedEngine {
+    public var store: ItemStore
+    public var stats = KVCommandStats()
+    /// Time the store treats as "process start" for absolute expiry (memcached's process_started).
+    public let startTime: UInt32
+
+    let tokens: UnsafeMutablePointer<Token>
+    static var maxTokens: Int { 24 }
+    public static let version: StaticString = "VERSION 1.6.18"
+
+    public init(memoryBytes: Int, startTime: UInt32) {
+        store = ItemStore(memoryBytes: memoryBytes)
+        self.startTime = startTime
+        tokens = .allocate(capacity: MemcachedEngine.maxTokens + 1)
+    }
+
+    public func deallocate() {
+        tokens.deallocate()
+        store.deallocate()
+    }
+
+    /// A token: where it starts in the line and how long it is.
+    struct Token {
+        var start: UnsafeRawPointer
+        var length: Int
+    }
+
+    /// Runs every complete command line in `payload` (the datagram after its 8-byte header).
+    public mutating func execute<S: ResponseSink>(_ payload: UnsafeRawPointer, count: Int, now: UInt32, into sink: inout S) {
+        var cursor = payload
+        let end = payload + count
+        var commandsInBatch = 0
+        var batchLimit = 21   // memcached -R 20: a flush after the 21st command, then every 20
+        while cursor < end {
+            guard let newline = findByte(10, from: cursor, to: end) else {
+                // memcached waits for the rest of a line; a datagram never brings it. Past 2 KiB it
+                // gives up on anything but a multiget and drops what it had stacked.
+                stats.incompleteLines &+= 1
+                if end - cursor > 2048 && !startsLikeMultiget(cursor, end) { sink.discardUnflushed() }
+                break
+            }
+            var lineEnd = newline
+            if newline - cursor > 1 && (newline - 1).load(as: UInt8.self) == 13 { lineEnd = newline - 1 }
+            let next = newline + 1
+            let flow = runCommand(cursor, lineEnd - cursor, rest: next, end: end, now: now, sink: &sink)
+            guard case .continueAt(let p) = flow else { break }
+            cursor = p
+            commandsInBatch += 1
+            if commandsInBatch == batchLimit {
+                sink.flush()
+                commandsInBatch = 0
+                batchLimit = 20
+            }
+        }
+        sink.flush()
+    }
+
+    /// At most 100 spaces, then "get " or "gets ".
+    func startsLikeMultiget(_ start: UnsafeRawPointer, _ end: UnsafeRawPointer) -> Bool {
+        var p = start
+        while p < end && p.load(as: UInt8.self) == 32 { p += 1 }
+        guard p - start <= 100 else { return false }
+        func has(_ s: StaticString) -> Bool {
+            end - p >= s.utf8CodeUnitCount && memoryEqual(p, UnsafeRawPointer(s.utf8Start), s.utf8CodeUnitCount)
+        }
+        return has("get ") || has("gets ")
+    }
+
+    enum Flow {
+        case continueAt(UnsafeRawPointer)
+        case stop
+    }
+
+    @inline(__always)
+    func findByte(_ byte: UInt8, from start: UnsafeRawPointer, to end: UnsafeRawPointer) -> UnsafeRawPointer? {
+        var p = start
+        while p < end {
+            if p.load(as: UInt8.self) == byte { return p }
+            p += 1
+        }
+        return nil
+    }
+
+    /// Splits a line on spaces like memcached's tokenize_command; returns the token count
+    /// including memcached's terminal empty token, and where unread input starts (nil when the
+    /// whole line was split; set when it had more than 23 tokens).
+    func tokenize(_ line: UnsafeRawPointer, _ length: Int) -> (count: Int, rest: UnsafeRawPointer?) {
+        var n = 0
+        var s = line
+        var e = line
+        // memcached works on a C string: a NUL byte ends the line early.
+        let end = findByte(0, from: line, to: line + length) ?? line + length
+        while e < end {
+            if e.load(as: UInt8.self) == 32 {
+                if s != e {
+                    tokens[n] = Token(start: s, length: e - s)
+                    n += 1
+                    if n == MemcachedEngine.maxTokens - 1 {
+                        e += 1
+                        s = e
+                        tokens[n] = Token(start: e, length: 0)
+                        return (n + 1, e < end ? e : nil)
+                    }
+                }
+                s = e + 1
+            }
+            e += 1
+        }
+        if s != e {
+            tokens[n] = Token(start: s, length: e - s)
+            n += 1
+        }
+        tokens[n] = Token(start: end, length: 0)
+        return (n + 1, nil)
+    }
+
+    @inline(__always)
+    func token(_ i: Int, is literal: StaticString) -> Bool {
+        let t = tokens[i]
+        return t.length == literal.utf8CodeUnitCount && memoryEqual(t.start, UnsafeRawPointer(literal.utf8Start), t.length)
+    }
+
+    /// memcached's set_noreply_maybe: a last token "noreply" suppresses the reply.
+    func noreply(_ ntokens: Int) -> Bool { ntokens >= 2 && token(ntokens - 2, is: "noreply") }
+
+    /// memcached's out_string: a response of `line` + "\r\n", or nothing under noreply.
+    func out<S: ResponseSink>(_ line: StaticString, noreply: Bool, _ sink: inout S) {
+        if noreply {
+            sink.skipResponse()
+            return
+        }
+        sink.append(line)
+        sink.append("\r\n")
+    }
+
+    mutating func runCommand<S: ResponseSink>(_ line: UnsafeRawPointer, _ length: Int, rest: UnsafeRawPointer,
+                                              end: UnsafeRawPointer, now: UInt32, sink: inout S) -> Flow {
+        sink.beginResponse()
+        stats.commands &+= 1
+        let c0 = length > 0 ? line.load(as: UInt8.self) : 0
+        // Meta commands (mg, ms, ...): two letters and a space. Not supported here.
+        if c0 == UInt8(ascii: "m") && length >= 3 && line.load(fromByteOffset: 2, as: UInt8.self) == 32
+            && line.load(fromByteOffset: 1, as: UInt8.self) != 32 {
+            stats.unsupported &+= 1
+            out("ERROR", noreply: false, &sink)
+            return .continueAt(rest)
+        }
+        let (ntokens, more) = tokenize(line, length)
+        guard ntokens >= 2, tokens[0].length >= 2 else {
+            stats.errors &+= 1
+            out("ERROR", noreply: false, &sink)
+            return .continueAt(rest)
+        }
+        switch c0 {
+        case UInt8(ascii: "g"):
+            guard ntokens >= 3 else { return error(rest, &sink) }
+            if token(0, is: "get") { return get(more, lineEnd: line + length, cas: false, touch: false, rest: rest, now: now, &sink) }
+            if token(0, is: "gets") { return get(more, lineEnd: line + length, cas: true, touch: false, rest: rest, now: now, &sink) }
+            if token(0, is: "gat") { return get(more, lineEnd: line + length, cas: false, touch: true, rest: rest, now: now, &sink) }
+            if token(0, is: "gats") { return get(more, lineEnd: line + length, cas: true, touch: true, rest: rest, now: now, &sink) }
+            return error(rest, &sink)
+        case UInt8(ascii: "s"):
+            if token(0, is: "set") {
+                guard ntokens == 6 || ntokens == 7 else { return error(rest, &sink) }
+                return update(.set, ntokens, rest: rest, end: end, now: now, &sink)
+            }
+            if token(0, is: "stats") || token(0, is: "shutdown") || token(0, is: "slabs") { return unsupported(rest, &sink) }
+            return error(rest, &sink)
+        case UInt8(ascii: "a"):
+            if token(0, is: "add") || token(0, is: "append") {
+                guard ntokens == 6 || ntokens == 7 else { return error(rest, &sink) }
+                return update(token(0, is: "add") ? .add : .append, ntokens, rest: rest, end: end, now: now, &sink)
+            }
+            return error(rest, &sink)
+        case UInt8(ascii: "c"):
+            if token(0, is: "cas") {
+                guard ntokens == 7 || ntokens == 8 else { return error(rest, &sink) }
+                return update(.cas, ntokens, rest: rest, end: end, now: now, &sink)
+            }
+            if token(0, is: "cache_memlimit") { return unsupported(rest, &sink) }
+            return error(rest, &sink)
+        case UInt8(ascii: "i"):
+            if token(0, is: "incr") {
+                guard ntokens == 4 || ntokens == 5 else { return error(rest, &sink) }
+                arithmetic(incr: true, ntokens, now: now, &sink)
+                return .continueAt(rest)
+            }
+            return error(rest, &sink)
+        case UInt8(ascii: "d"):
+            if token(0, is: "delete") {
+                guard ntokens >= 3 && ntokens <= 5 else { return error(rest, &sink) }
+                delete(ntokens, now: now, &sink)
+                return .continueAt(rest)
+            }
+            if token(0, is: "decr") {
+                guard ntokens == 4 || ntokens == 5 else { return error(rest, &sink) }
+                arithmetic(incr: false, ntokens, now: now, &sink)
+                return .continueAt(rest)
+            }
+            return error(rest, &sink)
+        case UInt8(ascii: "t"):
+            if token(0, is: "touch") {
+                guard ntokens == 4 || ntokens == 5 else { return error(rest, &sink) }
+                touch(ntokens, now: now, &sink)
+                return .continueAt(rest)
+            }
+            return error(rest, &sink)
+        default:
+            break
+        }
+        if token(0, is: "prepend") || token(0, is: "replace") {
+            guard ntokens == 6 || ntokens == 7 else { return error(rest, &sink) }
+            return update(token(0, is: "prepend") ? .prepend : .replace, ntokens, rest: rest, end: end, now: now, &sink)
+        }
+        if token(0, is: "bget") {
+            guard ntokens >= 3 else { return error(rest, &sink) }
+            return get(more, lineEnd: line + length, cas: false, touch: false, rest: rest, now: now, &sink)
+        }
+        if token(0, is: "flush_all") {
+            guard ntokens >= 2 && ntokens <= 4 else { return error(rest, &sink) }
+            flushAll(ntokens, now: now, &sink)
+            return .continueAt(rest)
+        }
+        if token(0, is: "version") {
+            stats.count(.version)
+            out(MemcachedEngine.version, noreply: false, &sink)
+            return .continueAt(rest)
+        }
+        if token(0, is: "quit") {
+            // memcached closes the "connection": an empty response, nothing more of this datagram
+            // is read. (memcached keeps that state for the rest of its life; here it ends with
+            // the datagram.)
+            stats.count(.quit)
+            return .stop
+        }
+        if token(0, is: "verbosity") {
+            guard ntokens == 3 || ntokens == 4 else { return error(rest, &sink) }
+            stats.count(.verbosity)
+            // The level is parsed (and ignored: there is no log here), as memcached does.
+            if parseFlags(tokens[1]) == nil {
+                stats.errors &+= 1
+                out("CLIENT_ERROR bad command line format", noreply: noreply(ntokens), &sink)
+            } else {
+                out("OK", noreply: noreply(ntokens), &sink)
+            }
+            return .continueAt(rest)
+        }
+        if token(0, is: "lru_crawler") || token(0, is: "watch") || token(0, is: "lru") || token(0, is: "misbehave")
+            || token(0, is: "mn") || token(0, is: "me") {
+            return unsupported(rest, &sink)
+        }
+        let last = tokens[ntokens - 2]
+        if last.length >= 5 && memoryEqual(last.start, UnsafeRawPointer(("HTTP/" as StaticString).utf8Start), 5) {
+            // memcached drops an HTTP client's connection, and what it had stacked, without a word.
+            stats.errors &+= 1
+            sink.discardUnflushed()
+            return .stop
+        }
+        return error(rest, &sink)
+    }
+
+
+    mutating func error<S: ResponseSink>(_ rest: UnsafeRawPointer, _ sink: inout S) -> Flow {
+        stats.errors &+= 1
+        out("ERROR", noreply: false, &sink)
+        return .continueAt(rest)
+    }
+
+    /// Commands memcached has and this store does not (stats, meta commands, admin): answered
+    /// with ERROR and counted.
+    mutating func unsupported<S: ResponseSink>(_ rest: UnsafeRawPointer, _ sink: inout S) -> Flow {
+        stats.unsupported &+= 1
+        out("ERROR", noreply: false, &sink)
+        return .continueAt(rest)
+    }
+
+    // MARK: Retrieval
+
+    mutating func get<S: ResponseSink>(_ more: UnsafeRawPointer?, lineEnd: UnsafeRawPointer, cas: Bool, touch: Bool,
+                                       rest: UnsafeRawPointer, now: UInt32, _ sink: inout S) -> Flow {
+        stats.count(touch ? (cas ? .gats : .gat) : (cas ? .gets : .get))
+        var keyIndex = 1
+        var exptime: UInt32 = 0
+        if touch {
+            guard let e = parseInt32(tokens[1]) else {
+                stats.errors &+= 1
+                out("CLIENT_ERROR invalid exptime argument", noreply: false, &sink)
+                return .continueAt(rest)
+            }
+            exptime = realtime(e, now: now)
+            keyIndex = 2
+        }
+        var more = more
+        while true {
+            while tokens[keyIndex].length != 0 {
+                let key = tokens[keyIndex]
+                guard key.length <= ItemStore.maxKeyLength else {
+                    // memcached drops the responses it stacked, then reports the error.
+                    stats.errors &+= 1
+                    sink.discardUnflushed()
+                    sink.beginResponse()
+                    out("CLIENT_ERROR bad command line format", noreply: false, &sink)
+                    return .continueAt(rest)
+                }
+                if let item = store.find(key.start, key.length, now: now) {
+                    if touch { store.setExptime(item, exptime) }
+                    stats.hits &+= 1
+                    appendValue(item, cas: cas, &sink)
+                } else {
+                    stats.misses &+= 1
+                }
+                keyIndex += 1
+                if tokens[keyIndex].length != 0 { sink.beginResponse() }
+            }
+            guard let r = more else { break }
+            // More than 23 tokens: memcached tokenizes the remainder and starts a response.
+            let t = tokenize(r, lineEnd - r)
+            more = t.rest
+            keyIndex = 0
+            sink.beginResponse()
+        }
+        sink.append("END\r\n")
+        sink.flush()
+        return .continueAt(rest)
+    }
+
+    @inline(__always)
+    func appendValue<S: ResponseSink>(_ item: ItemStore.Item, cas: Bool, _ sink: inout S) {
+        sink.append("VALUE ")
+        sink.append(UnsafeRawPointer(item.key), count: item.keyLength)
+        sink.append(" ")
+        sink.appendDecimal(UInt64(item.flags))
+        sink.append(" ")
+        sink.appendDecimal(UInt64(item.valueLength))
+        if cas {
+            sink.append(" ")
+            sink.appendDecimal(item.cas)
+        }
+        sink.append("\r\n")
+        sink.append(UnsafeRawPointer(item.value), count: item.valueLength)
+        sink.append("\r\n")
+    }
+}
+

@@ -1,0 +1,109 @@
+import PcapNet
+import UKNetdev
+import UKNetdevLinux
+
+/// A device named on a command line: `kind[:key=value,...]`.
+///
+/// - `pcap:rx=FILE,tx=FILE`: replay FILE on RX and/or write TX to FILE (at least one of the two)
+/// - `tap:ifname=NAME`: a Linux TAP interface, created if absent
+/// - `null`: TX frees, RX gives nothing (DPDK's net_null)
+/// - `ring`: a loopback ring: what is transmitted is received
+public enum NetdevSpec: Equatable, Sendable, CustomStringConvertible {
+    case pcap(rx: String?, tx: String?)
+    case tap(ifname: String)
+    case null
+    case ring
+
+    /// The kinds, as written on a command line.
+    public static let kinds = ["pcap", "tap", "null", "ring"]
+
+    /// Parses `kind[:key=value,...]`; keys may come in any order, each at most once.
+    public init(parsing text: String) throws(NetdevSpecError) {
+        let (kind, rest) = Self.split(text, at: ":")
+        guard !kind.isEmpty else { throw .empty }
+        let options = try Self.options(rest ?? "", kind: kind)
+        switch kind {
+        case "pcap":
+            try Self.allow(options, keys: ["rx", "tx"], kind: kind)
+            let rx = options.first { $0.key == "rx" }?.value
+            let tx = options.first { $0.key == "tx" }?.value
+            guard rx != nil || tx != nil else { throw .missingKey(kind: kind, key: "rx or tx") }
+            self = .pcap(rx: rx, tx: tx)
+        case "tap":
+            try Self.allow(options, keys: ["ifname"], kind: kind)
+            guard let name = options.first(where: { $0.key == "ifname" })?.value else {
+                throw .missingKey(kind: kind, key: "ifname")
+            }
+            self = .tap(ifname: name)
+        case "null":
+            try Self.allow(options, keys: [], kind: kind)
+            self = .null
+        case "ring":
+            try Self.allow(options, keys: [], kind: kind)
+            self = .ring
+        default:
+            throw .unknownKind(kind)
+        }
+    }
+
+    /// The spec as it would be written (parses back to itself).
+    public var description: String {
+        switch self {
+        case .pcap(let rx, let tx):
+            return "pcap:" + [rx.map { "rx=\($0)" }, tx.map { "tx=\($0)" }].compactMap { $0 }.joined(separator: ",")
+        case .tap(let name): return "tap:ifname=\(name)"
+        case .null: return "null"
+        case .ring: return "ring"
+        }
+    }
+
+    static func split(_ text: String, at separator: Character) -> (String, String?) {
+        guard let i = text.firstIndex(of: separator) else { return (text, nil) }
+        return (String(text[..<i]), String(text[text.index(after: i)...]))
+    }
+
+    static func options(_ text: String, kind: String) throws(NetdevSpecError) -> [(key: String, value: String)] {
+        var result: [(key: String, value: String)] = []
+        guard !text.isEmpty else { return result }
+        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let (key, value) = split(String(item), at: "=")
+            guard !key.isEmpty else { throw .malformedOption(kind: kind, option: String(item)) }
+            guard let value, !value.isEmpty else { throw .missingValue(kind: kind, key: key) }
+            guard !result.contains(where: { $0.key == key }) else { throw .duplicateKey(kind: kind, key: key) }
+            result.append((key, value))
+        }
+        return result
+    }
+
+    static func allow(_ options: [(key: String, value: String)], keys: [String], kind: String) throws(NetdevSpecError) {
+        if let unknown = options.first(where: { !keys.contains($0.key) }) {
+            throw .unknownKey(kind: kind, key: unknown.key, allowed: keys)
+        }
+    }
+}
+
+/// Why a device spec was refused.
+public enum NetdevSpecError: Error, Equatable, CustomStringConvertible {
+    case empty
+    case unknownKind(String)
+    case unknownKey(kind: String, key: String, allowed: [String])
+    case missingKey(kind: String, key: String)
+    case missingValue(kind: String, key: String)
+    case duplicateKey(kind: String, key: String)
+    /// An option that is not `key=value` (e.g. `=x` or an empty item between commas).
+    case malformedOption(kind: String, option: String)
+
+    public var description: String {
+        switch self {
+        case .empty: "empty device spec (expected one of: \(NetdevSpec.kinds.joined(separator: ", ")))"
+        case .unknownKind(let k): "unknown device kind '\(k)' (expected one of: \(NetdevSpec.kinds.joined(separator: ", ")))"
+        case .unknownKey(let k, let key, let allowed):
+            allowed.isEmpty ? "'\(k)' takes no options, got '\(key)'"
+                : "unknown option '\(key)' for '\(k)' (expected: \(allowed.joined(separator: ", ")))"
+        case .missingKey(let k, let key): "'\(k)' needs \(key)=..."
+        case .missingValue(let k, let key): "option '\(key)' of '\(k)' has no value"
+        case .duplicateKey(let k, let key): "option '\(key)' of '\(k)' given twice"
+        case .malformedOption(let k, let o): "option '\(o)' of '\(k)' is not key=value"
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import PcapNet
+import UKNetdev
+import UKNetdevLinux
+
+/// Generic code to run on whatever concrete device a spec names: `visit` is specialized for
+/// each device type, so the device is never an existential (`any NetDevice`).
+public protocol NetDeviceVisitor {
+    associatedtype Result
+    mutating func visit<D: NetDevice>(_ device: inout D) throws -> Result
+}
+
+/// How `open` sets a device up.
+public struct NetdevOpenOptions: Sendable {
+    /// Ring slots asked for on each queue; fitted to the device's limits.
+    public var descriptors: Int
+    /// Timestamps of pcap files written (the device's TX file and the record file).
+    public var timestamps: PcapTimestamps
+    public init(descriptors: Int = 256, timestamps: PcapTimestamps = .realTime) {
+        self.descriptors = descriptors
+        self.timestamps = timestamps
+    }
+}
+
+/// Builds the device `spec` names, brings it up (one RX queue fed from `pool`, one TX queue),
+/// runs `visitor` on it and stops it again (which flushes pcap files and gives buffers held for
+/// RX back to `pool`). With `record`, the device is wrapped in a `PcapWriter` that records both
+/// directions into that file.
+public func open<V: NetDeviceVisitor>(_ spec: NetdevSpec, pool: NetBufPool, record: String? = nil,
+                                      options: NetdevOpenOptions = NetdevOpenOptions(),
+                                      visitor: inout V) throws -> V.Result {
+    switch spec {
+    case .pcap(let rx, let tx):
+        var device = try PcapDevice(rx: rx, tx: tx, timestamps: options.timestamps)
+        return try run(&device, pool: pool, record: record, options: options, visitor: &visitor)
+    case .tap(let name):
+        var device = try TapDevice(name: name)
+        return try run(&device, pool: pool, record: record, options: options, visitor: &visitor)
+    case .null:
+        var device = NullDevice()
+        return try run(&device, pool: pool, record: record, options: options, visitor: &visitor)
+    case .ring:
+        var device = RingDevice.loopback()
+        return try run(&device, pool: pool, record: record, options: options, visitor: &visitor)
+    }
+}
+
+func run<D: NetDevice, V: NetDeviceVisitor>(_ device: inout D, pool: NetBufPool, record: String?,
+                                            options: NetdevOpenOptions, visitor: inout V) throws -> V.Result {
+    guard let record else { return try bringUpAndVisit(&device, pool: pool, options: options, visitor: &visitor) }
+    var recorded = try PcapWriter(inner: device, path: record, timestamps: options.timestamps)
+    return try bringUpAndVisit(&recorded, pool: pool, options: options, visitor: &visitor)
+}
+
+func bringUpAndVisit<D: NetDevice, V: NetDeviceVisitor>(_ device: inout D, pool: NetBufPool, options: NetdevOpenOptions,
+                                                        visitor: inout V) throws -> V.Result {
+    let info = device.info
+    try device.bringUp(rx: RxQueueConfig(descriptors: info.rxDescriptors.fitting(options.descriptors), allocator: pool.rxAllocator),
+                       tx: TxQueueConfig(descriptors: info.txDescriptors.fitting(options.descriptors)))
+    defer { device.stop() }
+    return try visitor.visit(&device)
+}
+
+extension DescriptorLimits {
+    /// The count nearest `wanted` that these limits accept (rounding down where they allow).
+    func fitting(_ wanted: Int) -> Int {
+        var n = Swift.max(min, Swift.min(max, wanted))
+        n -= n % alignment
+        if powerOfTwo {
+            var p = 1
+            while p * 2 <= n { p *= 2 }
+            n = p
+        }
+        if n < min {  // rounding went below the minimum: take the smallest accepted count instead
+            n = min
+            while (try? check(n)) == nil && n < max { n += 1 }
+        }
+        return n
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import Testing
+import NetdevSpec
+import PcapNet
+import UKNetdev
+
+/// Sends `count` frames, then receives until nothing more comes (or the device says so), and
+/// reports what it saw; generic, so it runs on whatever concrete device the spec opened.
+struct SendThenReceive: NetDeviceVisitor {
+    var count: Int
+    let pool: NetBufPool
+    var deviceTypeName = ""
+
+    struct Result: Equatable {
+        var sent = 0
+        var received: [Int] = []   // frame lengths, in order
+        var stats = DeviceStats()
+    }
+
+    mutating func visit<D: NetDevice>(_ device: inout D) throws -> Result {
+        deviceTypeName = String(describing: D.self)
+        #expect(device.state == .running(rxQueues: 1, txQueues: 1))
+        let burst = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: 8)
+        defer { burst.deallocate() }
+        var result = Result()
+        var left = count
+        while left > 0 {
+            let n = pool.allocateBulk(into: UnsafeMutableBufferPointer(rebasing: burst[0..<min(8, left)]))
+            for i in 0..<n { try burst[i].setLength(60 + result.sent + i) }
+            let taken = device.txBurst(queue: 0, from: UnsafeMutableBufferPointer(rebasing: burst[0..<n])).count
+            NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[taken..<n]))
+            result.sent += taken
+            left -= taken
+        }
+        for _ in 0..<1000 {
+            let r = device.rxBurst(queue: 0, into: burst)
+            for i in 0..<r.count { result.received.append(burst[i].packetLength) }
+            NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[0..<r.count]))
+            if !r.status.contains(.more) && r.count == 0 { break }
+        }
+        result.stats = device.stats
+        return result
+    }
+}
+
+final class TemporaryDirectory {
+    let path: String
+    init() {
+        var template = Array("/tmp/uknet-spec-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    }
+    func file(_ name: String) -> String { path + "/" + name }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+func withPool(_ body: (NetBufPool) throws -> Void) throws {
+    let pool = try NetBufPool(count: 512)
+    try body(pool)
+    #expect(pool.inUse == 0, "buffers leaked")
+    try pool.destroy()
+}
+
+@Suite struct NetdevSpecParsingTests {
+    @Test func validSpecs() throws {
+        #expect(try NetdevSpec(parsing: "null") == .null)
+        #expect(try NetdevSpec(parsing: "ring") == .ring)
+        #expect(try NetdevSpec(parsing: "tap:ifname=uktap0") == .tap(ifname: "uktap0"))
+        #expect(try NetdevSpec(parsing: "pcap:rx=in.pcap,tx=out.pcap") == .pcap(rx: "in.pcap", tx: "out.pcap"))
+        #expect(try NetdevSpec(parsing: "pcap:tx=/tmp/a b.pcap,rx=x") == .pcap(rx: "x", tx: "/tmp/a b.pcap"))
+        #expect(try NetdevSpec(parsing: "pcap:rx=in.pcap") == .pcap(rx: "in.pcap", tx: nil))
+        #expect(try NetdevSpec(parsing: "pcap:tx=out.pcap") == .pcap(rx: nil, tx: "out.pcap"))
+        // A value may hold '=' and ':' (only the first '=' splits).
+        #expect(try NetdevSpec(parsing: "pcap:rx=a=b:c") == .pcap(rx: "a=b:c", tx: nil))
+    }
+
+    @Test func descriptionsParseBack() throws {
+        for spec in [NetdevSpec.null, .ring, .tap(ifname: "t0"), .pcap(rx: "a", tx: nil), .pcap(rx: nil, tx: "b"), .pcap(rx: "a", tx: "b")] {
+            #expect(try NetdevSpec(parsing: spec.description) == spec)
+        }
+    }
+
+    @Test func errorsSayWhatIsWrong() {
+        let cases: [(String, NetdevSpecError)] = [
+            ("", .empty),
+            (":rx=a", .empty),
+            ("dpdk", .unknownKind("dpdk")),
+            ("PCAP:rx=a", .unknownKind("PCAP")),
+            ("pcap", .missingKey(kind: "pcap", key: "rx or tx")),
+            ("pcap:", .missingKey(kind: "pcap", key: "rx or tx")),
+            ("pcap:rx=", .missingValue(kind: "pcap", key: "rx")),
+            ("pcap:rx", .missingValue(kind: "pcap", key: "rx")),
+            ("pcap:rx=a,rx=b", .duplicateKey(kind: "pcap", key: "rx")),
+            ("pcap:rx=a,,tx=b", .malformedOption(kind: "pcap", option: "")),
+            ("pcap:=a", .malformedOption(kind: "pcap", option: "=a")),
+            ("pcap:rx=a,iface=b", .unknownKey(kind: "pcap", key: "iface", allowed: ["rx", "tx"])),
+            ("tap", .missingKey(kind: "tap", key: "ifname")),
+            ("tap:name=x", .unknownKey(kind: "tap", key: "name", allowed: ["ifname"])),
+            ("null:size=64", .unknownKey(kind: "null", key: "size", allowed: [])),
+            ("ring:slots=8", .unknownKey(kind: "ring", key: "slots", allowed: [])),
+        ]
+        for (text, expected) in cases {
+            #expect(throws: expected, "\(text)") { _ = try NetdevSpec(parsing: text) }
+        }
+        #expect(NetdevSpecError.unknownKind("dpdk").description.contains("pcap, tap, null, ring"))
+        #expect(NetdevSpecError.unknownKey(kind: "null", key: "size", allowed: []).description == "'null' takes no options, got 'size'")
+    }
+}
+
+@Suite struct NetdevSpecOpenTests {
+    @Test func ringLoopsBack() throws {
+        try withPool { pool in
+            var visitor = SendThenReceive(count: 20, pool: pool)
+            let result = try open(.ring, pool: pool, visitor: &visitor)
+            #expect(visitor.deviceTypeName == "RingDevice", "the visitor saw the concrete type")
+            #expect(result.sent == 20)
+            #expect(result.received == (0..<20).map { 60 + $0 })
+        }
+    }
+
+    @Test func nullSwallows() throws {
+        try withPool { pool in
+            var visitor = SendThenReceive(count: 20, pool: pool)
+            let result = try open(.null, pool: pool, visitor: &visitor)
+            #expect(visitor.deviceTypeName == "NullDevice")
+            #expect(result.sent == 20 && result.received.isEmpty)
+            #expect(result.stats.tx.packets == 20)
+        }
+    }
+
+    @Test func pcapWritesThenReplays() throws {
+        let dir = TemporaryDirectory()
+        let file = dir.file("t.pcap")
+        try withPool { pool in
+            var writer = SendThenReceive(count: 10, pool: pool)
+            let written = try open(NetdevSpec(parsing: "pcap:tx=\(file)"), pool: pool, visitor: &writer)
+            #expect(writer.deviceTypeName == "PcapDevice")
+            #expect(written.sent == 10 && written.received.isEmpty)
+            // Replay it (and write the new TX to another file).
+            var reader = SendThenReceive(count: 3, pool: pool)
+            let replayed = try open(.pcap(rx: file, tx: dir.file("u.pcap")), pool: pool, visitor: &reader)
+            #expect(replayed.received == (0..<10).map { 60 + $0 })
+            #expect(replayed.stats.tx.packets == 3)
+        }
+    }
+
+    @Test func recordWrapsAnyDeviceInAPcapWriter() throws {
+        let dir = TemporaryDirectory()
+        let record = dir.file("record.pcap")
+        try withPool { pool in
+            var visitor = SendThenReceive(count: 5, pool: pool)
+            let result = try open(.ring, pool: pool, record: record, visitor: &visitor)
+            #expect(visitor.deviceTypeName == "PcapWriter<RingDevice>")
+            #expect(result.received.count == 5)
+            // Both directions went to the file: 5 out, 5 back in.
+            var replay = SendThenReceive(count: 0, pool: pool)
+            let recorded = try open(.pcap(rx: record, tx: nil), pool: pool, visitor: &replay)
+            #expect(recorded.received == (0..<5).map { 60 + $0 } + (0..<5).map { 60 + $0 })
+        }
+    }
+
+    @Test func openingErrorsPassThrough() throws {
+        try withPool { pool in
+            var visitor = SendThenReceive(count: 1, pool: pool)
+            #expect(throws: PcapDeviceError.self) {
+                _ = try open(.pcap(rx: "/nonexistent-uknet/in.pcap", tx: nil), pool: pool, visitor: &visitor)
+            }
+            #expect(throws: PcapDeviceError.self) {
+                _ = try open(.null, pool: pool, record: "/nonexistent-uknet/r.pcap", visitor: &visitor)
+            }
+        }
+    }
+
+    @Test(.enabled(if: getuid() == 0 && access("/dev/net/tun", R_OK | W_OK) == 0, "needs root (CAP_NET_ADMIN) and /dev/net/tun"))
+    func tapOpensAndGivesItsBuffersBack() throws {
+        // The interface stays down (nothing is sent anywhere) and disappears with the device.
+        let name = "ukspec\(getpid() % 100_000)"
+        try withPool { pool in
+            var visitor = SendThenReceive(count: 0, pool: pool)
+            let result = try open(.tap(ifname: name), pool: pool, visitor: &visitor)
+            #expect(visitor.deviceTypeName == "TapDevice")
+            #expect(result.received.isEmpty)
+        }
+    }
+}
