@@ -12,6 +12,9 @@ let package = Package(
         .library(name: "PcapNet", targets: ["PcapNet"]),
         .library(name: "NetdevSpec", targets: ["NetdevSpec"]),
     ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
     targets: [
         // Atomics, fences and CPU hints as static inline C (freestanding, Embedded-safe).
         .target(name: "CUKAtomics", path: "Sources/CUKAtomics"),
@@ -23,6 +26,12 @@ let package = Package(
 
         // The memcached-UDP key-value store engine: storage, text protocol, its own IPv4/UDP/ARP/ICMP. [Embedded]
         .target(name: "KVStore", dependencies: ["UKNetdev"], path: "Sources/Apps/KVStore"),
+
+        // Command-line tools: thin entry points over the libraries.
+        .executableTarget(
+            name: "kvstore",
+            dependencies: ["KVStore", "NetdevSpec", "UKNetdev", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Tools/kvstore"),
 
         // Benchmarks: counting malloc calls needs an interposer linked into the benchmark only.
         .target(name: "CBenchSupport", path: "Benchmarks/CBenchSupport"),

@@ -37,6 +37,10 @@ public protocol NetDevice {
     /// What to wait on for RX events of `queue` (a file descriptor in a Linux process, an
     /// interrupt vector in a kernel), or `.none` if the queue only polls.
     func rxEventSource(queue: Int) -> RxEventSource
+
+    /// True once a device with finite input (a pcap file) has delivered all of it, so a
+    /// program can finish. Devices on a wire never run out: false.
+    var rxExhausted: Bool { get }
 }
 
 extension NetDevice {
@@ -53,6 +57,7 @@ extension NetDevice {
         throw .notSupported
     }
     public func rxEventSource(queue: Int) -> RxEventSource { .none }
+    public var rxExhausted: Bool { false }
 
     /// Configures `rxQueues`/`txQueues` queues with the same settings each and starts the device.
     public mutating func bringUp(rxQueues: Int = 1, txQueues: Int = 1, rx: RxQueueConfig, tx: TxQueueConfig) throws(NetDeviceError) {

@@ -1,0 +1,147 @@
+import ArgumentParser
+import Glibc
+import KVStore
+import NetdevSpec
+import UKNetdev
+
+/// `kvstore`: the memcached-UDP key-value store on any UKNetdev device.
+///
+///   kvstore --netdev pcap:rx=IN,tx=OUT --ip 192.0.2.2 --mac 02:00:00:00:00:02
+///   kvstore --netdev tap:ifname=kv0 --ip 192.0.2.2/24 --mac 02:00:00:00:00:02
+@main
+struct KVStoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvstore",
+        abstract: "A memcached-compatible UDP key-value store on a UKNetdev device.",
+        discussion: """
+            With a pcap device the store answers every frame of the input file, writes the replies \
+            in order, prints its statistics and exits. On other devices it runs until SIGINT or \
+            SIGTERM, printing statistics once per second on a terminal and once at exit.
+            """)
+
+    @Option(help: "The device: pcap:rx=FILE,tx=FILE | tap:ifname=NAME | null | ring.")
+    var netdev: String
+
+    @Option(help: "The store's IPv4 address, A.B.C.D[/prefix] (default prefix 24).")
+    var ip: String
+
+    @Option(help: "The store's MAC address, XX:XX:XX:XX:XX:XX.")
+    var mac: String
+
+    @Option(help: "UDP port.")
+    var port: UInt16 = 11211
+
+    @Option(help: "Item memory in MiB, allocated at start.")
+    var memory: Int = 64
+
+    @Option(help: "Also record every frame received and sent into this pcap file.")
+    var record: String?
+
+    @Option(help: "Buffers in the packet pool.")
+    var buffers: Int = 8192
+
+    mutating func validate() throws {
+        guard (try? NetdevSpec(parsing: netdev)) != nil else {
+            do { _ = try NetdevSpec(parsing: netdev) } catch { throw ValidationError("--netdev: \(error)") }
+            return
+        }
+        guard parseAddress(ip) != nil else { throw ValidationError("--ip: expected A.B.C.D or A.B.C.D/prefix, got '\(ip)'") }
+        guard MACAddress(mac) != nil else { throw ValidationError("--mac: expected XX:XX:XX:XX:XX:XX, got '\(mac)'") }
+        guard memory >= 1 && memory <= 65536 else { throw ValidationError("--memory: 1...65536 MiB") }
+        guard buffers >= 64 else { throw ValidationError("--buffers: at least 64") }
+    }
+
+    func run() throws {
+        let spec = try NetdevSpec(parsing: netdev)
+        let (address, prefix) = parseAddress(ip)!
+        let config = KVServerConfig(mac: MACAddress(mac)!, ip: address, prefixLength: prefix, port: port,
+                                    memoryBytes: memory << 20)
+        let pool = try NetBufPool(count: buffers, roomSize: 2048, headroom: 128, threading: .singleThread)
+        installStopSignals()
+        var runner = ServerRunner(config: config, pool: pool, live: isatty(1) != 0)
+        let stats = try open(spec, pool: pool, record: record, visitor: &runner)
+        print(stats)
+        if pool.inUse != 0 { print("warning: \(pool.inUse) buffers still in use at exit") }
+    }
+}
+
+/// A.B.C.D or A.B.C.D/prefix.
+func parseAddress(_ text: String) -> (IPv4Address, Int)? {
+    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+    guard parts.count <= 2, let address = IPv4Address(String(parts[0])) else { return nil }
+    guard parts.count == 2 else { return (address, 24) }
+    guard let prefix = Int(parts[1]), (0...32).contains(prefix) else { return nil }
+    return (address, prefix)
+}
+
+nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
+
+func installStopSignals() {
+    signal(SIGINT) { _ in stopRequested = 1 }
+    signal(SIGTERM) { _ in stopRequested = 1 }
+}
+
+func unixTime() -> UInt32 { UInt32(truncatingIfNeeded: time(nil)) }
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Runs the server on whatever device `open` built (specialized per device type).
+struct ServerRunner: NetDeviceVisitor {
+    let config: KVServerConfig
+    let pool: NetBufPool
+    let live: Bool
+
+    mutating func visit<D: NetDevice>(_ device: inout D) throws -> String {
+        var server = try KVServer(device: device, pool: pool, config: config, now: unixTime())
+        defer { server.shutdown() }
+        var lastReport = monotonicSeconds()
+        var idlePolls = 0
+        while stopRequested == 0 {
+            let n = server.poll(now: unixTime())
+            if n == 0 {
+                if server.device.rxExhausted && server.pendingTransmit == 0 { break }
+                idlePolls += 1
+                // Busy-poll briefly, then yield the CPU while idle (a TAP or pcap device).
+                if idlePolls > 1000 { usleep(100) }
+            } else {
+                idlePolls = 0
+            }
+            if live, monotonicSeconds() - lastReport >= 1 {
+                lastReport = monotonicSeconds()
+                print(liveLine(server), terminator: "\r")
+                fflush(nil)
+            }
+        }
+        server.flush()
+        if live { print("") }
+        return report(server)
+    }
+
+    func liveLine(_ s: KVServer<some NetDevice>) -> String {
+        "frames \(s.stats.framesReceived)  requests \(s.stats.requests)  replies \(s.stats.replyDatagrams)  "
+            + "hits \(s.engine.stats.hits)  misses \(s.engine.stats.misses)  drops \(s.stats.totalDrops)  pool \(pool.inUse)/\(pool.capacity)"
+    }
+
+    func report(_ s: KVServer<some NetDevice>) -> String {
+        var lines: [String] = []
+        lines.append("kvstore \(config.ip)/\(config.prefixLength) \(config.mac) port \(config.port)")
+        lines.append("frames received: \(s.stats.framesReceived)")
+        lines.append("memcached requests: \(s.stats.requests), reply datagrams: \(s.stats.replyDatagrams)")
+        lines.append("ARP replies: \(s.stats.arpReplies), ICMP echo replies: \(s.stats.icmpReplies), reassembled datagrams: \(s.stats.reassembled)")
+        let e = s.engine.stats
+        var commands: [String] = []
+        for c in KVCommandStats.Command.allCases where e[c] > 0 { commands.append("\(c) \(e[c])") }
+        lines.append("commands: \(e.commands)" + (commands.isEmpty ? "" : " (" + commands.joined(separator: ", ") + ")"))
+        lines.append("hits: \(e.hits), misses: \(e.misses), errors: \(e.errors), unsupported: \(e.unsupported)")
+        lines.append("items: \(s.engine.store.items), evictions: \(s.engine.store.evictions), memory pages: \(s.engine.store.pagesInUse)/\(s.engine.store.pageLimitCount)")
+        var drops: [String] = []
+        for r in KVDropReason.allCases where s.stats[r] > 0 { drops.append("  \(r.name): \(s.stats[r])") }
+        lines.append("drops: \(s.stats.totalDrops)" + (drops.isEmpty ? "" : "\n" + drops.joined(separator: "\n")))
+        lines.append("pool: \(pool.inUse) in use of \(pool.capacity), high water \(pool.highWater), allocation failures \(pool.allocationFailures)")
+        return lines.joined(separator: "\n")
+    }
+}
