@@ -18,3 +18,4 @@ compile() { # module-name, object, sources...
 }
 
 compile UKNetdev UKNetdev.o $(find Sources/UKNetdev -name '*.swift' | sort)
+compile KVStore KVStore.o $(find Sources/Apps/KVStore -name '*.swift' | sort)

@@ -1,0 +1,287 @@
+import KVStore
+import Testing
+import UKNetdev
+
+let storeMAC = MACAddress(0x02, 0, 0, 0, 0, 2)
+let storeIP = IPv4Address(192, 0, 2, 2)
+let clientMAC = MACAddress(0x02, 0, 0, 0, 0, 1)
+let clientIP = IPv4Address(192, 0, 2, 1)
+
+/// A KVServer on one end of a ring pair, a test client on the other, one shared pool.
+struct Harness {
+    let pool: NetBufPool
+    var client: RingDevice
+    var server: KVServer<RingDevice>
+    var now: UInt32 = 1_800_000_000
+
+    init() throws {
+        pool = try NetBufPool(count: 512, roomSize: 2048, headroom: 128)
+        var (a, b) = RingDevice.pair(slots: 256)
+        try a.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
+        try b.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
+        client = a
+        server = try KVServer(device: b, pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 4 << 20), now: now)
+    }
+
+    mutating func finish() throws {
+        _ = receive()
+        server.shutdown()
+        #expect(pool.inUse == 0, "buffers leaked")
+    }
+
+    /// Sends one frame built by `build` (it fills the buffer and sets its length).
+    mutating func send(_ build: (NetBuf) throws -> Void) throws {
+        let buf = try #require(pool.allocate())
+        try build(buf)
+        var one = buf
+        let sent = withUnsafeMutablePointer(to: &one) { client.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: $0, count: 1)).count }
+        #expect(sent == 1)
+        server.poll(now: now)
+    }
+
+    mutating func send(bytes: [UInt8]) throws {
+        try send { buf in try bytes.withUnsafeBytes { try buf.copyIn($0) } }
+    }
+
+    /// A UDP request from the client to the store, memcached header included.
+    mutating func sendRequest(_ payload: [UInt8], id: UInt16 = 1, total: UInt16 = 1, port: UInt16 = 11211,
+                              corruptUDP: Bool = false, destination: IPv4Address = storeIP) throws {
+        let flow = UDPFlow(sourceMAC: clientMAC, destinationMAC: storeMAC, source: clientIP, destination: destination,
+                           sourcePort: 40000, destinationPort: port)
+        try send { buf in
+            let header: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), 0, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 0]
+            try (header + payload).withUnsafeBytes { try buf.copyIn($0) }
+            try buf.prependUDPHeaders(flow)
+            if corruptUDP { buf.data.storeBytes(of: buf.data.load(fromByteOffset: buf.length - 1, as: UInt8.self) ^ 0xFF, toByteOffset: buf.length - 1, as: UInt8.self) }
+        }
+    }
+
+    /// Frames the store sent since the last call, as byte arrays; their buffers are freed.
+    mutating func receive() -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        var burst = [NetBuf](repeating: NetBuf(header: UnsafeMutableRawPointer(bitPattern: 64)!), count: 32)
+        while true {
+            let n = burst.withUnsafeMutableBufferPointer { client.rxBurst(queue: 0, into: $0).count }
+            if n == 0 { break }
+            for i in 0..<n {
+                out.append(Array(UnsafeRawBufferPointer(burst[i].unsafeBytes)))
+                burst[i].release()
+            }
+        }
+        return out
+    }
+
+    /// The memcached payloads (after the 8-byte header) of UDP replies.
+    mutating func replies() -> [String] {
+        receive().compactMap { f in
+            f.count > 50 && f[12] == 0x08 && f[13] == 0x00 && f[23] == 17 ? String(decoding: f[50...], as: UTF8.self) : nil
+        }
+    }
+}
+
+@Suite struct ServerTests {
+    @Test func getAndSetOverTheWire() throws {
+        var h = try Harness()
+        try h.sendRequest(Array("set k 5 0 5\r\nhello\r\n".utf8))
+        #expect(h.replies() == ["STORED\r\n"])
+        try h.sendRequest(Array("get k\r\n".utf8), id: 77)
+        let frames = h.receive()
+        #expect(frames.count == 1)
+        let f = try #require(frames.first)
+        // Addresses turned around, request id echoed, checksums valid.
+        try f.withUnsafeBytes { raw in
+            let bytes = UnsafeMutableRawBufferPointer(mutating: raw)
+            let eth = try EthernetFrame(bytes)
+            #expect(eth.destination == clientMAC && eth.source == storeMAC)
+            let ip = try IPv4Packet(eth.payload)
+            #expect(ip.source == storeIP && ip.destination == clientIP && ip.isHeaderChecksumValid)
+            let udp = try UDPDatagram(ip.payload)
+            #expect(udp.sourcePort == 11211 && udp.destinationPort == 40000)
+            #expect(udp.isChecksumValid(source: ip.source, destination: ip.destination))
+            #expect(Array(udp.payload.prefix(8)) == [0, 77, 0, 0, 0, 1, 0, 0])
+            #expect(String(decoding: udp.payload.dropFirst(8), as: UTF8.self) == "VALUE k 5 5\r\nhello\r\nEND\r\n")
+        }
+        try h.finish()
+    }
+
+    @Test func largeValueIsSplitIntoDatagramGroups() throws {
+        var h = try Harness()
+        // 5000 bytes, built by appends (one request datagram fits one 2 KiB buffer here).
+        let piece = String(repeating: "v", count: 1250)
+        let value = String(repeating: piece, count: 4)
+        try h.sendRequest(Array("set big 0 0 1250\r\n\(piece)\r\n".utf8))
+        for _ in 0..<3 { try h.sendRequest(Array("append big 0 0 1250\r\n\(piece)\r\n".utf8)) }
+        #expect(h.replies() == ["STORED\r\n", "STORED\r\n", "STORED\r\n", "STORED\r\n"])
+        try h.sendRequest(Array("get big\r\n".utf8), id: 9)
+        let frames = h.receive()
+        #expect(frames.count == 4)   // 5000 + 24 + 5 bytes = 5029 -> 1392 * 3 + 853
+        let seqs = frames.map { Int($0[44]) << 8 | Int($0[45]) }
+        let totals = frames.map { Int($0[46]) << 8 | Int($0[47]) }
+        #expect(seqs == [0, 1, 2, 3] && totals == [4, 4, 4, 4])
+        let body = frames.flatMap { $0[50...] }
+        #expect(String(decoding: body, as: UTF8.self) == "VALUE big 0 5000\r\n\(value)\r\nEND\r\n")
+        try h.finish()
+    }
+
+    @Test func arpAndPing() throws {
+        var h = try Harness()
+        try h.send { buf in
+            try buf.setLength(60)
+            EthernetFrame.writeHeader(at: buf.data, destination: .broadcast, source: clientMAC, etherType: EtherType.arp)
+            ARPPacket.write(at: buf.data + 14, operation: ARPPacket.Operation.request, senderHardware: clientMAC,
+                            senderProtocol: clientIP, targetHardware: .zero, targetProtocol: storeIP)
+        }
+        let arp = try #require(h.receive().first)
+        #expect(Array(arp[0..<6]) == [2, 0, 0, 0, 0, 1])
+        #expect(arp[21] == 2, "an ARP reply")
+        #expect(Array(arp[22..<28]) == [2, 0, 0, 0, 0, 2] && Array(arp[28..<32]) == [192, 0, 2, 2])
+        // ARP for someone else: nothing.
+        try h.send { buf in
+            try buf.setLength(60)
+            EthernetFrame.writeHeader(at: buf.data, destination: .broadcast, source: clientMAC, etherType: EtherType.arp)
+            ARPPacket.write(at: buf.data + 14, operation: ARPPacket.Operation.request, senderHardware: clientMAC,
+                            senderProtocol: clientIP, targetHardware: .zero, targetProtocol: IPv4Address(192, 0, 2, 99))
+        }
+        #expect(h.receive().isEmpty)
+        #expect(h.server.stats[.arpNotForUs] == 1)
+        // Echo request -> echo reply with a valid checksum.
+        try h.send { buf in
+            let icmp: [UInt8] = [8, 0, 0, 0, 0x12, 0x34, 0, 1] + Array("ping data".utf8)
+            try icmp.withUnsafeBytes { try buf.copyIn($0) }
+            let c = InternetChecksum.checksum(buf.data, count: buf.length)
+            buf.data.storeBytes(of: c.bigEndian, toByteOffset: 2, as: UInt16.self)
+            let ip = try buf.prepend(20)
+            IPv4Packet.writeHeader(at: ip, source: clientIP, destination: storeIP, protocol: IPProtocol.icmp, payloadLength: icmp.count)
+            EthernetFrame.writeHeader(at: try buf.prepend(14), destination: storeMAC, source: clientMAC, etherType: EtherType.ipv4)
+        }
+        let reply = try #require(h.receive().first)
+        try reply.withUnsafeBytes { raw in
+            let eth = try EthernetFrame(UnsafeMutableRawBufferPointer(mutating: raw))
+            let ip = try IPv4Packet(eth.payload)
+            let echo = try ICMPEcho(ip.payload)
+            #expect(echo.type == ICMPEcho.Kind.echoReply && echo.isChecksumValid && ip.isHeaderChecksumValid)
+            #expect(ip.destination == clientIP && echo.identifier == 0x1234)
+        }
+        #expect(h.server.stats.icmpReplies == 1 && h.server.stats.arpReplies == 1)
+        try h.finish()
+    }
+
+    /// Every malformed frame is dropped under its own reason; nothing crashes or leaks.
+    @Test func badInputIsCountedByReason() throws {
+        var h = try Harness()
+        try h.send(bytes: [1, 2, 3])
+        #expect(h.server.stats[.truncatedFrame] == 1)
+        try h.send(bytes: [0x02, 0, 0, 0, 0, 9] + [UInt8](repeating: 0, count: 54))
+        #expect(h.server.stats[.notForUs] == 1)
+        try h.send(bytes: [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x86, 0xDD] + [UInt8](repeating: 0, count: 46))
+        #expect(h.server.stats[.unsupportedEtherType] == 1)
+        let eth: [UInt8] = [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]
+        try h.send(bytes: eth + [0x44] + [UInt8](repeating: 0, count: 45))     // IHL 4
+        try h.send(bytes: eth + [0x45, 0, 0x05, 0xDC] + [UInt8](repeating: 0, count: 42))  // total length 1500 > frame
+        #expect(h.server.stats[.ipMalformed] == 2)
+        try h.send(bytes: Array(eth[0..<12]) + [0x08, 0x06, 0, 6, 0x08, 0, 6, 4] + [UInt8](repeating: 0, count: 38))  // ARP, hardware type 6
+        #expect(h.server.stats[.arpMalformed] == 1)
+        try h.sendRequest(Array("get k\r\n".utf8), corruptUDP: true)
+        #expect(h.server.stats[.udpBadChecksum] == 1)
+        try h.sendRequest(Array("get k\r\n".utf8), port: 11212)
+        #expect(h.server.stats[.udpWrongPort] == 1)
+        try h.sendRequest(Array("get k\r\n".utf8), destination: IPv4Address(192, 0, 2, 50))
+        #expect(h.server.stats[.ipWrongAddress] == 1)
+        try h.sendRequest([], id: 3)
+        #expect(h.server.stats[.memcachedTooShort] == 1)
+        try h.sendRequest(Array("get k\r\n".utf8), total: 2)
+        #expect(h.server.stats[.memcachedMultiDatagram] == 1)
+        // A frame whose IP header checksum is wrong.
+        try h.send { buf in
+            try Array("x".utf8).withUnsafeBytes { try buf.copyIn($0) }
+            try buf.prependUDPHeaders(UDPFlow(sourceMAC: clientMAC, destinationMAC: storeMAC, source: clientIP, destination: storeIP,
+                                              sourcePort: 1, destinationPort: 11211))
+            buf.data.storeBytes(of: UInt8(0x55), toByteOffset: 24, as: UInt8.self)
+        }
+        #expect(h.server.stats[.ipBadChecksum] == 1)
+        // UDP length beyond the IP payload.
+        try h.send { buf in
+            try Array("abcdefghijkl".utf8).withUnsafeBytes { try buf.copyIn($0) }
+            try buf.prependUDPHeaders(UDPFlow(sourceMAC: clientMAC, destinationMAC: storeMAC, source: clientIP, destination: storeIP,
+                                              sourcePort: 1, destinationPort: 11211), udpChecksum: false)
+            buf.data.storeBytes(of: UInt16(100).bigEndian, toByteOffset: 38, as: UInt16.self)
+        }
+        #expect(h.server.stats[.udpMalformed] == 1)
+        #expect(h.receive().isEmpty, "no reply to any of it")
+        #expect(h.server.stats.totalDrops == 13)
+        try h.finish()
+    }
+
+    @Test func fragmentedRequestIsReassembledAndBadFragmentsDropped() throws {
+        var h = try Harness()
+        // A 3000-byte set, as three fragments sent out of order.
+        let value = String(repeating: "f", count: 3000)
+        let payload: [UInt8] = [0, 5, 0, 0, 0, 1, 0, 0] + Array("set frag 0 0 3000\r\n\(value)\r\n".utf8)
+        var udp = [UInt8](repeating: 0, count: 8) + payload
+        let udpLength = udp.count
+        udp[0] = 0x9C; udp[1] = 0x40; udp[2] = 0x2B; udp[3] = 0xCB
+        udp[4] = UInt8(udpLength >> 8); udp[5] = UInt8(udpLength & 0xFF)
+        let sum = udp.withUnsafeBytes {
+            InternetChecksum.finish(InternetChecksum.sum($0.baseAddress!, count: udpLength,
+                initial: InternetChecksum.pseudoHeaderSum(source: clientIP, destination: storeIP, protocol: IPProtocol.udp, length: udpLength)))
+        }
+        udp[6] = UInt8(sum >> 8); udp[7] = UInt8(sum & 0xFF)
+        func fragment(_ offset: Int, _ length: Int, more: Bool, id: UInt16 = 0x4242) throws {
+            try h.send { buf in
+                try Array(udp[offset..<(offset + length)]).withUnsafeBytes { try buf.copyIn($0) }
+                let ip = try buf.prepend(20)
+                IPv4Packet.writeHeader(at: ip, source: clientIP, destination: storeIP, protocol: IPProtocol.udp,
+                                       payloadLength: length, identification: id)
+                let flags = UInt16(offset / 8) | (more ? 0x2000 : 0)
+                ip.storeBytes(of: flags.bigEndian, toByteOffset: 6, as: UInt16.self)
+                ip.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
+                ip.storeBytes(of: InternetChecksum.checksum(ip, count: 20).bigEndian, toByteOffset: 10, as: UInt16.self)
+                EthernetFrame.writeHeader(at: try buf.prepend(14), destination: storeMAC, source: clientMAC, etherType: EtherType.ipv4)
+            }
+        }
+        try fragment(1480, 1480, more: true)
+        try fragment(2960, udpLength - 2960, more: false)
+        try fragment(0, 1480, more: true)
+        #expect(h.replies() == ["STORED\r\n"])
+        #expect(h.server.stats.reassembled == 1)
+        // Overlap: the same datagram id again with overlapping pieces is dropped whole.
+        try fragment(0, 1480, more: true, id: 7)
+        try fragment(1472, 1480, more: true, id: 7)
+        #expect(h.server.stats[.fragmentOverlap] == 1)
+        // A fragment beyond 64 KiB.
+        try h.send { buf in
+            try [UInt8](repeating: 0, count: 16).withUnsafeBytes { try buf.copyIn($0) }
+            let ip = try buf.prepend(20)
+            IPv4Packet.writeHeader(at: ip, source: clientIP, destination: storeIP, protocol: IPProtocol.udp, payloadLength: 16, identification: 9)
+            ip.storeBytes(of: UInt16(8190).bigEndian, toByteOffset: 6, as: UInt16.self)
+            ip.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
+            ip.storeBytes(of: InternetChecksum.checksum(ip, count: 20).bigEndian, toByteOffset: 10, as: UInt16.self)
+            EthernetFrame.writeHeader(at: try buf.prepend(14), destination: storeMAC, source: clientMAC, etherType: EtherType.ipv4)
+        }
+        #expect(h.server.stats[.fragmentTooLarge] == 1)
+        // An incomplete datagram times out.
+        try fragment(0, 1480, more: true, id: 11)
+        h.now += 31
+        h.server.poll(now: h.now)
+        #expect(h.server.stats[.fragmentTimeout] == 1)
+        try h.sendRequest(Array("get frag\r\n".utf8))
+        let body = h.receive().flatMap { $0[50...] }
+        #expect(String(decoding: body, as: UTF8.self) == "VALUE frag 0 3000\r\n\(value)\r\nEND\r\n")
+        try h.finish()
+    }
+
+    @Test func evictionWhenMemoryIsFull() throws {
+        var h = try Harness()   // 4 MiB of items
+        let value = String(repeating: "e", count: 1000)
+        for i in 0..<6000 {
+            try h.sendRequest(Array("set key\(i) 0 0 1000 noreply\r\n\(value)\r\n".utf8))
+            if i % 100 == 0 { _ = h.receive() }
+        }
+        #expect(h.server.engine.store.evictions > 1000)
+        try h.sendRequest(Array("get key5999\r\n".utf8))
+        #expect(h.replies().first?.hasPrefix("VALUE key5999 0 1000\r\n") == true, "the newest item survives")
+        try h.sendRequest(Array("get key0\r\n".utf8))
+        #expect(h.replies() == ["END\r\n"], "the oldest was evicted")
+        try h.finish()
+    }
+}
