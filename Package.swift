@@ -46,7 +46,12 @@ let package = Package(
         // Device specs for command-line tools ("pcap:rx=F", "tap:ifname=N", "null", "ring").
         .target(name: "NetdevSpec", dependencies: ["UKNetdev", "UKNetdevLinux", "PcapNet"], path: "Sources/NetdevSpec"),
 
-        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "UKNetdev"], path: "Tests/KVStoreTests"),
+        .executableTarget(
+            name: "kv-bench",
+            dependencies: ["KVStore", "UKNetdev", "CUKAtomics", "CBenchSupport"],
+            path: "Benchmarks/KVBench"),
+
+        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "UKNetdev", "PcapNet", "UKNetdevLinux"], path: "Tests/KVStoreTests"),
         .testTarget(name: "UKNetdevTests", dependencies: ["UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevTests"),
         .testTarget(name: "UKNetdevLinuxTests", dependencies: ["UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevLinuxTests"),
         .testTarget(name: "PcapNetTests", dependencies: ["UKNetdev", "PcapNet"], path: "Tests/PcapNetTests"),

@@ -37,7 +37,11 @@ struct DatagramWriter: ResponseSink {
     var inGroup = false
     var skipGroup = false
     var current: NetBuf?
-    var filled = 0
+    /// Where the next payload byte goes, and the end of the current datagram's payload room:
+    /// the fast path of `append` is one compare and a copy. Both nil-equivalent (equal) when no
+    /// datagram is open.
+    var cursor = UnsafeMutableRawPointer(bitPattern: 64)!
+    var limit = UnsafeMutableRawPointer(bitPattern: 64)!
     var ipIdentification: UInt16 = 0
     var window = FlushWindow()
 
@@ -63,7 +67,7 @@ struct DatagramWriter: ResponseSink {
         self.peer = peer
         self.spare = spare
         inGroup = false
-        current = nil
+        closeCursor()
     }
 
     /// Ends the request (after the engine's final flush). Returns the request buffer if it was
@@ -83,32 +87,52 @@ struct DatagramWriter: ResponseSink {
         skipGroup = false
         groupFailed = false
         groupStart = frameCount
-        current = nil
-        filled = 0
+        closeCursor()
     }
 
+    /// No datagram open: the next append takes the slow path.
+    @inline(__always)
+    mutating func closeCursor() {
+        current = nil
+        limit = cursor
+    }
+
+    @inline(__always)
     mutating func append(_ bytes: UnsafeRawPointer, count: Int) {
+        if count <= limit - cursor {
+            copyPacketBytes(to: cursor, from: bytes, count: count)
+            cursor += count
+            return
+        }
+        appendSlow(bytes, count: count)
+    }
+
+    /// A datagram to open (or the next of a group), or a response not writable (skipped/failed).
+    mutating func appendSlow(_ bytes: UnsafeRawPointer, count: Int) {
         if !inGroup { beginResponse() }
         guard !skipGroup, !groupFailed else { return }
         var src = bytes
         var left = count
         while left > 0 {
-            if current == nil || filled == MemcachedUDP.maxPayload {
+            if current == nil || cursor == limit {
                 guard openDatagram() else { return }
             }
-            let n = min(left, MemcachedUDP.maxPayload - filled)
-            copyPacketBytes(to: current!.data + headerBytes + filled, from: src, count: n)
-            filled += n
+            let n = min(left, limit - cursor)
+            copyPacketBytes(to: cursor, from: src, count: n)
+            cursor += n
             src += n
             left -= n
         }
     }
 
+    /// Payload bytes in the open datagram.
+    var payloadFilled: Int { current == nil ? 0 : MemcachedUDP.maxPayload - (limit - cursor) }
+
     mutating func skipResponse() {
         if !inGroup { beginResponse() }
         skipGroup = true
         releaseFrames(from: groupStart)
-        current = nil
+        closeCursor()
     }
 
     mutating func flush() {
@@ -127,18 +151,20 @@ struct DatagramWriter: ResponseSink {
 
     /// Closes the current datagram (if any) and opens a new one; false if no buffer.
     mutating func openDatagram() -> Bool {
-        if let c = current { seal(c, payload: filled) }
-        current = nil
-        filled = 0
+        if let c = current { seal(c, payload: payloadFilled) }
+        closeCursor()
         guard frameCount < frameCapacity, let buf = takeBuffer() else {
             groupFailed = true
             droppedForBuffers &+= 1
             releaseFrames(from: groupStart)
+            closeCursor()
             return false
         }
         frames[frameCount] = buf
         frameCount += 1
         current = buf
+        cursor = buf.data + headerBytes
+        limit = cursor + MemcachedUDP.maxPayload
         return true
     }
 
@@ -171,15 +197,19 @@ struct DatagramWriter: ResponseSink {
         guard inGroup else { return }
         inGroup = false
         let empty = current == nil
-        guard window.admits(empty: empty, skipped: skipGroup), !groupFailed else { return }
+        guard window.admits(empty: empty, skipped: skipGroup), !groupFailed else {
+            closeCursor()
+            return
+        }
         if empty {
             // The first object of a flush, empty: one header-only datagram with total 0.
             guard openDatagram() else { return }
         }
+        let filled = payloadFilled
         seal(current!, payload: filled)
-        current = nil
+        closeCursor()
         let datagrams = frameCount - groupStart
-        let total = filled == 0 && datagrams == 1 ? 0 : datagrams
+        let total = empty ? 0 : datagrams
         for i in 0..<datagrams {
             writeHeaders(frames[groupStart + i], sequence: UInt16(truncatingIfNeeded: i), total: UInt16(truncatingIfNeeded: min(total, 65535)))
         }

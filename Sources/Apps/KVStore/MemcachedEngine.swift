@@ -79,9 +79,17 @@ public struct MemcachedEngine {
         case stop
     }
 
+    /// The first `byte` in [start, end), eight bytes at a time (the SWAR zero-byte test).
     @inline(__always)
     func findByte(_ byte: UInt8, from start: UnsafeRawPointer, to end: UnsafeRawPointer) -> UnsafeRawPointer? {
+        let pattern = UInt64(byte) &* 0x0101_0101_0101_0101
         var p = start
+        while end - p >= 8 {
+            let x = p.loadUnaligned(as: UInt64.self) ^ pattern
+            let found = (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
+            if found != 0 { return p + found.trailingZeroBitCount / 8 }
+            p += 8
+        }
         while p < end {
             if p.load(as: UInt8.self) == byte { return p }
             p += 1
@@ -89,36 +97,54 @@ public struct MemcachedEngine {
         return nil
     }
 
+    /// The first space or NUL in [start, end) (a token's end), eight bytes at a time.
+    @inline(__always)
+    func findSpaceOrNul(from start: UnsafeRawPointer, to end: UnsafeRawPointer) -> UnsafeRawPointer {
+        var p = start
+        while end - p >= 8 {
+            let w = p.loadUnaligned(as: UInt64.self)
+            let s = w ^ 0x2020_2020_2020_2020
+            let found = ((s &- 0x0101_0101_0101_0101) & ~s | (w &- 0x0101_0101_0101_0101) & ~w) & 0x8080_8080_8080_8080
+            if found != 0 { return p + found.trailingZeroBitCount / 8 }
+            p += 8
+        }
+        while p < end {
+            let c = p.load(as: UInt8.self)
+            if c == 32 || c == 0 { return p }
+            p += 1
+        }
+        return end
+    }
+
     /// Splits a line on spaces like memcached's tokenize_command; returns the token count
     /// including memcached's terminal empty token, and where unread input starts (nil when the
     /// whole line was split; set when it had more than 23 tokens).
     func tokenize(_ line: UnsafeRawPointer, _ length: Int) -> (count: Int, rest: UnsafeRawPointer?) {
         var n = 0
-        var s = line
-        var e = line
-        // memcached works on a C string: a NUL byte ends the line early.
-        let end = findByte(0, from: line, to: line + length) ?? line + length
-        while e < end {
-            if e.load(as: UInt8.self) == 32 {
-                if s != e {
-                    tokens[n] = Token(start: s, length: e - s)
-                    n += 1
-                    if n == MemcachedEngine.maxTokens - 1 {
-                        e += 1
-                        s = e
-                        tokens[n] = Token(start: e, length: 0)
-                        return (n + 1, e < end ? e : nil)
-                    }
-                }
-                s = e + 1
+        var p = line
+        let end = line + length
+        while p < end {
+            let c = p.load(as: UInt8.self)
+            // memcached works on a C string: a NUL byte ends the line early.
+            if c == 0 { break }
+            if c == 32 {
+                p += 1
+                continue
             }
-            e += 1
-        }
-        if s != e {
-            tokens[n] = Token(start: s, length: e - s)
+            let e = findSpaceOrNul(from: p, to: end)
+            tokens[n] = Token(start: p, length: e - p)
             n += 1
+            p = e
+            if p < end && p.load(as: UInt8.self) == 0 { break }
+            if n == MemcachedEngine.maxTokens - 1 && p < end {
+                // memcached keeps at most 23 tokens: what follows the space after the 23rd is
+                // left for the caller to tokenize again (even if it is only spaces).
+                let rest = p + 1
+                tokens[n] = Token(start: rest, length: 0)
+                return (n + 1, rest < end && rest.load(as: UInt8.self) != 0 ? rest : nil)
+            }
         }
-        tokens[n] = Token(start: end, length: 0)
+        tokens[n] = Token(start: p, length: 0)
         return (n + 1, nil)
     }
 

@@ -11,34 +11,35 @@ public enum InternetChecksum {
     /// order only swaps the result), then swaps once.
     @inlinable
     public static func sum(_ bytes: UnsafeRawPointer, count: Int, initial: UInt32 = 0) -> UInt32 {
+        // 32-bit words summed into a 64-bit accumulator: no carry chain, and no overflow below
+        // 2^32 words. Byte order only swaps the final 16-bit result (RFC 1071 section 2).
         var acc: UInt64 = 0
         var p = bytes
         var n = count
-        while n >= 32 {
-            acc = add(acc, p.loadUnaligned(as: UInt64.self))
-            acc = add(acc, p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-            acc = add(acc, p.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-            acc = add(acc, p.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
-            p += 32
-            n -= 32
+        while n >= 16 {
+            let a = p.loadUnaligned(as: UInt64.self), b = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            acc &+= (a & 0xFFFF_FFFF) &+ (a >> 32) &+ (b & 0xFFFF_FFFF) &+ (b >> 32)
+            p += 16
+            n -= 16
         }
-        while n >= 8 {
-            acc = add(acc, p.loadUnaligned(as: UInt64.self))
+        if n >= 8 {
+            let a = p.loadUnaligned(as: UInt64.self)
+            acc &+= (a & 0xFFFF_FFFF) &+ (a >> 32)
             p += 8
             n -= 8
         }
         if n >= 4 {
-            acc = add(acc, UInt64(p.loadUnaligned(as: UInt32.self)))
+            acc &+= UInt64(p.loadUnaligned(as: UInt32.self))
             p += 4
             n -= 4
         }
         if n >= 2 {
-            acc = add(acc, UInt64(p.loadUnaligned(as: UInt16.self)))
+            acc &+= UInt64(p.loadUnaligned(as: UInt16.self))
             p += 2
             n -= 2
         }
         if n == 1 {
-            acc = add(acc, UInt64(p.load(as: UInt8.self)))  // low byte in little-endian = first byte on the wire
+            acc &+= UInt64(p.load(as: UInt8.self))  // low byte in little-endian = first byte on the wire
         }
         // Fold 64 -> 16 bits (in native byte order), then to network order.
         var folded = (acc & 0xFFFF_FFFF) &+ (acc >> 32)
@@ -47,12 +48,6 @@ public enum InternetChecksum {
         folded = (folded & 0xFFFF) &+ (folded >> 16)
         let wire = UInt32(UInt16(truncatingIfNeeded: folded).bigEndian)
         return fold(fold(initial) &+ wire)
-    }
-
-    @inlinable @inline(__always)
-    static func add(_ a: UInt64, _ b: UInt64) -> UInt64 {
-        let (s, carry) = a.addingReportingOverflow(b)
-        return s &+ (carry ? 1 : 0)
     }
 
     /// Folds a 32-bit partial sum to 16 bits with end-around carry.
