@@ -285,3 +285,38 @@ struct Harness {
         try h.finish()
     }
 }
+
+@Suite struct SingleGetFastPathTests {
+    /// The server answers a lone `get <key>` straight into the request's buffer; the datagrams
+    /// must be exactly those of the general engine path (run here on a twin engine fed the same
+    /// stores), across hits, misses, flags, key lengths and the one-datagram size limit.
+    @Test func sameBytesAsTheGeneralPath() throws {
+        var h = try Harness()
+        var twin = MemcachedEngine(memoryBytes: 4 << 20, startTime: h.now)
+        defer { twin.deallocate() }
+        let key250 = String(repeating: "k", count: 250)
+        let stores: [(String, UInt32, Int)] = [("a", 0, 1), ("flags", 4294967295, 32), (key250, 7, 100),
+                                              ("fits", 0, 1392 - 7 - 4 - 3 - 2 - 4 - 2 - 7), ("splits", 0, 1392 - 7 - 6 - 3 - 2 - 4 - 2 - 6)]
+        for (k, f, n) in stores {
+            let request = Array("set \(k) \(f) 0 \(n) noreply\r\n\(String(repeating: "v", count: n))\r\n".utf8)
+            try h.sendRequest(request)
+            var sink = CollectingSink()
+            request.withUnsafeBytes { twin.execute($0.baseAddress!, count: $0.count, now: h.now, into: &sink) }
+        }
+        _ = h.receive()
+        var id: UInt16 = 100
+        for k in ["a", "flags", key250, "fits", "splits", "missing", "a\rb"] {
+            for ending in ["\r\n", "\n"] {
+                id += 1
+                let request = Array("get \(k)\(ending)".utf8)
+                try h.sendRequest(request, id: id)
+                let ours = h.receive().map { Array($0[42...]) }
+                var sink = CollectingSink()
+                request.withUnsafeBytes { twin.execute($0.baseAddress!, count: $0.count, now: h.now, into: &sink) }
+                #expect(ours == sink.datagrams(requestID: id), "get \(k.prefix(20))")
+            }
+        }
+        #expect(h.server.engine.stats.hits == twin.stats.hits && h.server.engine.stats.misses == twin.stats.misses)
+        try h.finish()
+    }
+}

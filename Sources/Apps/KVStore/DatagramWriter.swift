@@ -234,29 +234,62 @@ struct DatagramWriter: ResponseSink {
 
     /// Ethernet, IPv4, UDP and memcached headers in front of a datagram's payload.
     mutating func writeHeaders(_ buf: NetBuf, sequence: UInt16, total: UInt16) {
+        ipIdentification &+= 1
+        DatagramWriter.writeHeaders(buf, peer: peer, mac: ownMAC, ip: ownIP, port: ownPort,
+                                    sequence: sequence, total: total, identification: ipIdentification)
+    }
+
+    /// The reply headers of one datagram whose length (headers included) is already set.
+    @inline(__always)
+    static func writeHeaders(_ buf: NetBuf, peer: Peer, mac: MACAddress, ip: IPv4Address, port: UInt16,
+                             sequence: UInt16, total: UInt16, identification: UInt16) {
         let frame = buf.data
         let udpLength = buf.length - (peer.vlan == nil ? 14 : 18) - 20
         var p = frame
-        EthernetFrame.writeHeader(at: p, destination: peer.mac, source: ownMAC, etherType: peer.vlan == nil ? EtherType.ipv4 : EtherType.vlan)
+        EthernetFrame.writeHeader(at: p, destination: peer.mac, source: mac, etherType: peer.vlan == nil ? EtherType.ipv4 : EtherType.vlan)
         p += 14
         if let vlan = peer.vlan {
             p.storeBytes(of: vlan.bigEndian, as: UInt16.self)
             p.storeBytes(of: EtherType.ipv4.bigEndian, toByteOffset: 2, as: UInt16.self)
             p += 4
         }
-        ipIdentification &+= 1
-        IPv4Packet.writeHeader(at: p, source: ownIP, destination: peer.ip, protocol: IPProtocol.udp,
-                               payloadLength: udpLength, identification: ipIdentification)
+        IPv4Packet.writeHeader(at: p, source: ip, destination: peer.ip, protocol: IPProtocol.udp,
+                               payloadLength: udpLength, identification: identification)
         let udp = p + 20
-        UDPDatagram.writeHeader(at: udp, sourcePort: ownPort, destinationPort: peer.port, payloadLength: udpLength - 8)
+        UDPDatagram.writeHeader(at: udp, sourcePort: port, destinationPort: peer.port, payloadLength: udpLength - 8)
         let mc = udp + 8
         mc.storeBytes(of: peer.requestID.bigEndian, as: UInt16.self)
         mc.storeBytes(of: sequence.bigEndian, toByteOffset: 2, as: UInt16.self)
         mc.storeBytes(of: total.bigEndian, toByteOffset: 4, as: UInt16.self)
         mc.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
-        let pseudo = InternetChecksum.pseudoHeaderSum(source: ownIP, destination: peer.ip, protocol: IPProtocol.udp, length: udpLength)
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: ip, destination: peer.ip, protocol: IPProtocol.udp, length: udpLength)
         var c = InternetChecksum.finish(InternetChecksum.sum(udp, count: udpLength, initial: pseudo))
         if c == 0 { c = 0xFFFF }
         udp.storeBytes(of: c.bigEndian, toByteOffset: 6, as: UInt16.self)
     }
+}
+
+/// Writes `value` in decimal at `p`; returns the digits written (at most 20).
+@inline(__always)
+func writeDecimal(_ value: UInt64, to p: UnsafeMutableRawPointer) -> Int {
+    let n = decimalLength(value)
+    var v = value
+    var i = n
+    repeat {
+        i -= 1
+        p.storeBytes(of: UInt8(truncatingIfNeeded: v % 10) &+ 48, toByteOffset: i, as: UInt8.self)
+        v /= 10
+    } while v != 0
+    return n
+}
+
+@inline(__always)
+func decimalLength(_ value: UInt64) -> Int {
+    var n = 1
+    var v = value
+    while v >= 10 {
+        v /= 10
+        n += 1
+    }
+    return n
 }

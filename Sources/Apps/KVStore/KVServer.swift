@@ -309,10 +309,11 @@ public struct KVServer<Device: NetDevice> {
         }
         stats.requests &+= 1
         let bodyLength = data.count - MemcachedUDP.headerLength
+        let peer = DatagramWriter.Peer(mac: senderMAC, ip: source, port: udp.sourcePort, vlan: vlan, requestID: requestID)
+        if let buf = request, answerSingleGet(buf, base + MemcachedUDP.headerLength, bodyLength, peer: peer, now: now) { return }
         // Parse from a copy, so the request's buffer can be rewritten with the reply.
         copyPacketBytes(to: requestCopy, from: base + MemcachedUDP.headerLength, count: bodyLength)
-        writer.begin(peer: .init(mac: senderMAC, ip: source, port: udp.sourcePort, vlan: vlan, requestID: requestID),
-                     spare: request)
+        writer.begin(peer: peer, spare: request)
         engine.execute(UnsafeRawPointer(requestCopy), count: bodyLength, now: now, into: &writer)
         let unused = writer.end()
         unused?.release()
@@ -322,5 +323,62 @@ public struct KVServer<Device: NetDevice> {
         stats.replyDatagrams &+= UInt64(writer.frameCount)
         writer.frameCount = 0
         writer.committed = 0
+    }
+
+    @inline(__always)
+    func put(_ text: StaticString, at p: UnsafeMutableRawPointer) {
+        copyPacketBytes(to: p, from: UnsafeRawPointer(text.utf8Start), count: text.utf8CodeUnitCount)
+    }
+
+    /// The common request, `get <key>\r\n` alone in its datagram, answered straight into its
+    /// own buffer. Produces exactly what the general path does for it (one response object,
+    /// one datagram, the same counters); anything else, or a reply that needs more than one
+    /// datagram, returns false and takes the general path.
+    mutating func answerSingleGet(_ buf: NetBuf, _ body: UnsafeRawPointer, _ count: Int, peer: DatagramWriter.Peer,
+                                  now: UInt32) -> Bool {
+        // "get " then a key, then the datagram's only "\n".
+        guard count >= 7, count <= 4 + ItemStore.maxKeyLength + 2,
+              body.loadUnaligned(as: UInt32.self) == 0x2074_6567,
+              (body + count - 1).load(as: UInt8.self) == 10 else { return false }
+        var lineEnd = count - 1
+        if (body + lineEnd - 1).load(as: UInt8.self) == 13 { lineEnd -= 1 }
+        let key = body + 4
+        let keyLength = lineEnd - 4
+        guard keyLength >= 1, engine.findSpaceOrNul(from: key, to: key + keyLength) == key + keyLength,
+              engine.findByte(10, from: key, to: key + keyLength) == nil else { return false }
+        let item = engine.store.find(key, keyLength, now: now)
+        let flags = UInt64(item?.flags ?? 0), length = UInt64(item?.valueLength ?? 0)
+        let size = item == nil ? 5 : 6 + keyLength + 1 + decimalLength(flags) + 1 + decimalLength(length) + 2 + Int(length) + 7
+        let headers = (peer.vlan == nil ? 14 : 18) + 20 + 8 + MemcachedUDP.headerLength
+        guard size <= MemcachedUDP.maxPayload, !buf.isClone, headers + size <= buf.capacity - pool.headroom else { return false }
+        engine.stats.commands &+= 1
+        engine.stats.count(.get)
+        try? buf.reset(headroom: pool.headroom)
+        try? buf.setLength(headers + size)
+        var p = buf.data + headers
+        if let item {
+            engine.stats.hits &+= 1
+            put("VALUE ", at: p)
+            p += 6
+            copyPacketBytes(to: p, from: item.key, count: keyLength)
+            p += keyLength
+            p.storeBytes(of: 32, as: UInt8.self)
+            p += 1 + writeDecimal(flags, to: p + 1)
+            p.storeBytes(of: 32, as: UInt8.self)
+            p += 1 + writeDecimal(length, to: p + 1)
+            put("\r\n", at: p)
+            copyPacketBytes(to: p + 2, from: item.value, count: Int(length))
+            p += 2 + Int(length)
+            put("\r\nEND\r\n", at: p)
+        } else {
+            engine.stats.misses &+= 1
+            put("END\r\n", at: p)
+        }
+        writer.ipIdentification &+= 1
+        DatagramWriter.writeHeaders(buf, peer: peer, mac: config.mac, ip: config.ip, port: config.port,
+                                    sequence: 0, total: 1, identification: writer.ipIdentification)
+        stats.replyDatagrams &+= 1
+        enqueue(buf)
+        return true
     }
 }
