@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 
 # Debian packages per job.
-TEST_PACKAGES  := valgrind libpcap-dev tshark memcached
+TEST_PACKAGES  := valgrind libpcap-dev tshark memcached iproute2 iputils-ping python3
 BENCH_PACKAGES := valgrind libdpdk-dev pkg-config gcc
 
 .PHONY: all build test unit-tests embedded-check hotpath-check bench demo deps-test deps-bench clean
