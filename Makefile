@@ -5,7 +5,7 @@ SWIFT ?= swift
 
 # Debian packages per job.
 TEST_PACKAGES  := valgrind libpcap-dev tshark memcached iproute2 iputils-ping python3
-BENCH_PACKAGES := valgrind libdpdk-dev pkg-config gcc
+BENCH_PACKAGES := valgrind libdpdk-dev pkg-config gcc memcached
 
 .PHONY: all build test unit-tests embedded-check hotpath-check bench demo deps-test deps-bench clean
 
@@ -36,9 +36,10 @@ embedded-check:
 hotpath-check: deps-test
 	Benchmarks/check-hotpath.sh
 
-## Speed side by side with DPDK's rte_ring/rte_mempool, instructions per packet (callgrind).
+## Speed beside its peers: the core vs DPDK's rte_ring/rte_mempool, the KV store vs memcached.
 bench: deps-bench
 	Benchmarks/run-netdev-bench.sh
+	Benchmarks/run-kv-bench.sh
 
 ## The main job. For now: the core benchmark (later issues make it the KV store demo).
 demo: bench

@@ -49,4 +49,18 @@ for mode in single-ring single-null class-per-packet; do
     echo "FAIL: $mode: $arc instructions in retain/release/alloc inside the loop"; grep -E 'swift_|malloc|free' <<<"$report" | head; status=1
   fi
 done
+# The KV store's request path: a lone GET answered from the store, per request.
+swift build -c release --product kv-bench >/dev/null
+line=$(.build/release/kv-bench single 1000000)
+m=$(mallocs "$line")
+if [ "$m" -eq 0 ]; then echo "ok       kv store: 0 mallocs in 1000000 GET requests"
+else echo "FAIL: kv store: $m mallocs in the request loop"; status=1; fi
+valgrind --tool=callgrind --callgrind-out-file="$out/cg.kv" --toggle-collect='*KVServerV4poll*' .build/release/kv-bench single 100000 >/dev/null 2>&1
+report=$(callgrind_annotate --auto=no --threshold=100 "$out/cg.kv" 2>/dev/null)
+total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' <<<"$report")
+arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_deallocObject|swift_bridgeObjectRetain|swift_bridgeObjectRelease|malloc|__libc_malloc|free|__libc_free)( |$)' <<<"$report" || true; } \
+      | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
+if [ "$total" -lt 100000000 ]; then echo "FAIL: callgrind did not find the KV server's poll"; status=1
+elif [ "$arc" -eq 0 ]; then echo "ok       kv store: 0 instructions in retain/release/alloc in the server's poll; $(( total / 100000 )) instructions/GET"
+else echo "FAIL: kv store: $arc instructions in retain/release/alloc in the server's poll"; status=1; fi
 exit $status

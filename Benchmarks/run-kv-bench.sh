@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The KV store under GET load (10-byte keys, 32-byte values, all hits, 64 in flight) beside
+# real memcached 1.6.18 (-t 1, UDP on 127.0.0.1) under the same load, in one run:
+#   - replies/s: the store on CPU 1 behind a ring pair, client on CPU 0;
+#                memcached pinned to CPU 1, client pinned to CPU 0 over loopback UDP;
+#   - instructions per GET: callgrind over the server's poll only (one thread, lock step);
+#   - mallocs per request in the measured loops, and retain/release inside the server's poll.
+# Needs: swift, valgrind, memcached (make bench installs them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REQUESTS=${REQUESTS:-2000000}
+MC_REQUESTS=${MC_REQUESTS:-300000}
+CG_REQUESTS=${CG_REQUESTS:-200000}
+swift build -c release --product kv-bench >/dev/null
+bin=.build/release/kv-bench
+tmp=$(mktemp -d)
+mcpid=""
+cleanup() { [ -n "$mcpid" ] && kill "$mcpid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+
+port=$(( 30000 + $$ % 20000 ))
+user=(); [ "$(id -u)" -eq 0 ] && user=(-u root)
+taskset -c 1 memcached -U "$port" -p 0 -l 127.0.0.1 -t 1 -m 64 "${user[@]}" &
+mcpid=$!
+sleep 0.5
+mc=$("$bin" memcached "$port" "$MC_REQUESTS")
+kill "$mcpid"; wait "$mcpid" 2>/dev/null || true; mcpid=""
+ours=$("$bin" ring "$REQUESTS")
+echo "$mc"
+echo "$ours"
+awk -v a="$(field rps "$ours")" -v b="$(field rps "$mc")" 'BEGIN { printf "GET hits, replies/s: UKNet KV store %d, memcached -t 1 %d, ratio %.1f\n", a, b, a / b }'
+
+valgrind --tool=callgrind --callgrind-out-file="$tmp/cg" --toggle-collect='*KVServerV4poll*' "$bin" single "$CG_REQUESTS" >"$tmp/out" 2>/dev/null
+report=$(callgrind_annotate --auto=no --threshold=100 "$tmp/cg")
+total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' <<<"$report")
+arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_bridgeObjectRetain|swift_bridgeObjectRelease|malloc|free)( |$)' <<<"$report" || true; } \
+      | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
+echo "instructions per GET hit (server poll: rx, parse, lookup, reply, checksums, tx): $(( total / CG_REQUESTS ))"
+echo "instructions in retain/release/malloc inside the server's poll: $arc"
+echo "mallocs in the measured loops: memcached client $(field mallocs "$mc"), store $(field mallocs "$ours")"
