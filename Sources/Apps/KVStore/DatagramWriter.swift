@@ -143,6 +143,9 @@ struct DatagramWriter: ResponseSink {
 
     mutating func discardUnflushed() {
         finishGroup()
+        // Those frames never go out: their IPv4 identifications are given back, so the ids on
+        // the wire stay consecutive.
+        ipIdentification &-= UInt16(truncatingIfNeeded: frameCount - committed)
         releaseFrames(from: committed)
         window.reset()
     }

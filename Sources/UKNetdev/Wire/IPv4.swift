@@ -224,12 +224,19 @@ public struct ICMPEcho {
         InternetChecksum.fold(InternetChecksum.sum(base, count: length)) == 0xFFFF
     }
 
-    /// Turns an echo request into its reply in place, updating the checksum incrementally
-    /// (RFC 1624): only the type byte changes.
+    /// Turns an echo request into its reply in place: only the type byte changes. The checksum
+    /// is updated incrementally (RFC 1624 eqn. 3), except that eqn. 3 yields 0x0000 where an
+    /// all-zero message needs 0xFFFF; then it is computed afresh.
     @inlinable
     public func makeReply() {
         let oldWord = UInt16(type) << 8 | UInt16(code)
         type = Kind.echoReply
-        checksum = InternetChecksum.update(checksum, old: oldWord, new: UInt16(code))
+        let updated = InternetChecksum.update(checksum, old: oldWord, new: UInt16(code))
+        if updated == 0 {
+            checksum = 0
+            checksum = InternetChecksum.checksum(base, count: length)
+        } else {
+            checksum = updated
+        }
     }
 }
