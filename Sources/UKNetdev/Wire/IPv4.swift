@@ -72,7 +72,8 @@ public struct IPv4Packet {
 
     /// True if the header checksum verifies.
     @inlinable public var isHeaderChecksumValid: Bool {
-        InternetChecksum.fold(InternetChecksum.sum(base, count: headerLength)) == 0xFFFF
+        if headerLength == 20 { return InternetChecksum.ipv4HeaderSum(base) == 0xFFFF }
+        return InternetChecksum.fold(InternetChecksum.sum(base, count: headerLength)) == 0xFFFF
     }
     /// Recomputes and stores the header checksum.
     @inlinable public func updateHeaderChecksum() {
@@ -105,7 +106,7 @@ public struct IPv4Packet {
         p.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
         source.store(to: p + 12)
         destination.store(to: p + 16)
-        p.storeBytes(of: InternetChecksum.checksum(p, count: 20).bigEndian, toByteOffset: 10, as: UInt16.self)
+        p.storeBytes(of: (~UInt16(truncatingIfNeeded: InternetChecksum.ipv4HeaderSum(p))).bigEndian, toByteOffset: 10, as: UInt16.self)
     }
 }
 
