@@ -100,7 +100,9 @@ public struct KVServer<Device: NetDevice> {
     static var burstSize: Int { 32 }
     /// Frames waiting to be sent, in order (a ring).
     let txQueue: UnsafeMutablePointer<NetBuf>
-    let txCapacity = 4096
+    let txCapacity = KVServer.txQueueSize
+    /// A power of two, so ring positions wrap with a mask.
+    static var txQueueSize: Int { 4096 }
     var txHead = 0
     var txCount = 0
     /// The request payload is parsed from here, so its buffer can carry the reply.
@@ -156,7 +158,7 @@ public struct KVServer<Device: NetDevice> {
         while txCount > 0 {
             let run = min(txCount, txCapacity - txHead)
             let sent = device.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: txQueue + txHead, count: run)).count
-            txHead = (txHead + sent) % txCapacity
+            txHead = (txHead + sent) & (KVServer.txQueueSize - 1)
             txCount -= sent
             if sent < run { return }
         }
@@ -168,7 +170,7 @@ public struct KVServer<Device: NetDevice> {
             stats.drop(.txQueueFull)
             return
         }
-        txQueue[(txHead + txCount) % txCapacity] = buf
+        txQueue[(txHead + txCount) & (KVServer.txQueueSize - 1)] = buf
         txCount += 1
     }
 
@@ -180,6 +182,7 @@ public struct KVServer<Device: NetDevice> {
     // MARK: Link layer
 
     mutating func handle(_ buf: NetBuf, now: UInt32) {
+        if answerPlainRequest(buf, now: now) { return }
         guard buf.next == nil else {
             // Chained frames (from a scatter-gather device) are not expected here.
             return drop(buf, .truncatedFrame)
@@ -352,6 +355,45 @@ public struct KVServer<Device: NetDevice> {
     @inline(__always)
     func put(_ text: StaticString, at p: UnsafeMutableRawPointer) {
         copyPacketBytes(to: p, from: UnsafeRawPointer(text.utf8Start), count: text.utf8CodeUnitCount)
+    }
+
+    /// The common frame, checked in one pass: untagged Ethernet to our MAC, a 20-byte IPv4
+    /// header with a good checksum, to our address, not a fragment, UDP to our port with a good
+    /// checksum, one memcached datagram holding a lone GET. Anything else (or any doubt) returns
+    /// false and takes the general path, which checks again and counts what it drops.
+    mutating func answerPlainRequest(_ buf: NetBuf, now: UInt32) -> Bool {
+        let length = buf.length
+        guard length >= 14 + 20 + 8 + 8 + 7, buf.next == nil else { return false }
+        let f = UnsafeRawPointer(buf.data)
+        guard MACAddress.load(from: f) == config.mac,
+              f.loadUnaligned(fromByteOffset: 12, as: UInt16.self) == EtherType.ipv4.bigEndian else { return false }
+        let ip = f + 14
+        // Version 4, IHL 5; no MF, offset 0 (DF allowed); protocol UDP.
+        guard ip.load(as: UInt8.self) == 0x45,
+              UInt16(bigEndian: ip.loadUnaligned(fromByteOffset: 6, as: UInt16.self)) & 0x3FFF == 0,
+              ip.load(fromByteOffset: 9, as: UInt8.self) == IPProtocol.udp,
+              IPv4Address.load(from: ip + 16) == config.ip else { return false }
+        let total = Int(UInt16(bigEndian: ip.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        guard total >= 28 + 8, total <= length - 14, InternetChecksum.ipv4HeaderSum(ip) == 0xFFFF else { return false }
+        let udp = ip + 20
+        let udpLength = Int(UInt16(bigEndian: udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
+        guard udpLength == total - 20, udpLength > 8 + MemcachedUDP.headerLength,
+              UInt16(bigEndian: udp.loadUnaligned(fromByteOffset: 2, as: UInt16.self)) == config.port else { return false }
+        let source = IPv4Address.load(from: ip + 12)
+        if udp.loadUnaligned(fromByteOffset: 6, as: UInt16.self) != 0 {
+            let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: config.ip, protocol: IPProtocol.udp, length: udpLength)
+            guard InternetChecksum.fold(InternetChecksum.sum(udp, count: udpLength, initial: pseudo)) == 0xFFFF else { return false }
+        }
+        let mc = udp + 8
+        guard mc.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == UInt16(1).bigEndian else { return false }
+        let peer = DatagramWriter.Peer(mac: MACAddress.load(from: f + 6), ip: source,
+                                       port: UInt16(bigEndian: udp.loadUnaligned(as: UInt16.self)), vlan: nil,
+                                       requestID: UInt16(bigEndian: mc.loadUnaligned(as: UInt16.self)))
+        guard answerSingleGet(buf, mc + MemcachedUDP.headerLength, udpLength - 8 - MemcachedUDP.headerLength, peer: peer, now: now) else {
+            return false
+        }
+        stats.requests &+= 1
+        return true
     }
 
     /// The common request, `get <key>\r\n` alone in its datagram, answered straight into its

@@ -11,36 +11,45 @@ public enum InternetChecksum {
     /// order only swaps the result), then swaps once.
     @inlinable
     public static func sum(_ bytes: UnsafeRawPointer, count: Int, initial: UInt32 = 0) -> UInt32 {
-        // 32-bit words summed into a 64-bit accumulator: no carry chain, and no overflow below
-        // 2^32 words. Byte order only swaps the final 16-bit result (RFC 1071 section 2).
+        // 64-bit words with end-around carry (add, adc): two instructions per 8 bytes, which
+        // beats wider tricks on the short datagrams this mostly sees. Byte order only swaps the
+        // final 16-bit result (RFC 1071 section 2).
         var acc: UInt64 = 0
         var p = bytes
         var n = count
-        while n >= 16 {
-            let a = p.loadUnaligned(as: UInt64.self), b = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-            acc &+= (a & 0xFFFF_FFFF) &+ (a >> 32) &+ (b & 0xFFFF_FFFF) &+ (b >> 32)
-            p += 16
-            n -= 16
+        @inline(__always) func add(_ w: UInt64) {
+            let (s, carry) = acc.addingReportingOverflow(w)
+            acc = s &+ (carry ? 1 : 0)
         }
-        if n >= 8 {
-            let a = p.loadUnaligned(as: UInt64.self)
-            acc &+= (a & 0xFFFF_FFFF) &+ (a >> 32)
+        while n >= 32 {
+            add(p.loadUnaligned(as: UInt64.self))
+            add(p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            add(p.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+            add(p.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+            p += 32
+            n -= 32
+        }
+        while n >= 8 {
+            add(p.loadUnaligned(as: UInt64.self))
             p += 8
             n -= 8
         }
+        var tail: UInt64 = 0
         if n >= 4 {
-            acc &+= UInt64(p.loadUnaligned(as: UInt32.self))
+            tail = UInt64(p.loadUnaligned(as: UInt32.self))
             p += 4
             n -= 4
         }
         if n >= 2 {
-            acc &+= UInt64(p.loadUnaligned(as: UInt16.self))
+            tail |= UInt64(p.loadUnaligned(as: UInt16.self)) << (count & 4 != 0 ? 32 : 0)
             p += 2
             n -= 2
         }
         if n == 1 {
-            acc &+= UInt64(p.load(as: UInt8.self))  // low byte in little-endian = first byte on the wire
+            // Low byte in little-endian = first byte on the wire; its position keeps word parity.
+            tail |= UInt64(p.load(as: UInt8.self)) << UInt64((count & 6) * 8)
         }
+        add(tail)
         // Fold 64 -> 16 bits (in native byte order), then to network order.
         var folded = (acc & 0xFFFF_FFFF) &+ (acc >> 32)
         folded = (folded & 0xFFFF) &+ (folded >> 16)
