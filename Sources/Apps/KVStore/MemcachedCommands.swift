@@ -197,27 +197,21 @@ extension MemcachedEngine {
         let result = incr ? value &+ delta : (delta > value ? 0 : value - delta)
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
         let count = withUnsafeMutableBytes(of: &digits) { buf -> Int in
-            var v = result
-            var i = 24
-            repeat {
-                i -= 1
-                buf[i] = UInt8(truncatingIfNeeded: v % 10) &+ 48
-                v /= 10
-            } while v != 0
-            let n = 24 - i
+            let digitsStart = buf.baseAddress!
+            let n = writeDecimal(result, to: digitsStart)
             if n <= item.valueLength {
                 // In place, padded with spaces to the old length (memcached's memset ' ').
-                item.value.copyMemory(from: buf.baseAddress! + i, byteCount: n)
+                item.value.copyMemory(from: digitsStart, byteCount: n)
                 (item.value + n).initializeMemory(as: UInt8.self, repeating: 32, count: item.valueLength - n)
                 store.touchCas(item)
             } else if let fresh = try? store.allocate(key: item.key, keyLength: item.keyLength, valueLength: n,
                                                        flags: item.flags, exptime: item.exptime, now: now) {
-                fresh.value.copyMemory(from: buf.baseAddress! + i, byteCount: n)
+                fresh.value.copyMemory(from: digitsStart, byteCount: n)
                 store.link(fresh, now: now)
             } else {
                 return -1
             }
-            if !quiet { sink.append(UnsafeRawPointer(buf.baseAddress! + i), count: n) }
+            if !quiet { sink.append(UnsafeRawPointer(digitsStart), count: n) }
             return n
         }
         if count < 0 {

@@ -43,14 +43,8 @@ extension ResponseSink {
     mutating func appendDecimal(_ value: UInt64) {
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of stack for up to 20 digits
         withUnsafeMutableBytes(of: &digits) { buf in
-            var v = value
-            var i = 24
-            repeat {
-                i -= 1
-                buf[i] = UInt8(truncatingIfNeeded: v % 10) &+ 48
-                v /= 10
-            } while v != 0
-            append(UnsafeRawPointer(buf.baseAddress! + i), count: 24 - i)
+            let n = writeDecimal(value, to: buf.baseAddress!)
+            append(UnsafeRawPointer(buf.baseAddress!), count: n)
         }
     }
 }
