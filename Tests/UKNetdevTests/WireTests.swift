@@ -315,3 +315,19 @@ func parseAll(_ bytes: inout [UInt8]) -> WireError? {
         #expect(IPv4Address("0.0.0.0") == .any)
     }
 }
+
+@Suite struct ShortSumTests {
+    @Test func shortSumMatchesSumForHeaderSizes() {
+        var rng = SplitMix64(seed: 16)
+        for count in stride(from: 4, through: 64, by: 4) {
+            for _ in 0..<50 {
+                let bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                let initial = UInt32(truncatingIfNeeded: rng.next() & 0x3FFFF)
+                bytes.withUnsafeBytes { raw in
+                    #expect(InternetChecksum.shortSum(raw.baseAddress!, count: count, initial: initial)
+                            == InternetChecksum.sum(raw.baseAddress!, count: count, initial: initial))
+                }
+            }
+        }
+    }
+}

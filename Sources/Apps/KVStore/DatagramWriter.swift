@@ -244,8 +244,10 @@ struct DatagramWriter: ResponseSink {
 
     /// The reply headers of one datagram whose length (headers included) is already set.
     @inline(__always)
+    /// With `payloadSum` (the one's-complement sum of what follows the memcached header), the
+    /// UDP checksum covers only the 16 header bytes and adds it; otherwise it reads the payload.
     static func writeHeaders(_ buf: NetBuf, peer: Peer, mac: MACAddress, ip: IPv4Address, port: UInt16,
-                             sequence: UInt16, total: UInt16, identification: UInt16) {
+                             sequence: UInt16, total: UInt16, identification: UInt16, payloadSum: UInt32? = nil) {
         let frame = buf.data
         let udpLength = buf.length - (peer.vlan == nil ? 14 : 18) - 20
         var p = frame
@@ -266,7 +268,12 @@ struct DatagramWriter: ResponseSink {
         mc.storeBytes(of: total.bigEndian, toByteOffset: 4, as: UInt16.self)
         mc.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
         let pseudo = InternetChecksum.pseudoHeaderSum(source: ip, destination: peer.ip, protocol: IPProtocol.udp, length: udpLength)
-        var c = InternetChecksum.finish(InternetChecksum.sum(udp, count: udpLength, initial: pseudo))
+        var c: UInt16
+        if let payloadSum {
+            c = InternetChecksum.finish(InternetChecksum.shortSum(udp, count: 16, initial: pseudo) &+ payloadSum)
+        } else {
+            c = InternetChecksum.finish(InternetChecksum.sum(udp, count: udpLength, initial: pseudo))
+        }
         if c == 0 { c = 0xFFFF }
         udp.storeBytes(of: c.bigEndian, toByteOffset: 6, as: UInt16.self)
     }

@@ -1,3 +1,5 @@
+import UKNetdev
+
 /// The store's memory: one arena allocated at start and never grown, carved into 1 MiB pages
 /// that size classes take on demand (memcached's slab design), a chained hash table, and CLOCK
 /// eviction within a class when it has no free chunk and no page is left. Nothing is allocated
@@ -6,7 +8,10 @@
 /// Items are addressed by `ItemRef`: their arena offset / 8 as a UInt32 (0 is nil), so a chain
 /// link costs 4 bytes and the arena can reach 32 GiB.
 ///
-/// Chunk layout: a 32-byte header, the key, then the value (without its "\r\n").
+/// Chunk layout: a 34-byte header, then the item as memcached sends it for a get, the "reply
+/// block": `VALUE <key> <flags> <bytes>\r\n<data>\r\n`, whose one's-complement sum is kept in the
+/// header. A GET reply is then one copy and no second pass for its UDP checksum; the key and the
+/// value are slices of the block.
 public struct ItemStore {
     public typealias ItemRef = UInt32
 
@@ -20,7 +25,11 @@ public struct ItemStore {
         static var keyLength: Int { 28 }   // UInt8
         static var sizeClass: Int { 29 }   // UInt8
         static var state: Int { 30 }       // UInt8: bit 0 live, bit 1 referenced (CLOCK)
-        static var size: Int { 32 }
+        static var suffix: Int { 31 }      // UInt8: bytes of " <flags> <bytes>\r\n" after the key
+        static var blockSum: Int { 32 }    // UInt16: one's-complement sum of the reply block, wire order
+        static var size: Int { 34 }
+        /// "VALUE " in front of the key.
+        static var keyOffset: Int { size + 6 }
     }
     static var live: UInt8 { 1 }
     static var referenced: UInt8 { 2 }
@@ -119,8 +128,14 @@ public struct ItemStore {
         public var exptime: UInt32 { base.load(fromByteOffset: Header.exptime, as: UInt32.self) }
         public var keyLength: Int { Int(base.load(fromByteOffset: Header.keyLength, as: UInt8.self)) }
         public var valueLength: Int { Int(base.load(fromByteOffset: Header.valueLength, as: UInt32.self)) }
-        public var key: UnsafeMutableRawPointer { base + Header.size }
-        public var value: UnsafeMutableRawPointer { base + Header.size + keyLength }
+        public var key: UnsafeMutableRawPointer { base + Header.keyOffset }
+        var suffixLength: Int { Int(base.load(fromByteOffset: Header.suffix, as: UInt8.self)) }
+        public var value: UnsafeMutableRawPointer { base + Header.keyOffset + keyLength + suffixLength }
+        /// `VALUE <key> <flags> <bytes>\r\n<data>\r\n`, exactly as a get sends it.
+        public var block: UnsafeMutableRawPointer { base + Header.size }
+        public var blockLength: Int { 6 + keyLength + suffixLength + valueLength + 2 }
+        /// The block's one's-complement sum (16 bits, wire order), for UDP checksums.
+        public var blockSum: UInt32 { UInt32(base.load(fromByteOffset: Header.blockSum, as: UInt16.self)) }
     }
 
     @inline(__always)
@@ -172,7 +187,7 @@ public struct ItemStore {
             let p = pointer(r)
             let next = p.load(fromByteOffset: Header.hashNext, as: ItemRef.self)
             if Int(p.load(fromByteOffset: Header.keyLength, as: UInt8.self)) == length
-                && memoryEqual(p + Header.size, key, length) {
+                && memoryEqual(p + Header.keyOffset, key, length) {
                 guard isLive(p, now: now) else {
                     link.pointee = next
                     expiredUnlinked &+= 1
@@ -200,7 +215,7 @@ public struct ItemStore {
 
     mutating func unlink(_ p: UnsafeMutableRawPointer) {
         let length = Int(p.load(fromByteOffset: Header.keyLength, as: UInt8.self))
-        var link = buckets + Int(ItemStore.hash(p + Header.size, length) & bucketMask)
+        var link = buckets + Int(ItemStore.hash(p + Header.keyOffset, length) & bucketMask)
         let target = ref(p)
         while link.pointee != 0 {
             if link.pointee == target {
@@ -245,7 +260,8 @@ public struct ItemStore {
     /// the caller before `link`). May evict.
     public mutating func allocate(key: UnsafeRawPointer, keyLength: Int, valueLength: Int, flags: UInt32,
                                   exptime: UInt32, now: UInt32) throws(AllocationFailure) -> Item {
-        guard let c = sizeClass(for: Header.size + keyLength + valueLength) else { throw .tooLarge }
+        let suffix = 1 + decimalLength(UInt64(flags)) + 1 + decimalLength(UInt64(valueLength)) + 2
+        guard let c = sizeClass(for: Header.keyOffset + keyLength + suffix + valueLength + 2) else { throw .tooLarge }
         let p = try takeChunk(c, now: now)
         p.storeBytes(of: 0, toByteOffset: Header.hashNext, as: ItemRef.self)
         p.storeBytes(of: flags, toByteOffset: Header.flags, as: UInt32.self)
@@ -256,7 +272,23 @@ public struct ItemStore {
         p.storeBytes(of: UInt8(keyLength), toByteOffset: Header.keyLength, as: UInt8.self)
         p.storeBytes(of: UInt8(c), toByteOffset: Header.sizeClass, as: UInt8.self)
         p.storeBytes(of: 0, toByteOffset: Header.state, as: UInt8.self)
-        (p + Header.size).copyMemory(from: key, byteCount: keyLength)
+        p.storeBytes(of: UInt8(suffix), toByteOffset: Header.suffix, as: UInt8.self)
+        // The reply block around the value: "VALUE <key> <flags> <bytes>\r\n" ... "\r\n".
+        var w = p + Header.size
+        for b in "VALUE ".utf8 {
+            w.storeBytes(of: b, as: UInt8.self)
+            w += 1
+        }
+        w.copyMemory(from: key, byteCount: keyLength)
+        w += keyLength
+        w.storeBytes(of: 32, as: UInt8.self)
+        w += 1 + writeDecimal(UInt64(flags), to: w + 1)
+        w.storeBytes(of: 32, as: UInt8.self)
+        w += 1 + writeDecimal(UInt64(valueLength), to: w + 1)
+        w.storeBytes(of: 13, as: UInt8.self)
+        (w + 1).storeBytes(of: 10, as: UInt8.self)
+        (w + 2 + valueLength).storeBytes(of: 13, as: UInt8.self)
+        (w + 3 + valueLength).storeBytes(of: 10, as: UInt8.self)
         classes[c].liveItems += 1
         items += 1
         return Item(p)
@@ -270,20 +302,28 @@ public struct ItemStore {
     public mutating func link(_ item: Item, now: UInt32) {
         let p = item.base
         let length = item.keyLength
-        if let old = find(p + Header.size, length, now: now) {
+        updateBlockSum(item)
+        if let old = find(p + Header.keyOffset, length, now: now) {
             unlink(old.base)
             release(old.base)
         }
         p.storeBytes(of: nextCas, toByteOffset: Header.cas, as: UInt64.self)
         nextCas &+= 1
         p.storeBytes(of: ItemStore.live, toByteOffset: Header.state, as: UInt8.self)
-        let bucket = buckets + Int(ItemStore.hash(p + Header.size, length) & bucketMask)
+        let bucket = buckets + Int(ItemStore.hash(p + Header.keyOffset, length) & bucketMask)
         p.storeBytes(of: bucket.pointee, toByteOffset: Header.hashNext, as: ItemRef.self)
         bucket.pointee = ref(p)
     }
 
-    /// Gives a stored item a new cas unique (after an in-place change such as incr).
-    public mutating func touchCas(_ item: Item) {
+    func updateBlockSum(_ item: Item) {
+        let sum = InternetChecksum.fold(InternetChecksum.sum(item.block, count: item.blockLength))
+        item.base.storeBytes(of: UInt16(truncatingIfNeeded: sum), toByteOffset: Header.blockSum, as: UInt16.self)
+    }
+
+    /// After the value of a stored item changed in place (incr, decr): a new cas unique and a
+    /// new block sum.
+    public mutating func valueChanged(_ item: Item) {
+        updateBlockSum(item)
         item.base.storeBytes(of: nextCas, toByteOffset: Header.cas, as: UInt64.self)
         nextCas &+= 1
     }

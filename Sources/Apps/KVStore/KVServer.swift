@@ -107,6 +107,8 @@ public struct KVServer<Device: NetDevice> {
     var txCount = 0
     /// The request payload is parsed from here, so its buffer can carry the reply.
     let requestCopy: UnsafeMutableRawPointer
+    /// One's-complement sum of "END\r\n" at an even offset.
+    let endOfGetSum = InternetChecksum.sum(UnsafeRawPointer(("END\r\n" as StaticString).utf8Start), count: 5)
 
     /// A server on a device that is already started, replying with buffers from `pool`.
     public init(device: Device, pool: NetBufPool, config: KVServerConfig, now: UInt32) throws(KVServerError) {
@@ -412,36 +414,31 @@ public struct KVServer<Device: NetDevice> {
         let keyLength = lineEnd - 4
         guard keyLength >= 1, isPlainKey(key, keyLength) else { return false }
         let item = engine.store.find(key, keyLength, now: now)
-        let flags = UInt64(item?.flags ?? 0), length = UInt64(item?.valueLength ?? 0)
-        let size = item == nil ? 5 : 6 + keyLength + 1 + decimalLength(flags) + 1 + decimalLength(length) + 2 + Int(length) + 7
+        let blockLength = item?.blockLength ?? 0
+        let size = blockLength + 5   // the item's reply block (if a hit), then "END\r\n"
         let headers = (peer.vlan == nil ? 14 : 18) + 20 + 8 + MemcachedUDP.headerLength
         guard size <= MemcachedUDP.maxPayload, !buf.isClone, headers + size <= buf.capacity - pool.headroom else { return false }
         engine.stats.commands &+= 1
         engine.stats.count(.get)
         try? buf.reset(headroom: pool.headroom)
         try? buf.setLength(headers + size)
-        var p = buf.data + headers
+        let payload = buf.data + headers
+        // The payload's checksum comes from the item's stored block sum and the sum of
+        // "END\r\n", byte-swapped when it starts at an odd offset (RFC 1071: sums commute with
+        // byte order).
+        var endSum = endOfGetSum
         if let item {
             engine.stats.hits &+= 1
-            put("VALUE ", at: p)
-            p += 6
-            copyPacketBytes(to: p, from: item.key, count: keyLength)
-            p += keyLength
-            p.storeBytes(of: 32, as: UInt8.self)
-            p += 1 + writeDecimal(flags, to: p + 1)
-            p.storeBytes(of: 32, as: UInt8.self)
-            p += 1 + writeDecimal(length, to: p + 1)
-            put("\r\n", at: p)
-            copyPacketBytes(to: p + 2, from: item.value, count: Int(length))
-            p += 2 + Int(length)
-            put("\r\nEND\r\n", at: p)
+            copyPacketBytes(to: payload, from: item.block, count: blockLength)
+            if blockLength & 1 != 0 { endSum = UInt32(UInt16(truncatingIfNeeded: endSum).byteSwapped) }
+            endSum &+= item.blockSum
         } else {
             engine.stats.misses &+= 1
-            put("END\r\n", at: p)
         }
+        put("END\r\n", at: payload + blockLength)
         writer.ipIdentification &+= 1
         DatagramWriter.writeHeaders(buf, peer: peer, mac: config.mac, ip: config.ip, port: config.port,
-                                    sequence: 0, total: 1, identification: writer.ipIdentification)
+                                    sequence: 0, total: 1, identification: writer.ipIdentification, payloadSum: endSum)
         stats.replyDatagrams &+= 1
         enqueue(buf)
         return true

@@ -203,7 +203,7 @@ extension MemcachedEngine {
                 // In place, padded with spaces to the old length (memcached's memset ' ').
                 item.value.copyMemory(from: digitsStart, byteCount: n)
                 (item.value + n).initializeMemory(as: UInt8.self, repeating: 32, count: item.valueLength - n)
-                store.touchCas(item)
+                store.valueChanged(item)
             } else if let fresh = try? store.allocate(key: item.key, keyLength: item.keyLength, valueLength: n,
                                                        flags: item.flags, exptime: item.exptime, now: now) {
                 fresh.value.copyMemory(from: digitsStart, byteCount: n)

@@ -360,19 +360,17 @@ public struct MemcachedEngine {
 
     @inline(__always)
     func appendValue<S: ResponseSink>(_ item: ItemStore.Item, cas: Bool, _ sink: inout S) {
-        sink.append("VALUE ")
-        sink.append(UnsafeRawPointer(item.key), count: item.keyLength)
-        sink.append(" ")
-        sink.appendDecimal(UInt64(item.flags))
-        sink.append(" ")
-        sink.appendDecimal(UInt64(item.valueLength))
-        if cas {
-            sink.append(" ")
-            sink.appendDecimal(item.cas)
+        guard cas else {
+            // The item is kept as memcached sends it.
+            sink.append(UnsafeRawPointer(item.block), count: item.blockLength)
+            return
         }
+        let lineLength = 6 + item.keyLength + item.suffixLength - 2
+        sink.append(UnsafeRawPointer(item.block), count: lineLength)
+        sink.append(" ")
+        sink.appendDecimal(item.cas)
         sink.append("\r\n")
-        sink.append(UnsafeRawPointer(item.value), count: item.valueLength)
-        sink.append("\r\n")
+        sink.append(UnsafeRawPointer(item.value), count: item.valueLength + 2)
     }
 }
 

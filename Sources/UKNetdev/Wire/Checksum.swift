@@ -59,6 +59,24 @@ public enum InternetChecksum {
         return fold(fold(initial) &+ wire)
     }
 
+    /// `sum` for a few bytes, inlined: 32-bit loads into a 64-bit accumulator, no call. For
+    /// fixed-size headers (`count` a multiple of 4, at most 64) the loop unrolls away.
+    @inlinable @inline(__always)
+    public static func shortSum(_ p: UnsafeRawPointer, count: Int, initial: UInt32 = 0) -> UInt32 {
+        var acc: UInt64 = 0
+        var i = 0
+        while i < count {
+            acc &+= UInt64(p.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+            i &+= 4
+        }
+        // The loads are in native order; `initial` is in wire order and joins after the swap.
+        var folded = (acc & 0xFFFF_FFFF) &+ (acc >> 32)
+        folded = (folded & 0xFFFF) &+ (folded >> 16)
+        folded = (folded & 0xFFFF) &+ (folded >> 16)
+        folded = (folded & 0xFFFF) &+ (folded >> 16)
+        return fold(fold(initial) &+ UInt32(UInt16(truncatingIfNeeded: folded).bigEndian))
+    }
+
     /// The checksum field value of a 20-byte IPv4 header (no options) whose checksum field is
     /// zero or, to verify, 0 when the header (with its checksum) is intact: five 32-bit loads,
     /// no loop.
