@@ -9,7 +9,7 @@ public enum InternetChecksum {
     ///
     /// Sums 8 bytes at a time in native order with end-around carry (RFC 1071 section 2: byte
     /// order only swaps the result), then swaps once.
-    @inlinable
+    @inlinable @inline(__always)
     public static func sum(_ bytes: UnsafeRawPointer, count: Int, initial: UInt32 = 0) -> UInt32 {
         // 64-bit words with end-around carry (add, adc): two instructions per 8 bytes, which
         // beats wider tricks on the short datagrams this mostly sees. Byte order only swaps the
