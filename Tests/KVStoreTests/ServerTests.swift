@@ -104,6 +104,35 @@ struct Harness {
         try h.finish()
     }
 
+    @Test func vlanTaggedRequestGetsATaggedReply() throws {
+        var h = try Harness()
+        try h.sendRequest(Array("set v 0 0 2\r\nok\r\n".utf8))
+        _ = h.receive()
+        try h.send { buf in
+            let header: [UInt8] = [0, 42, 0, 0, 0, 1, 0, 0]
+            try (header + Array("get v\r\n".utf8)).withUnsafeBytes { try buf.copyIn($0) }
+            try buf.prependUDPHeaders(UDPFlow(sourceMAC: clientMAC, destinationMAC: storeMAC, source: clientIP,
+                                              destination: storeIP, sourcePort: 40000, destinationPort: 11211))
+            // Insert an 802.1Q tag (VLAN 7) after the MAC addresses.
+            let p = try buf.prepend(4)
+            p.copyMemory(from: p + 4, byteCount: 12)
+            p.storeBytes(of: EtherType.vlan.bigEndian, toByteOffset: 12, as: UInt16.self)
+            p.storeBytes(of: UInt16(7).bigEndian, toByteOffset: 14, as: UInt16.self)
+        }
+        let reply = try #require(h.receive().first)
+        try reply.withUnsafeBytes { raw in
+            let eth = try EthernetFrame(UnsafeMutableRawBufferPointer(mutating: raw))
+            #expect(eth.vlanID == 7 && eth.destination == clientMAC && eth.source == storeMAC)
+            let ip = try IPv4Packet(eth.payload)
+            #expect(ip.isHeaderChecksumValid && ip.destination == clientIP)
+            let udp = try UDPDatagram(ip.payload)
+            #expect(udp.isChecksumValid(source: ip.source, destination: ip.destination))
+            #expect(Array(udp.payload.prefix(8)) == [0, 42, 0, 0, 0, 1, 0, 0])
+            #expect(String(decoding: udp.payload.dropFirst(8), as: UTF8.self) == "VALUE v 0 2\r\nok\r\nEND\r\n")
+        }
+        try h.finish()
+    }
+
     @Test func largeValueIsSplitIntoDatagramGroups() throws {
         var h = try Harness()
         // 5000 bytes, built by appends (one request datagram fits one 2 KiB buffer here).

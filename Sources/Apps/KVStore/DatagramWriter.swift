@@ -49,6 +49,12 @@ struct DatagramWriter: ResponseSink {
     var droppedForBuffers: UInt64 = 0
     var groupFailed = false
 
+    /// Ethernet/IPv4/UDP headers of our replies with every field that never changes filled in
+    /// (source MAC and address, TTL, protocol, source port), and the sum of those IPv4 fields:
+    /// a reply copies it and patches the rest.
+    let template: UnsafeMutableRawPointer
+    let templateIPSum: UInt32
+
     init(pool: NetBufPool, mac: MACAddress, ip: IPv4Address, port: UInt16, frameCapacity: Int) {
         self.pool = pool
         ownMAC = mac
@@ -56,9 +62,21 @@ struct DatagramWriter: ResponseSink {
         ownPort = port
         self.frameCapacity = frameCapacity
         frames = .allocate(capacity: frameCapacity)
+        template = .allocate(byteCount: 64, alignment: 64)
+        template.initializeMemory(as: UInt8.self, repeating: 0, count: 64)
+        EthernetFrame.writeHeader(at: template, destination: .zero, source: mac, etherType: EtherType.ipv4)
+        IPv4Packet.writeHeader(at: template + 14, source: ip, destination: .any, protocol: IPProtocol.udp, payloadLength: 0)
+        (template + 14).storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self)   // total length: per reply
+        (template + 14).storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)  // checksum: per reply
+        UDPDatagram.writeHeader(at: template + 34, sourcePort: port, destinationPort: 0, payloadLength: 0)
+        (template + 34).storeBytes(of: UInt16(0), toByteOffset: 4, as: UInt16.self)
+        templateIPSum = InternetChecksum.ipv4HeaderSum(template + 14)
     }
 
-    func deallocate() { frames.deallocate() }
+    func deallocate() {
+        frames.deallocate()
+        template.deallocate()
+    }
 
     var headerBytes: Int { (peer.vlan == nil ? 14 : 18) + 20 + 8 + MemcachedUDP.headerLength }
 
@@ -235,46 +253,58 @@ struct DatagramWriter: ResponseSink {
         return true
     }
 
-    /// Ethernet, IPv4, UDP and memcached headers in front of a datagram's payload.
+    /// Ethernet, IPv4, UDP and memcached headers in front of a datagram's payload (its length,
+    /// headers included, already set), with the next IPv4 identification. `payloadSum`, the
+    /// one's-complement sum of what follows the memcached header, saves reading the payload
+    /// when the caller already has it.
     mutating func writeHeaders(_ buf: NetBuf, sequence: UInt16, total: UInt16) {
-        ipIdentification &+= 1
-        DatagramWriter.writeHeaders(buf, peer: peer, mac: ownMAC, ip: ownIP, port: ownPort,
-                                    sequence: sequence, total: total, identification: ipIdentification)
+        writeHeaders(buf, for: peer, sequence: sequence, total: total, payloadSum: nil)
     }
 
-    /// The reply headers of one datagram whose length (headers included) is already set.
-    @inline(__always)
-    /// With `payloadSum` (the one's-complement sum of what follows the memcached header), the
-    /// UDP checksum covers only the 16 header bytes and adds it; otherwise it reads the payload.
-    static func writeHeaders(_ buf: NetBuf, peer: Peer, mac: MACAddress, ip: IPv4Address, port: UInt16,
-                             sequence: UInt16, total: UInt16, identification: UInt16, payloadSum: UInt32? = nil) {
-        let frame = buf.data
-        let udpLength = buf.length - (peer.vlan == nil ? 14 : 18) - 20
-        var p = frame
-        EthernetFrame.writeHeader(at: p, destination: peer.mac, source: mac, etherType: peer.vlan == nil ? EtherType.ipv4 : EtherType.vlan)
-        p += 14
-        if let vlan = peer.vlan {
-            p.storeBytes(of: vlan.bigEndian, as: UInt16.self)
-            p.storeBytes(of: EtherType.ipv4.bigEndian, toByteOffset: 2, as: UInt16.self)
-            p += 4
+    mutating func writeHeaders(_ buf: NetBuf, for peer: Peer, sequence: UInt16, total: UInt16, payloadSum: UInt32?) {
+        ipIdentification &+= 1
+        let tagged = peer.vlan != nil
+        let udpLength = buf.length - (tagged ? 18 : 14) - 20
+        let udp = buf.data + (tagged ? 18 : 14) + 20
+        let sum = payloadSum ?? InternetChecksum.sum(udp + 16, count: udpLength - 16)
+        if tagged {
+            writeTaggedHeaders(buf.data, peer: peer)
+        } else {
+            copyPacketBytes(to: buf.data, from: template, count: 42)
+            peer.mac.store(to: buf.data)
         }
-        IPv4Packet.writeHeader(at: p, source: ip, destination: peer.ip, protocol: IPProtocol.udp,
-                               payloadLength: udpLength, identification: identification)
-        let udp = p + 20
-        UDPDatagram.writeHeader(at: udp, sourcePort: port, destinationPort: peer.port, payloadLength: udpLength - 8)
+        let ip = udp - 20
+        let totalLength = UInt16(truncatingIfNeeded: 20 + udpLength)
+        ip.storeBytes(of: totalLength.bigEndian, toByteOffset: 2, as: UInt16.self)
+        ip.storeBytes(of: ipIdentification.bigEndian, toByteOffset: 4, as: UInt16.self)
+        peer.ip.store(to: ip + 16)
+        let d = peer.ip.value
+        let ipSum = templateIPSum &+ UInt32(totalLength) &+ UInt32(ipIdentification) &+ (d >> 16) &+ (d & 0xFFFF)
+        ip.storeBytes(of: InternetChecksum.finish(ipSum).bigEndian, toByteOffset: 10, as: UInt16.self)
+        let length = UInt16(truncatingIfNeeded: udpLength)
+        udp.storeBytes(of: peer.port.bigEndian, toByteOffset: 2, as: UInt16.self)
+        udp.storeBytes(of: length.bigEndian, toByteOffset: 4, as: UInt16.self)
+        // memcached header: request id, sequence, total, reserved 0.
         let mc = udp + 8
         mc.storeBytes(of: peer.requestID.bigEndian, as: UInt16.self)
         mc.storeBytes(of: sequence.bigEndian, toByteOffset: 2, as: UInt16.self)
         mc.storeBytes(of: total.bigEndian, toByteOffset: 4, as: UInt16.self)
         mc.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
-        let pseudo = InternetChecksum.pseudoHeaderSum(source: ip, destination: peer.ip, protocol: IPProtocol.udp, length: udpLength)
-        var c: UInt16
-        if let payloadSum {
-            c = InternetChecksum.finish(InternetChecksum.shortSum(udp, count: 16, initial: pseudo) &+ payloadSum)
-        } else {
-            c = InternetChecksum.finish(InternetChecksum.sum(udp, count: udpLength, initial: pseudo))
-        }
+        // The UDP checksum from its parts: pseudo-header, the header words, the payload's sum.
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: ownIP, destination: peer.ip, protocol: IPProtocol.udp, length: udpLength)
+        let udpSum = pseudo &+ UInt32(ownPort) &+ UInt32(peer.port) &+ UInt32(length) &+ UInt32(peer.requestID)
+            &+ UInt32(sequence) &+ UInt32(total) &+ sum
+        var c = InternetChecksum.finish(udpSum)
         if c == 0 { c = 0xFFFF }
         udp.storeBytes(of: c.bigEndian, toByteOffset: 6, as: UInt16.self)
     }
+
+    /// The template's fields behind an 802.1Q tag (rare: no template of its own).
+    func writeTaggedHeaders(_ frame: UnsafeMutableRawPointer, peer: Peer) {
+        EthernetFrame.writeHeader(at: frame, destination: peer.mac, source: ownMAC, etherType: EtherType.vlan)
+        frame.storeBytes(of: peer.vlan!.bigEndian, toByteOffset: 14, as: UInt16.self)
+        frame.storeBytes(of: EtherType.ipv4.bigEndian, toByteOffset: 16, as: UInt16.self)
+        (frame + 18).copyMemory(from: template + 14, byteCount: 28)
+    }
 }
+

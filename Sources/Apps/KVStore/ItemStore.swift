@@ -69,11 +69,6 @@ public struct ItemStore {
     public private(set) var expiredUnlinked: UInt64 = 0
     public private(set) var items = 0
 
-    /// Largest item (header + key + value) a chunk can hold.
-    public var maxItemSize: Int { ItemStore.pageSize }
-    /// Largest value storable with the longest key.
-    public var maxValueLength: Int { ItemStore.pageSize - Header.size - ItemStore.maxKeyLength }
-
     /// A store with `memoryBytes` of item memory (at least 1 MiB).
     public init(memoryBytes: Int) {
         let pages = max(1, memoryBytes / ItemStore.pageSize)

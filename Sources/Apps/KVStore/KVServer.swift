@@ -107,11 +107,6 @@ public struct KVServer<Device: NetDevice> {
     var txCount = 0
     /// The request payload is parsed from here, so its buffer can carry the reply.
     let requestCopy: UnsafeMutableRawPointer
-    /// Ethernet/IPv4/UDP headers of our replies with every field that never changes filled in
-    /// (source MAC and address, TTL, protocol, source port), and the sum of those IPv4 fields:
-    /// a lone GET's reply copies it and patches the rest.
-    let replyTemplate: UnsafeMutableRawPointer
-    let replyTemplateIPSum: UInt32
     /// One's-complement sum of "END\r\n" at an even offset.
     let endOfGetSum = InternetChecksum.sum(UnsafeRawPointer(("END\r\n" as StaticString).utf8Start), count: 5)
 
@@ -128,15 +123,6 @@ public struct KVServer<Device: NetDevice> {
         burst = .allocate(capacity: KVServer.burstSize)
         txQueue = .allocate(capacity: txCapacity)
         requestCopy = .allocate(byteCount: 65536, alignment: 64)
-        replyTemplate = .allocate(byteCount: 64, alignment: 64)
-        replyTemplate.initializeMemory(as: UInt8.self, repeating: 0, count: 64)
-        EthernetFrame.writeHeader(at: replyTemplate, destination: .zero, source: config.mac, etherType: EtherType.ipv4)
-        IPv4Packet.writeHeader(at: replyTemplate + 14, source: config.ip, destination: .any, protocol: IPProtocol.udp, payloadLength: 0)
-        (replyTemplate + 14).storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self)   // total length: per reply
-        (replyTemplate + 14).storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)  // checksum: per reply
-        UDPDatagram.writeHeader(at: replyTemplate + 34, sourcePort: config.port, destinationPort: 0, payloadLength: 0)
-        (replyTemplate + 34).storeBytes(of: UInt16(0), toByteOffset: 4, as: UInt16.self)
-        replyTemplateIPSum = InternetChecksum.ipv4HeaderSum(replyTemplate + 14)
     }
 
     /// Frees what the server allocated and any frame still queued; the device is the caller's.
@@ -151,11 +137,10 @@ public struct KVServer<Device: NetDevice> {
         burst.deallocate()
         txQueue.deallocate()
         requestCopy.deallocate()
-        replyTemplate.deallocate()
         engine.deallocate()
     }
 
-    /// Frames received in total, and drops, replies... plus the pool's state.
+    /// Reply frames queued and not yet taken by the device.
     public var pendingTransmit: Int { txCount }
 
     /// Handles one RX burst and transmits what is ready; returns the frames received.
@@ -413,38 +398,6 @@ public struct KVServer<Device: NetDevice> {
         return true
     }
 
-    /// The same bytes as `DatagramWriter.writeHeaders` (sequence 0, total 1, no VLAN), from the
-    /// template: one copy, then the fields that depend on the peer and the length, with both
-    /// checksums summed from the parts instead of read back.
-    @inline(__always)
-    func writeReplyHeaders(_ frame: UnsafeMutableRawPointer, peer: DatagramWriter.Peer, udpLength: Int,
-                           identification: UInt16, payloadSum: UInt32) {
-        copyPacketBytes(to: frame, from: replyTemplate, count: 42)
-        peer.mac.store(to: frame)
-        let ip = frame + 14
-        let totalLength = UInt16(truncatingIfNeeded: 20 + udpLength)
-        ip.storeBytes(of: totalLength.bigEndian, toByteOffset: 2, as: UInt16.self)
-        ip.storeBytes(of: identification.bigEndian, toByteOffset: 4, as: UInt16.self)
-        peer.ip.store(to: ip + 16)
-        let d = peer.ip.value
-        let ipSum = replyTemplateIPSum &+ UInt32(totalLength) &+ UInt32(identification) &+ (d >> 16) &+ (d & 0xFFFF)
-        ip.storeBytes(of: InternetChecksum.finish(ipSum).bigEndian, toByteOffset: 10, as: UInt16.self)
-        let udp = frame + 34
-        let length = UInt16(truncatingIfNeeded: udpLength)
-        udp.storeBytes(of: peer.port.bigEndian, toByteOffset: 2, as: UInt16.self)
-        udp.storeBytes(of: length.bigEndian, toByteOffset: 4, as: UInt16.self)
-        // memcached header: request id, sequence 0, total 1, reserved 0.
-        (udp + 8).storeBytes(of: peer.requestID.bigEndian, as: UInt16.self)
-        (udp + 8).storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self)
-        (udp + 8).storeBytes(of: UInt16(1).bigEndian, toByteOffset: 4, as: UInt16.self)
-        (udp + 8).storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
-        let pseudo = InternetChecksum.pseudoHeaderSum(source: config.ip, destination: peer.ip, protocol: IPProtocol.udp, length: udpLength)
-        let udpSum = pseudo &+ UInt32(config.port) &+ UInt32(peer.port) &+ UInt32(length) &+ UInt32(peer.requestID) &+ 1 &+ payloadSum
-        var c = InternetChecksum.finish(udpSum)
-        if c == 0 { c = 0xFFFF }
-        udp.storeBytes(of: c.bigEndian, toByteOffset: 6, as: UInt16.self)
-    }
-
     /// The common request, `get <key>\r\n` alone in its datagram, answered straight into its
     /// own buffer. Produces exactly what the general path does for it (one response object,
     /// one datagram, the same counters); anything else, or a reply that needs more than one
@@ -483,14 +436,7 @@ public struct KVServer<Device: NetDevice> {
             engine.stats.misses &+= 1
         }
         put("END\r\n", at: payload + blockLength)
-        writer.ipIdentification &+= 1
-        if peer.vlan == nil {
-            writeReplyHeaders(buf.data, peer: peer, udpLength: 8 + MemcachedUDP.headerLength + size,
-                              identification: writer.ipIdentification, payloadSum: endSum)
-        } else {
-            DatagramWriter.writeHeaders(buf, peer: peer, mac: config.mac, ip: config.ip, port: config.port,
-                                        sequence: 0, total: 1, identification: writer.ipIdentification, payloadSum: endSum)
-        }
+        writer.writeHeaders(buf, for: peer, sequence: 0, total: 1, payloadSum: endSum)
         stats.replyDatagrams &+= 1
         enqueue(buf)
         return true
