@@ -261,6 +261,7 @@ struct DatagramWriter: ResponseSink {
         writeHeaders(buf, for: peer, sequence: sequence, total: total, payloadSum: nil)
     }
 
+    @inline(__always)
     mutating func writeHeaders(_ buf: NetBuf, for peer: Peer, sequence: UInt16, total: UInt16, payloadSum: UInt32?) {
         ipIdentification &+= 1
         let tagged = peer.vlan != nil
