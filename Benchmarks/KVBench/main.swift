@@ -7,8 +7,7 @@
 //   kv-bench memcached PORT REQUESTS   client on CPU 0 against memcached -U PORT on 127.0.0.1
 //
 // Prints `kv MODE requests=N seconds=S rps=R mallocs=K` (K: mallocs in the measured loop).
-import CBenchSupport
-import CUKAtomics
+import BenchSupport
 import Glibc
 import KVStore
 import UKNetdev
@@ -18,18 +17,6 @@ let window = 64
 let storeMAC = MACAddress(0x02, 0, 0, 0, 0, 2), clientMAC = MACAddress(0x02, 0, 0, 0, 0, 1)
 let storeIP = IPv4Address(192, 0, 2, 2), clientIP = IPv4Address(192, 0, 2, 1)
 
-func fail(_ message: String) -> Never {
-    var line = "kv-bench: \(message)\n"
-    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
-    exit(2)
-}
-
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
 func key(_ i: Int) -> String {
     let digits = String(i)
     return "key" + String(repeating: "0", count: 7 - digits.count) + digits   // 10 bytes
@@ -38,13 +25,7 @@ let value32 = String(repeating: "v", count: 32)
 
 func report(_ mode: String, requests: Int, seconds: Double, mallocs: UInt64) {
     let rps = Double(requests) / seconds
-    print("kv \(mode) requests=\(requests) seconds=\(String(format3(seconds))) rps=\(Int(rps)) mallocs=\(mallocs)")
-}
-
-func format3(_ x: Double) -> String {
-    let scaled = Int((x * 1000).rounded())
-    let frac = String(scaled % 1000)
-    return "\(scaled / 1000).\(String(repeating: "0", count: 3 - frac.count))\(frac)"
+    print("kv \(mode) requests=\(requests) seconds=\(fixed3(seconds)) rps=\(Int(rps)) mallocs=\(mallocs)")
 }
 
 /// Request frames for the client, built once; sending one is a buffer alloc and a copy.
@@ -133,11 +114,6 @@ func setUp() -> (NetBufPool, RingDevice, KVServer<RingDevice>, RequestTemplates)
     return (pool, a, server, gets)
 }
 
-@inline(never)
-func kvServerPollBench(_ server: inout KVServer<RingDevice>, now: UInt32) -> Int {
-    server.poll(now: now)
-}
-
 /// One thread, lock step: a burst of GETs in, one server poll, the replies out.
 func single(requests: Int) {
     var (pool, a, server, gets) = setUp()
@@ -147,7 +123,7 @@ func single(requests: Int) {
     let t0 = now()
     while client.received < requests {
         client.send(limit: requests)
-        _ = kvServerPollBench(&server, now: t)
+        server.poll(now: t)
         _ = client.receive()
     }
     let t1 = now()
@@ -157,44 +133,16 @@ func single(requests: Int) {
     server.shutdown()
 }
 
-final class Flag: @unchecked Sendable {
-    let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
-    init() { word.initialize(to: 0) }
-}
-
-final class PinnedThread {
-    var thread = pthread_t()
-    let body: () -> Void
-    let cpu: Int
-    init(cpu: Int, _ body: @escaping () -> Void) {
-        self.body = body
-        self.cpu = cpu
-        let me = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&thread, nil, { arg in
-            let t = Unmanaged<PinnedThread>.fromOpaque(arg!).takeRetainedValue()
-            _ = bench_pin_to_cpu(Int32(t.cpu))
-            t.body()
-            return nil
-        }, me)
-    }
-    func join() { pthread_join(thread, nil) }
-}
-
-final class Box<T>: @unchecked Sendable {
-    var value: T
-    init(_ v: T) { value = v }
-}
-
 /// Store on CPU 1, client on CPU 0.
 func twoCores(requests: Int) {
     let (pool, a, server, gets) = setUp()
-    let stop = Flag()
-    let serverBox = Box(server)
+    let stop = StopFlag()
+    let serverBox = Shared(server)
     let deadline = now() + 60
     let serverThread = PinnedThread(cpu: 1) {
         let t = UInt32(time(nil))
         var polls = 0
-        while uk_load_relaxed_u32(stop.word) == 0 {
+        while !stop.isRaised {
             _ = serverBox.value.poll(now: t)
             polls &+= 1
             if polls & 0xFFFF == 0 && now() > deadline { break }
@@ -214,7 +162,7 @@ func twoCores(requests: Int) {
             }
         }
         result = (client.received, now() - t0, malloc_counter_calls() - m0)
-        uk_store_release_u32(stop.word, 1)
+        stop.raise()
     }
     clientThread.join()
     serverThread.join()
@@ -224,7 +172,7 @@ func twoCores(requests: Int) {
 
 /// The same GETs against memcached on 127.0.0.1:PORT, `window` in flight.
 func memcached(port: UInt16, requests: Int) {
-    _ = bench_pin_to_cpu(0)
+    pin(toCPU: 0)
     let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)

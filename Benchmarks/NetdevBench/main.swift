@@ -15,34 +15,11 @@
 //
 // Prints: `swift MODE packets=N seconds=S mpps=M mallocs=K` (K: heap allocations during the
 // measured loop, counted by an interposed malloc).
-import CBenchSupport
-import CUKAtomics
+import BenchSupport
 import Glibc
 import UKNetdev
 
 let burstSize = 32
-
-func printError(_ message: String) {
-    var line = "netdev-bench: \(message)\n"
-    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
-}
-
-func fail(_ message: String) -> Never {
-    printError(message)
-    exit(2)
-}
-
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-/// Pins the calling thread to one CPU (two pollers must never share one: see platform facts).
-func pin(toCPU cpu: Int) {
-    let rc = bench_pin_to_cpu(Int32(cpu))
-    if rc != 0 { printError("could not pin to CPU \(cpu) (errno \(rc)); figures may suffer") }
-}
 
 func makeBurst() -> UnsafeMutableBufferPointer<NetBuf> {
     let b = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: burstSize)
@@ -132,12 +109,6 @@ func report(_ mode: String, _ m: Measurement) {
     print("swift \(mode) packets=\(m.packets) seconds=\(fixed3(m.seconds)) mpps=\(fixed3(mpps)) mallocs=\(m.mallocs)")
 }
 
-func fixed3(_ x: Double) -> String {
-    let scaled = Int((x * 1000).rounded())
-    let frac = String(scaled % 1000)
-    return "\(scaled / 1000).\(String(repeating: "0", count: 3 - frac.count))\(frac)"
-}
-
 func fillFrames(_ pool: NetBufPool, _ count: Int, into dev: inout RingDevice) {
     let burst = makeBurst()
     defer { burst.deallocate() }
@@ -197,31 +168,6 @@ func singleNull(packets: Int) -> Measurement {
     return m
 }
 
-/// Runs `body` on its own pthread pinned to `cpu`.
-final class PinnedThread {
-    var thread = pthread_t()
-    let body: () -> Void
-    let cpu: Int
-    init(cpu: Int, _ body: @escaping () -> Void) {
-        self.body = body
-        self.cpu = cpu
-        let me = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { arg in
-            let t = Unmanaged<PinnedThread>.fromOpaque(arg!).takeRetainedValue()
-            pin(toCPU: t.cpu)
-            t.body()
-            return nil
-        }, me)
-        if rc != 0 { fail("pthread_create: \(rc)") }
-    }
-    func join() { pthread_join(thread, nil) }
-}
-
-final class Shared<T>: @unchecked Sendable {
-    var value: T
-    init(_ v: T) { value = v }
-}
-
 @inline(never)
 func swiftForwardLoop(_ dev: inout RingDevice, _ burst: UnsafeMutableBufferPointer<NetBuf>, packets: Int) -> Int {
     forward(&dev, burst, packets: packets)
@@ -233,14 +179,13 @@ func twoCore(packets: Int) -> Measurement {
     upQueues(&a)
     upQueues(&b)
     fillFrames(pool, 512, into: &a)
-    let stop = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
-    stop.initialize(to: 0)
+    let stop = StopFlag()
     let reflectorSide = Shared(a)
     let deadline = now() + 60
     let reflector = PinnedThread(cpu: 0) {
         let burst = makeBurst()
         var polls = 0
-        while uk_load_relaxed_u32(stop) == 0 {
+        while !stop.isRaised {
             let n = reflectorSide.value.rxBurst(queue: 0, into: burst).count
             var sent = 0
             while sent < n {
@@ -262,14 +207,13 @@ func twoCore(packets: Int) -> Measurement {
             }
             return done
         }
-        uk_store_release_u32(stop, 1)
+        stop.raise()
         burst.deallocate()
     }
     forwarder.join()
     reflector.join()
     drain(&reflectorSide.value)
     drain(&b)
-    stop.deallocate()
     guard pool.inUse == 0 else { fail("leaked \(pool.inUse) buffers") }
     return m
 }
@@ -279,15 +223,14 @@ func twoCorePool(packets: Int) -> Measurement {
     var (a, b) = RingDevice.pair(slots: 1024)
     upQueues(&a)
     upQueues(&b)
-    let stop = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
-    stop.initialize(to: 0)
+    let stop = StopFlag()
     let generatorSide = Shared(a)
     let deadline = now() + 60
     let generator = PinnedThread(cpu: 0) {
         let burst = makeBurst()
         var held = 0
         var polls = 0
-        while uk_load_relaxed_u32(stop) == 0 {
+        while !stop.isRaised {
             if held < burstSize {
                 let got = pool.allocateBulk(into: UnsafeMutableBufferPointer(rebasing: burst[held..<burstSize]))
                 for i in held..<(held + got) { try! burst[i].setLength(64) }
@@ -323,13 +266,12 @@ func twoCorePool(packets: Int) -> Measurement {
             }
             return done
         }
-        uk_store_release_u32(stop, 1)
+        stop.raise()
         burst.deallocate()
     }
     sink.join()
     generator.join()
     drain(&b)
-    stop.deallocate()
     guard pool.inUse == 0 else { fail("leaked \(pool.inUse) buffers") }
     return m
 }
