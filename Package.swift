@@ -53,10 +53,12 @@ let package = Package(
             dependencies: ["KVStore", "UKNetdev", "BenchSupport"],
             path: "Benchmarks/KVBench"),
 
+        // Helpers shared by the test targets (burst arrays, pools checked for leaks).
+        .target(name: "TestSupport", dependencies: ["UKNetdev"], path: "Tests/TestSupport"),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "UKNetdev", "PcapNet", "UKNetdevLinux"], path: "Tests/KVStoreTests"),
-        .testTarget(name: "UKNetdevTests", dependencies: ["UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevTests"),
-        .testTarget(name: "UKNetdevLinuxTests", dependencies: ["UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevLinuxTests"),
-        .testTarget(name: "PcapNetTests", dependencies: ["UKNetdev", "PcapNet"], path: "Tests/PcapNetTests"),
-        .testTarget(name: "NetdevSpecTests", dependencies: ["UKNetdev", "PcapNet", "NetdevSpec"], path: "Tests/NetdevSpecTests"),
+        .testTarget(name: "UKNetdevTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevTests"),
+        .testTarget(name: "UKNetdevLinuxTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevLinuxTests"),
+        .testTarget(name: "PcapNetTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet"], path: "Tests/PcapNetTests"),
+        .testTarget(name: "NetdevSpecTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet", "NetdevSpec"], path: "Tests/NetdevSpecTests"),
     ]
 )

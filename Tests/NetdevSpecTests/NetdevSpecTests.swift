@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import NetdevSpec
 import PcapNet
+import TestSupport
 import UKNetdev
 
 /// Sends `count` frames, then receives until nothing more comes (or the device says so), and
@@ -51,13 +52,6 @@ final class TemporaryDirectory {
     }
     func file(_ name: String) -> String { path + "/" + name }
     deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
-func withPool(_ body: (NetBufPool) throws -> Void) throws {
-    let pool = try NetBufPool(count: 512)
-    try body(pool)
-    #expect(pool.inUse == 0, "buffers leaked")
-    try pool.destroy()
 }
 
 @Suite struct NetdevSpecParsingTests {

@@ -1,29 +1,7 @@
 import Foundation
 import Testing
+import TestSupport
 import UKNetdev
-
-/// A caller-owned burst array.
-final class Burst {
-    let storage: UnsafeMutableBufferPointer<NetBuf>
-    init(_ n: Int) {
-        storage = .allocate(capacity: n)
-        storage.initialize(repeating: NetBuf(header: UnsafeMutableRawPointer(bitPattern: 64)!))
-    }
-    deinit { storage.deallocate() }
-    func prefix(_ n: Int) -> UnsafeMutableBufferPointer<NetBuf> { UnsafeMutableBufferPointer(rebasing: storage[0..<n]) }
-    subscript(i: Int) -> NetBuf {
-        get { storage[i] }
-        set { storage[i] = newValue }
-    }
-}
-
-/// Runs `body` with a fresh pool, then checks every buffer came back.
-func withPool(count: Int = 256, roomSize: Int = 2048, headroom: Int = 128, _ body: (NetBufPool) throws -> Void) throws {
-    let pool = try NetBufPool(count: count, roomSize: roomSize, headroom: headroom)
-    try body(pool)
-    #expect(pool.inUse == 0, "buffers leaked")
-    try pool.destroy()
-}
 
 /// A directory of its own under /tmp, removed with everything in it when this goes away.
 final class TemporaryDirectory {

@@ -1,22 +1,8 @@
 import Foundation
 import Testing
+import TestSupport
 import UKNetdev
 import UKNetdevLinux
-
-/// A caller-owned burst array.
-final class Burst {
-    let storage: UnsafeMutableBufferPointer<NetBuf>
-    init(_ n: Int) {
-        storage = .allocate(capacity: n)
-        storage.initialize(repeating: NetBuf(header: UnsafeMutableRawPointer(bitPattern: 64)!))
-    }
-    deinit { storage.deallocate() }
-    func prefix(_ n: Int) -> UnsafeMutableBufferPointer<NetBuf> { UnsafeMutableBufferPointer(rebasing: storage[0..<n]) }
-    subscript(i: Int) -> NetBuf {
-        get { storage[i] }
-        set { storage[i] = newValue }
-    }
-}
 
 struct CommandFailed: Error, CustomStringConvertible {
     var description: String

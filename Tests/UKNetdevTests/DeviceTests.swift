@@ -1,22 +1,7 @@
 import Testing
+import TestSupport
 import UKNetdev
 import UKNetdevLinux
-
-/// A caller-owned burst array.
-final class Burst {
-    let storage: UnsafeMutableBufferPointer<NetBuf>
-    init(_ n: Int) {
-        storage = .allocate(capacity: n)
-        storage.initialize(repeating: NetBuf(header: UnsafeMutableRawPointer(bitPattern: 64)!))
-    }
-    deinit { storage.deallocate() }
-    func prefix(_ n: Int) -> UnsafeMutableBufferPointer<NetBuf> { UnsafeMutableBufferPointer(rebasing: storage[0..<n]) }
-    func suffix(from i: Int) -> UnsafeMutableBufferPointer<NetBuf> { UnsafeMutableBufferPointer(rebasing: storage[i...]) }
-    subscript(i: Int) -> NetBuf {
-        get { storage[i] }
-        set { storage[i] = newValue }
-    }
-}
 
 func fill(_ pool: NetBufPool, _ burst: Burst, _ n: Int, firstSeq: UInt32 = 0, length: Int = 60) throws -> Int {
     let got = pool.allocateBulk(into: burst.prefix(n))

@@ -1,16 +1,6 @@
 import Testing
+import TestSupport
 import UKNetdev
-
-/// Runs `body` with a fresh pool and checks, afterwards, that every buffer came back and the
-/// pool can be torn down.
-func withPool(count: Int = 64, roomSize: Int = 2048, headroom: Int = 128,
-              _ body: (NetBufPool) throws -> Void) throws {
-    let pool = try NetBufPool(count: count, roomSize: roomSize, headroom: headroom)
-    try body(pool)
-    #expect(pool.inUse == 0, "buffers leaked")
-    #expect(pool.available == count)
-    try pool.destroy()
-}
 
 @Suite struct NetBufTests {
     @Test func freshBufferGeometry() throws {

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 import UKNetdev
 
 /// The README's usage example, kept compiling and working here.

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 import UKNetdev
 
 /// The plain RFC 1071 loop: 16-bit big-endian words, odd byte padded, end-around carry.
