@@ -2,6 +2,7 @@ import Foundation
 import KVStore
 import PcapNet
 import Testing
+import TestSupport
 import UKNetdev
 #if canImport(Glibc)
 import Glibc
@@ -158,17 +159,6 @@ func describeDifference(expected: [[UInt8]], actual: [[UInt8]]) -> String? {
     return notes.joined(separator: "\n")
 }
 
-/// A directory of its own under /tmp, removed when this goes away.
-final class ReplayDirectory {
-    let path: String
-    init() {
-        var template = Array("/tmp/uknet-replay-XXXXXX".utf8CString)
-        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-    }
-    func file(_ name: String) -> String { path + "/" + name }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 struct ReplayOutcome {
     var frames: [[UInt8]]
     var stats: KVServerStats
@@ -206,7 +196,7 @@ func replay(input: String, output: String) throws -> ReplayOutcome {
 /// Runs `path` with `arguments` (posix_spawn, waitpid), its stdout and stderr going to a file;
 /// returns the exit status (-1 if it did not exit normally) and what it printed.
 func runProgram(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let dir = ReplayDirectory()
+    let dir = TemporaryDirectory(purpose: "replay")
     let log = dir.file("output.txt")
     var pid: pid_t = 0
     var cargs: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
@@ -291,7 +281,7 @@ enum Tools {
     /// the pool full again; drops counted under the right reasons.
     @Test(arguments: Traces.names)
     func replayMatchesExpected(_ name: String) throws {
-        let dir = ReplayDirectory()
+        let dir = TemporaryDirectory(purpose: "replay")
         let outcome = try replay(input: Traces.input(name), output: dir.file(name + ".out.pcap"))
         let expected = try readPcapFrames(Traces.expected(name))
         let inputFrames = try readPcapFrames(Traces.input(name))
@@ -326,7 +316,7 @@ enum Tools {
     /// checksum verified and no malformed packet, warning or error.
     @Test(.enabled(if: Tools.tshark != nil, "tshark is not installed: apt-get install tshark"), arguments: Traces.names)
     func outputDecodesCleanlyInTshark(_ name: String) throws {
-        let dir = ReplayDirectory()
+        let dir = TemporaryDirectory(purpose: "replay")
         let output = dir.file(name + ".out.pcap")
         _ = try replay(input: Traces.input(name), output: output)
         let expectedProblems = try Tools.tsharkProblems(Traces.expected(name))
@@ -345,7 +335,7 @@ enum Tools {
     /// The `kvstore` executable on the `commands` trace, run the way the README shows.
     @Test(.enabled(if: Tools.kvstore != nil, "the kvstore executable is not next to the test binary (run swift build first)"))
     func kvstoreExecutableReplaysCommands() throws {
-        let dir = ReplayDirectory()
+        let dir = TemporaryDirectory(purpose: "replay")
         let output = dir.file("commands.out.pcap")
         let (status, printed) = try runProgram(Tools.kvstore!, [
             "--netdev", "pcap:rx=\(Traces.input("commands")),tx=\(output)",

@@ -44,16 +44,6 @@ struct SendThenReceive: NetDeviceVisitor {
     }
 }
 
-final class TemporaryDirectory {
-    let path: String
-    init() {
-        var template = Array("/tmp/uknet-spec-XXXXXX".utf8CString)
-        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-    }
-    func file(_ name: String) -> String { path + "/" + name }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 @Suite struct NetdevSpecParsingTests {
     @Test func validSpecs() throws {
         #expect(try NetdevSpec(parsing: "null") == .null)
@@ -122,7 +112,7 @@ final class TemporaryDirectory {
     }
 
     @Test func pcapWritesThenReplays() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "spec")
         let file = dir.file("t.pcap")
         try withPool { pool in
             var writer = SendThenReceive(count: 10, pool: pool)
@@ -138,7 +128,7 @@ final class TemporaryDirectory {
     }
 
     @Test func recordWrapsAnyDeviceInAPcapWriter() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "spec")
         let record = dir.file("record.pcap")
         try withPool { pool in
             var visitor = SendThenReceive(count: 5, pool: pool)

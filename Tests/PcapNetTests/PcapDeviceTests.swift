@@ -44,7 +44,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
 
 @Suite struct PcapDeviceTests {
     @Test func framesWrittenReadBackByteForByte() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("roundtrip.pcap")
         try withPool { pool in
             var expected: [[UInt8]] = []
@@ -65,7 +65,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
     }
 
     @Test func exhaustedOnlyAfterTheLastFrameAndPollingThenIsFree() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("three.pcap")
         try withPool { pool in
             try writePcap(path, (0..<3).map { try udpFrame(pool, sequence: $0, payload: 20) })
@@ -93,7 +93,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
     }
 
     @Test func aDryAllocatorLosesNoFrame() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("underrun.pcap")
         var expected: [[UInt8]] = []
         try withPool { pool in
@@ -128,7 +128,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
     }
 
     @Test func oversizedFramesAreCountedAndSkipped() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("big.pcap")
         var expected: [[UInt8]] = []
         try withPool { pool in
@@ -147,7 +147,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
     }
 
     @Test func truncatedCapturesAreDeliveredAsCaptured() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("snap.pcap")
         var file = HandmadePcap(snapLength: 64)
         let whole = (0..<64).map { UInt8($0) }
@@ -164,7 +164,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
     }
 
     @Test func aCutOffFileEndsRXWithAnErrorNotACrash() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("cut.pcap")
         var file = HandmadePcap()
         file.record([UInt8](repeating: 0xAB, count: 60))
@@ -182,7 +182,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
     }
 
     @Test func openingFailuresAreTyped() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let missing = dir.file("no-such.pcap")
         do {
             _ = try PcapDevice(rx: missing, tx: nil)
@@ -207,7 +207,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
     }
 
     @Test func rxFileNeedsAnAllocator() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("a.pcap")
         try HandmadePcap().write(to: path)
         var dev = try PcapDevice(rx: path, tx: nil)
@@ -224,7 +224,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
     }
 
     @Test func withoutATXFileTransmittedPacketsAreDropsAndFreed() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("in.pcap")
         try HandmadePcap().write(to: path)
         try withPool { pool in
@@ -240,7 +240,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
     }
 
     @Test func chainsAreWrittenWhole() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("chain.pcap")
         try withPool { pool in
             let head = try udpFrame(pool, sequence: 7, payload: 0)
@@ -258,7 +258,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
     }
 
     @Test func theDeviceFlushesWhenItGoesAway() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("deinit.pcap")
         try withPool { pool in
             do {
@@ -276,7 +276,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
 
     @Test(.enabled(if: tsharkPath != nil, "tshark is not installed (make test installs it)"))
     func tsharkDecodesWrittenFramesCleanly() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("tshark.pcap")
         var sizes: [Int] = []
         try withPool { pool in

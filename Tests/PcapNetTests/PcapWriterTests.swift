@@ -9,7 +9,7 @@ import PcapNet
     /// 10 per burst (refused ones are offered again), B echoes each back, A receives them.
     /// The file must hold exactly what crossed A, in order, each packet once.
     @Test func recordsExactlyWhatCrossedTheDevice() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("ring.pcap")
         var crossed: [[UInt8]] = []
         try withPool { pool in
@@ -59,7 +59,7 @@ import PcapNet
     }
 
     @Test func recordsOnlyTheDirectionsAskedFor() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         try withPool { pool in
             for (name, directions, expected) in [("rx", PcapDirections.rx, 5), ("tx", .tx, 5), ("both", .both, 10)] {
                 let path = dir.file("\(name).pcap")
@@ -84,7 +84,7 @@ import PcapNet
     /// A device that frees at once (null) must still have its TX packets recorded intact: the
     /// writer holds a reference across the inner call.
     @Test func packetsFreedByTheInnerDeviceAreRecordedIntact() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("null.pcap")
         try withPool { pool in
             var dev = try PcapWriter(inner: NullDevice(), path: path)
@@ -105,7 +105,7 @@ import PcapNet
     }
 
     @Test func aWriterThatGoesAwayFlushes() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("gone.pcap")
         try withPool { pool in
             do {

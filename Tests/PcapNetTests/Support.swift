@@ -3,17 +3,6 @@ import Testing
 import TestSupport
 import UKNetdev
 
-/// A directory of its own under /tmp, removed with everything in it when this goes away.
-final class TemporaryDirectory {
-    let path: String
-    init() {
-        var template = Array("/tmp/uknet-pcap-XXXXXX".utf8CString)
-        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-    }
-    func file(_ name: String) -> String { path + "/" + name }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 let testFlow = UDPFlow(sourceMAC: MACAddress("02:00:00:00:00:01")!, destinationMAC: MACAddress("02:00:00:00:00:02")!,
                        source: IPv4Address("192.0.2.1")!, destination: IPv4Address("192.0.2.2")!,
                        sourcePort: 1234, destinationPort: 11211)

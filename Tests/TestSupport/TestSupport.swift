@@ -1,5 +1,6 @@
 // Helpers every test target uses: a caller-owned burst array and a pool that must be whole again
 // when the test is done.
+import Foundation
 import Testing
 import UKNetdev
 
@@ -28,4 +29,16 @@ public func withPool(count: Int = 256, roomSize: Int = 2048, headroom: Int = 128
     #expect(pool.inUse == 0, "buffers leaked")
     #expect(pool.available == count)
     try pool.destroy()
+}
+
+/// A directory of its own under /tmp (`/tmp/uknet-<purpose>-XXXXXX`), removed with everything
+/// in it when this goes away.
+public final class TemporaryDirectory {
+    public let path: String
+    public init(purpose: String = "test") {
+        var template = Array("/tmp/uknet-\(purpose)-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    }
+    public func file(_ name: String) -> String { path + "/" + name }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
 }
