@@ -3,7 +3,8 @@
 # real memcached 1.6.18 (-t 1, UDP on 127.0.0.1) under the same load, in one run:
 #   - replies/s: the store on CPU 1 behind a ring pair, client on CPU 0;
 #                memcached pinned to CPU 1, client pinned to CPU 0 over loopback UDP;
-#   - instructions per GET: callgrind over the server's poll only (one thread, lock step);
+#   - instructions per GET: callgrind over the server's poll only (one thread, lock step), the
+#     preload subtracted;
 #   - mallocs per request in the measured loops, and retain/release inside the server's poll.
 # Needs: swift, valgrind, memcached (make bench installs them).
 set -euo pipefail
@@ -32,11 +33,17 @@ echo "$mc"
 echo "$ours"
 awk -v a="$(field rps "$ours")" -v b="$(field rps "$mc")" 'BEGIN { printf "GET hits, replies/s: UKNet KV store %d, memcached -t 1 %d, ratio %.1f\n", a, b, a / b }'
 
-valgrind --tool=callgrind --callgrind-out-file="$tmp/cg" --toggle-collect='*KVServerV4poll*' "$bin" single "$CG_REQUESTS" >"$tmp/out" 2>/dev/null
-report=$(callgrind_annotate --auto=no --threshold=100 "$tmp/cg")
+# Instructions per GET: the server's poll under callgrind, run twice (no GETs, then CG_REQUESTS),
+# so the preload and start-up polls cancel out: (total(N) - total(0)) / N.
+cg_total() {
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/cg$1" --toggle-collect='*KVServerV4poll*' "$bin" single "$1" >"$tmp/out" 2>/dev/null
+    callgrind_annotate --auto=no --threshold=100 "$tmp/cg$1"
+}
+base=$(cg_total 0 | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+report=$(cg_total "$CG_REQUESTS")
 total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' <<<"$report")
 arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_bridgeObjectRetain|swift_bridgeObjectRelease|malloc|free)( |$)' <<<"$report" || true; } \
       | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
-echo "instructions per GET hit (server poll: rx, parse, lookup, reply, checksums, tx): $(( total / CG_REQUESTS ))"
+echo "instructions per GET hit (server poll: rx, parse, lookup, reply, checksums, tx): $(( (total - base) / CG_REQUESTS ))"
 echo "instructions in retain/release/malloc inside the server's poll: $arc"
 echo "mallocs in the measured loops: memcached client $(field mallocs "$mc"), store $(field mallocs "$ours")"

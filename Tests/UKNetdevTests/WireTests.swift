@@ -76,6 +76,28 @@ func parseAll(_ bytes: inout [UInt8]) -> WireError? {
         #expect(checksum([UInt8](repeating: 0, count: 64)) == 0xFFFF)
     }
 
+    @Test func verifiesAgreesWithTheFoldedSum() {
+        var rng = SplitMix64(seed: 0xFFFF)
+        for length in stride(from: 2, to: 200, by: 2) {
+            var bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            bytes[0] = 0; bytes[1] = 0
+            let c = checksum(bytes)
+            bytes[0] = UInt8(c >> 8); bytes[1] = UInt8(c & 0xFF)
+            let good = bytes.withUnsafeBytes { InternetChecksum.nativeSum($0.baseAddress!, count: length) }
+            #expect(InternetChecksum.verifies(nativeSum: good), "length \(length)")
+            bytes[length - 1] ^= 0x10
+            let bad = bytes.withUnsafeBytes { InternetChecksum.nativeSum($0.baseAddress!, count: length) }
+            #expect(!InternetChecksum.verifies(nativeSum: bad), "length \(length)")
+        }
+        // Any accumulator: the shortcut and the four folds agree.
+        for _ in 0..<100_000 {
+            let acc = rng.next() >> (rng.next() % 64)
+            #expect(InternetChecksum.verifies(nativeSum: acc) == (acc != 0 && InternetChecksum.foldNative(acc) == 0xFFFF))
+        }
+        #expect(!InternetChecksum.verifies(nativeSum: 0))
+        #expect(InternetChecksum.verifies(nativeSum: 0xFFFF) && InternetChecksum.verifies(nativeSum: UInt64.max))
+    }
+
     @Test func incrementalUpdateMatchesRecomputation() {
         var rng = SplitMix64(seed: 1624)
         for _ in 0..<2000 {

@@ -54,6 +54,8 @@ struct DatagramWriter: ResponseSink {
     /// a reply copies it and patches the rest.
     let template: UnsafeMutableRawPointer
     let templateIPSum: UInt32
+    /// Our address's two 16-bit words, summed: its part of every reply's pseudo-header.
+    let ownAddressSum: UInt32
 
     init(pool: NetBufPool, mac: MACAddress, ip: IPv4Address, port: UInt16, frameCapacity: Int) {
         self.pool = pool
@@ -71,6 +73,7 @@ struct DatagramWriter: ResponseSink {
         UDPDatagram.writeHeader(at: template + 34, sourcePort: port, destinationPort: 0, payloadLength: 0)
         (template + 34).storeBytes(of: UInt16(0), toByteOffset: 4, as: UInt16.self)
         templateIPSum = InternetChecksum.ipv4HeaderSum(template + 14)
+        ownAddressSum = (ip.value >> 16) &+ (ip.value & 0xFFFF)
     }
 
     func deallocate() {
@@ -261,49 +264,70 @@ struct DatagramWriter: ResponseSink {
         writeHeaders(buf, for: peer, sequence: sequence, total: total, payloadSum: nil)
     }
 
-    @inline(__always)
     mutating func writeHeaders(_ buf: NetBuf, for peer: Peer, sequence: UInt16, total: UInt16, payloadSum: UInt32?) {
-        ipIdentification &+= 1
-        let tagged = peer.vlan != nil
-        let udpLength = buf.length - (tagged ? 18 : 14) - 20
-        let udp = buf.data + (tagged ? 18 : 14) + 20
+        let l2 = peer.vlan != nil ? 18 : 14
+        let udpLength = buf.length - l2 - 20
+        let udp = buf.data + l2 + 20
         let sum = payloadSum ?? InternetChecksum.sum(udp + 16, count: udpLength - 16)
-        if tagged {
-            writeTaggedHeaders(buf.data, peer: peer)
+        if let vlan = peer.vlan {
+            writeTaggedHeaders(buf.data, mac: peer.mac, vlan: vlan)
         } else {
             copyPacketBytes(to: buf.data, from: template, count: 42)
             peer.mac.store(to: buf.data)
         }
-        let ip = udp - 20
+        finishHeaders(ip: buf.data + l2, udpLength: udpLength, ip: peer.ip, port: peer.port, requestID: peer.requestID,
+                      sequence: sequence, total: total, payloadSum: sum)
+    }
+
+    /// An untagged reply's headers, all in registers: the lone-GET path's writer (the same
+    /// template and the same finishing as `writeHeaders`).
+    @inline(__always)
+    mutating func writeUntaggedHeaders(_ frame: UnsafeMutableRawPointer, udpLength: Int, mac: MACAddress, ip: IPv4Address,
+                                       port: UInt16, requestID: UInt16, payloadSum: UInt32) {
+        copyPacketBytes(to: frame, from: template, count: 42)
+        mac.store(to: frame)
+        finishHeaders(ip: frame + 14, udpLength: udpLength, ip: ip, port: port, requestID: requestID,
+                      sequence: 0, total: 1, payloadSum: payloadSum)
+    }
+
+    /// Fills the per-reply fields over the template's IPv4 and UDP headers (at `header`) and the
+    /// memcached header, with the next IPv4 identification, and both checksums from their parts
+    /// (template sum, patched words, pseudo-header, payload sum): no pass over the bytes.
+    @inline(__always)
+    mutating func finishHeaders(ip header: UnsafeMutableRawPointer, udpLength: Int, ip peerIP: IPv4Address, port: UInt16,
+                                requestID: UInt16, sequence: UInt16, total: UInt16, payloadSum: UInt32) {
+        ipIdentification &+= 1
+        let udp = header + 20
         let totalLength = UInt16(truncatingIfNeeded: 20 + udpLength)
-        ip.storeBytes(of: totalLength.bigEndian, toByteOffset: 2, as: UInt16.self)
-        ip.storeBytes(of: ipIdentification.bigEndian, toByteOffset: 4, as: UInt16.self)
-        peer.ip.store(to: ip + 16)
-        let d = peer.ip.value
-        let ipSum = templateIPSum &+ UInt32(totalLength) &+ UInt32(ipIdentification) &+ (d >> 16) &+ (d & 0xFFFF)
-        ip.storeBytes(of: InternetChecksum.finish(ipSum).bigEndian, toByteOffset: 10, as: UInt16.self)
+        header.storeBytes(of: totalLength.bigEndian, toByteOffset: 2, as: UInt16.self)
+        header.storeBytes(of: ipIdentification.bigEndian, toByteOffset: 4, as: UInt16.self)
+        peerIP.store(to: header + 16)
+        let d = peerIP.value
+        let peerSum = (d >> 16) &+ (d & 0xFFFF)
+        let ipSum = templateIPSum &+ UInt32(totalLength) &+ UInt32(ipIdentification) &+ peerSum
+        header.storeBytes(of: InternetChecksum.finish(ipSum).bigEndian, toByteOffset: 10, as: UInt16.self)
         let length = UInt16(truncatingIfNeeded: udpLength)
-        udp.storeBytes(of: peer.port.bigEndian, toByteOffset: 2, as: UInt16.self)
+        udp.storeBytes(of: port.bigEndian, toByteOffset: 2, as: UInt16.self)
         udp.storeBytes(of: length.bigEndian, toByteOffset: 4, as: UInt16.self)
         // memcached header: request id, sequence, total, reserved 0.
         let mc = udp + 8
-        mc.storeBytes(of: peer.requestID.bigEndian, as: UInt16.self)
+        mc.storeBytes(of: requestID.bigEndian, as: UInt16.self)
         mc.storeBytes(of: sequence.bigEndian, toByteOffset: 2, as: UInt16.self)
         mc.storeBytes(of: total.bigEndian, toByteOffset: 4, as: UInt16.self)
         mc.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
-        // The UDP checksum from its parts: pseudo-header, the header words, the payload's sum.
-        let pseudo = InternetChecksum.pseudoHeaderSum(source: ownIP, destination: peer.ip, protocol: IPProtocol.udp, length: udpLength)
-        let udpSum = pseudo &+ UInt32(ownPort) &+ UInt32(peer.port) &+ UInt32(length) &+ UInt32(peer.requestID)
-            &+ UInt32(sequence) &+ UInt32(total) &+ sum
+        // UDP: pseudo-header (our address is in ownAddressSum), the header words (the length
+        // twice: pseudo-header and header), the memcached header, the payload.
+        let udpSum = ownAddressSum &+ peerSum &+ UInt32(IPProtocol.udp) &+ UInt32(ownPort) &+ UInt32(port)
+            &+ 2 &* UInt32(length) &+ UInt32(requestID) &+ UInt32(sequence) &+ UInt32(total) &+ payloadSum
         var c = InternetChecksum.finish(udpSum)
         if c == 0 { c = 0xFFFF }
         udp.storeBytes(of: c.bigEndian, toByteOffset: 6, as: UInt16.self)
     }
 
     /// The template's fields behind an 802.1Q tag (rare: no template of its own).
-    func writeTaggedHeaders(_ frame: UnsafeMutableRawPointer, peer: Peer) {
-        EthernetFrame.writeHeader(at: frame, destination: peer.mac, source: ownMAC, etherType: EtherType.vlan)
-        frame.storeBytes(of: peer.vlan!.bigEndian, toByteOffset: 14, as: UInt16.self)
+    func writeTaggedHeaders(_ frame: UnsafeMutableRawPointer, mac: MACAddress, vlan: UInt16) {
+        EthernetFrame.writeHeader(at: frame, destination: mac, source: ownMAC, etherType: EtherType.vlan)
+        frame.storeBytes(of: vlan.bigEndian, toByteOffset: 14, as: UInt16.self)
         frame.storeBytes(of: EtherType.ipv4.bigEndian, toByteOffset: 16, as: UInt16.self)
         (frame + 18).copyMemory(from: template + 14, byteCount: 28)
     }

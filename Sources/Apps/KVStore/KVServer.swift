@@ -89,7 +89,6 @@ public enum KVServerError: Error, Equatable {
 /// IPv4 checked and reassembled, memcached's UDP protocol on one port. Call `poll` in a loop
 /// (or after an RX event); it handles one RX burst and sends what is ready.
 public struct KVServer<Device: NetDevice> {
-    public var device: Device
     public var engine: MemcachedEngine
     public private(set) var stats = KVServerStats()
     public let config: KVServerConfig
@@ -109,6 +108,10 @@ public struct KVServer<Device: NetDevice> {
     let requestCopy: UnsafeMutableRawPointer
     /// One's-complement sum of "END\r\n" at an even offset.
     let endOfGetSum = InternetChecksum.sum(UnsafeRawPointer(("END\r\n" as StaticString).utf8Start), count: 5)
+    let wire: WireAddresses
+    /// Last, so that every field before it sits at an offset fixed at compile time even where
+    /// this generic type is not specialized (the per-request path reads them all).
+    public var device: Device
 
     /// A server on a device that is already started, replying with buffers from `pool`.
     public init(device: Device, pool: NetBufPool, config: KVServerConfig, now: UInt32) throws(KVServerError) {
@@ -117,6 +120,7 @@ public struct KVServer<Device: NetDevice> {
         self.device = device
         self.pool = pool
         self.config = config
+        wire = WireAddresses(config)
         engine = MemcachedEngine(memoryBytes: config.memoryBytes, startTime: now)
         writer = DatagramWriter(pool: pool, mac: config.mac, ip: config.ip, port: config.port, frameCapacity: 1024)
         fragments = FragmentTable(slots: config.reassemblySlots, timeout: config.reassemblyTimeout)
@@ -166,13 +170,14 @@ public struct KVServer<Device: NetDevice> {
         }
     }
 
+    @inline(__always)
     mutating func enqueue(_ buf: NetBuf) {
         guard txCount < txCapacity else {
             buf.release()
             stats.drop(.txQueueFull)
             return
         }
-        txQueue[(txHead + txCount) & (KVServer.txQueueSize - 1)] = buf
+        txQueue[(txHead &+ txCount) & (KVServer.txQueueSize - 1)] = buf
         txCount += 1
     }
 
@@ -184,7 +189,7 @@ public struct KVServer<Device: NetDevice> {
     // MARK: Link layer
 
     mutating func handle(_ buf: NetBuf, now: UInt32) {
-        if answerPlainRequest(buf, now: now) { return }
+        if answerLoneGet(buf, now: now) { return }
         guard buf.next == nil else {
             // Chained frames (from a scatter-gather device) are not expected here.
             return drop(buf, .truncatedFrame)
@@ -315,7 +320,6 @@ public struct KVServer<Device: NetDevice> {
         stats.requests &+= 1
         let bodyLength = data.count - MemcachedUDP.headerLength
         let peer = DatagramWriter.Peer(mac: senderMAC, ip: source, port: udp.sourcePort, vlan: vlan, requestID: requestID)
-        if let buf = request, answerSingleGet(buf, base + MemcachedUDP.headerLength, bodyLength, peer: peer, now: now) { return }
         // Parse from a copy, so the request's buffer can be rewritten with the reply.
         copyPacketBytes(to: requestCopy, from: base + MemcachedUDP.headerLength, count: bodyLength)
         writer.begin(peer: peer, spare: request)
@@ -330,28 +334,25 @@ public struct KVServer<Device: NetDevice> {
         writer.committed = 0
     }
 
-    /// No space, NUL or "\n" in the key (one SWAR pass, eight bytes at a time).
+    /// Every key byte above 0x20 (no space, control byte or NUL), checked a word at a time; keys
+    /// with such bytes are legal in places and take the general path, which decides.
     @inline(__always)
     func isPlainKey(_ key: UnsafeRawPointer, _ length: Int) -> Bool {
-        @inline(__always) func hasByte(_ w: UInt64, _ pattern: UInt64) -> UInt64 {
-            let x = w ^ pattern
-            return (x &- 0x0101_0101_0101_0101) & ~x
+        // Some byte below 0x21 in w (exact for "any", Hacker's Delight 6-1 / "hasless").
+        @inline(__always) func hasControlOrSpace(_ w: UInt64) -> Bool {
+            (w &- 0x2121_2121_2121_2121) & ~w & 0x8080_8080_8080_8080 != 0
         }
-        var p = key
-        let end = key + length
-        while end - p >= 8 {
-            let w = p.loadUnaligned(as: UInt64.self)
-            if (hasByte(w, 0x2020_2020_2020_2020) | hasByte(w, 0) | hasByte(w, 0x0A0A_0A0A_0A0A_0A0A)) & 0x8080_8080_8080_8080 != 0 {
-                return false
-            }
-            p += 8
+        guard length >= 8 else {
+            for i in 0..<length where key.load(fromByteOffset: i, as: UInt8.self) <= 0x20 { return false }
+            return true
         }
-        while p < end {
-            let c = p.load(as: UInt8.self)
-            if c == 32 || c == 0 || c == 10 { return false }
-            p += 1
+        var i = 0
+        while i &+ 8 < length {
+            if hasControlOrSpace(key.loadUnaligned(fromByteOffset: i, as: UInt64.self)) { return false }
+            i &+= 8
         }
-        return true
+        // The last word overlapping the checked ones.
+        return !hasControlOrSpace(key.loadUnaligned(fromByteOffset: length &- 8, as: UInt64.self))
     }
 
     @inline(__always)
@@ -359,52 +360,54 @@ public struct KVServer<Device: NetDevice> {
         copyPacketBytes(to: p, from: UnsafeRawPointer(text.utf8Start), count: text.utf8CodeUnitCount)
     }
 
-    /// The common frame, checked in one pass: untagged Ethernet to our MAC, a 20-byte IPv4
-    /// header with a good checksum, to our address, not a fragment, UDP to our port with a good
-    /// checksum, one memcached datagram holding a lone GET. Anything else (or any doubt) returns
-    /// false and takes the general path, which checks again and counts what it drops.
-    mutating func answerPlainRequest(_ buf: NetBuf, now: UInt32) -> Bool {
+    /// The common request answered in one pass, straight into its own buffer: untagged
+    /// Ethernet to our MAC, a 20-byte IPv4 header with a good checksum, to our address, not a
+    /// fragment, UDP to our port with a good (or no) checksum, one memcached datagram holding
+    /// `get <key>\r\n` alone, and a reply that fits one datagram. Produces exactly what the general
+    /// path does for it (tested byte for byte: one response object, one datagram, the same
+    /// counters). Anything else, or any doubt, returns false and takes the general path, which
+    /// checks again and counts what it drops.
+    ///
+    /// Our addresses are compared as they load from packet memory (`wire`), checksums are
+    /// verified on native-order sums: no byte swapping on the way in.
+    @inline(__always)
+    mutating func answerLoneGet(_ buf: NetBuf, now: UInt32) -> Bool {
         let length = buf.length
-        guard length >= 14 + 20 + 8 + 8 + 7, buf.next == nil else { return false }
-        let f = UnsafeRawPointer(buf.data)
-        guard MACAddress.load(from: f) == config.mac,
+        guard length >= 14 + 20 + 8 + 8 + 7, buf.next == nil, !buf.isClone else { return false }
+        let f = buf.data
+        guard f.loadUnaligned(as: UInt32.self) == wire.macHead, f.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == wire.macTail,
               f.loadUnaligned(fromByteOffset: 12, as: UInt16.self) == EtherType.ipv4.bigEndian else { return false }
         let ip = f + 14
-        // Version 4, IHL 5; no MF, offset 0 (DF allowed); protocol UDP.
+        // Version 4, IHL 5; no MF, offset 0 (DF allowed: 0xFF3F masks the wire bytes as loaded);
+        // protocol UDP; our address.
         guard ip.load(as: UInt8.self) == 0x45,
-              UInt16(bigEndian: ip.loadUnaligned(fromByteOffset: 6, as: UInt16.self)) & 0x3FFF == 0,
+              ip.loadUnaligned(fromByteOffset: 6, as: UInt16.self) & 0xFF3F == 0,
               ip.load(fromByteOffset: 9, as: UInt8.self) == IPProtocol.udp,
-              IPv4Address.load(from: ip + 16) == config.ip else { return false }
+              ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self) == wire.ip else { return false }
         let total = Int(UInt16(bigEndian: ip.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-        guard total >= 28 + 8, total <= length - 14, InternetChecksum.ipv4HeaderSum(ip) == 0xFFFF else { return false }
+        let ipSum = UInt64(ip.loadUnaligned(as: UInt32.self)) &+ UInt64(ip.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+            &+ UInt64(ip.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) &+ UInt64(ip.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+            &+ UInt64(ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
+        guard total >= 28 + 8, total <= length - 14, InternetChecksum.verifies(nativeSum: ipSum) else { return false }
         let udp = ip + 20
         let udpLength = Int(UInt16(bigEndian: udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
         guard udpLength == total - 20, udpLength > 8 + MemcachedUDP.headerLength,
-              UInt16(bigEndian: udp.loadUnaligned(fromByteOffset: 2, as: UInt16.self)) == config.port else { return false }
-        let source = IPv4Address.load(from: ip + 12)
+              udp.loadUnaligned(fromByteOffset: 2, as: UInt16.self) == wire.port else { return false }
         if udp.loadUnaligned(fromByteOffset: 6, as: UInt16.self) != 0 {
-            let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: config.ip, protocol: IPProtocol.udp, length: udpLength)
-            guard InternetChecksum.fold(InternetChecksum.sum(udp, count: udpLength, initial: pseudo)) == 0xFFFF else { return false }
+            // Pseudo-header words as they load (native order): both addresses, the protocol
+            // (wire 0x0011), the UDP length (again); then the datagram itself.
+            let pseudo = UInt64(ip.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) &+ UInt64(wire.ip)
+                &+ UInt64(UInt16(IPProtocol.udp).bigEndian) &+ UInt64(udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
+            guard InternetChecksum.verifies(nativeSum: InternetChecksum.nativeSum(udp, count: udpLength, initial: pseudo)) else {
+                return false
+            }
         }
         let mc = udp + 8
         guard mc.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == UInt16(1).bigEndian else { return false }
-        let peer = DatagramWriter.Peer(mac: MACAddress.load(from: f + 6), ip: source,
-                                       port: UInt16(bigEndian: udp.loadUnaligned(as: UInt16.self)), vlan: nil,
-                                       requestID: UInt16(bigEndian: mc.loadUnaligned(as: UInt16.self)))
-        guard answerSingleGet(buf, mc + MemcachedUDP.headerLength, udpLength - 8 - MemcachedUDP.headerLength, peer: peer, now: now) else {
-            return false
-        }
-        stats.requests &+= 1
-        return true
-    }
 
-    /// The common request, `get <key>\r\n` alone in its datagram, answered straight into its
-    /// own buffer. Produces exactly what the general path does for it (one response object,
-    /// one datagram, the same counters); anything else, or a reply that needs more than one
-    /// datagram, returns false and takes the general path.
-    mutating func answerSingleGet(_ buf: NetBuf, _ body: UnsafeRawPointer, _ count: Int, peer: DatagramWriter.Peer,
-                                  now: UInt32) -> Bool {
         // "get " then a key, then the datagram's only "\n".
+        let body = UnsafeRawPointer(mc + MemcachedUDP.headerLength)
+        let count = udpLength - 8 - MemcachedUDP.headerLength
         guard count >= 7, count <= 4 + ItemStore.maxKeyLength + 2,
               body.loadUnaligned(as: UInt32.self) == 0x2074_6567,
               (body + count - 1).load(as: UInt8.self) == 10 else { return false }
@@ -416,13 +419,19 @@ public struct KVServer<Device: NetDevice> {
         let item = engine.store.find(key, keyLength, now: now)
         let blockLength = item?.blockLength ?? 0
         let size = blockLength + 5   // the item's reply block (if a hit), then "END\r\n"
-        let headers = (peer.vlan == nil ? 14 : 18) + 20 + 8 + MemcachedUDP.headerLength
-        guard size <= MemcachedUDP.maxPayload, !buf.isClone, headers + size <= buf.capacity - pool.headroom else { return false }
+        let headers = 14 + 20 + 8 + MemcachedUDP.headerLength
+        // The reply keeps the request's headroom (its headers are as long).
+        guard size <= MemcachedUDP.maxPayload, (try? buf.setLength(headers + size)) != nil else { return false }
+
+        // Committed: the request is answered here.
+        stats.requests &+= 1
         engine.stats.commands &+= 1
         engine.stats.count(.get)
-        try? buf.reset(headroom: pool.headroom)
-        try? buf.setLength(headers + size)
-        let payload = buf.data + headers
+        let peerMAC = MACAddress.load(from: f + 6)
+        let peerIP = IPv4Address.load(from: ip + 12)
+        let peerPort = UInt16(bigEndian: udp.loadUnaligned(as: UInt16.self))
+        let requestID = UInt16(bigEndian: mc.loadUnaligned(as: UInt16.self))
+        let payload = f + headers
         // The payload's checksum comes from the item's stored block sum and the sum of
         // "END\r\n", byte-swapped when it starts at an odd offset (RFC 1071: sums commute with
         // byte order).
@@ -436,9 +445,35 @@ public struct KVServer<Device: NetDevice> {
             engine.stats.misses &+= 1
         }
         put("END\r\n", at: payload + blockLength)
-        writer.writeHeaders(buf, for: peer, sequence: 0, total: 1, payloadSum: endSum)
+        writer.writeUntaggedHeaders(f, udpLength: 8 + MemcachedUDP.headerLength + size, mac: peerMAC, ip: peerIP,
+                                    port: peerPort, requestID: requestID, payloadSum: endSum)
         stats.replyDatagrams &+= 1
         enqueue(buf)
         return true
+    }
+}
+
+/// The server's own MAC, address and port as they load from packet memory (native loads of
+/// wire bytes), for compares without swapping.
+struct WireAddresses {
+    let macHead: UInt32
+    let macTail: UInt16
+    let ip: UInt32
+    let port: UInt16
+
+    init(_ config: KVServerConfig) {
+        var bytes = InlineArray<12, UInt8>(repeating: 0)
+        var span = bytes.mutableSpan
+        span.withUnsafeMutableBytes { raw in
+            let p = raw.baseAddress!
+            config.mac.store(to: p)
+            config.ip.store(to: p + 6)
+            p.storeBytes(of: config.port.bigEndian, toByteOffset: 10, as: UInt16.self)
+        }
+        (macHead, macTail, ip, port) = span.withUnsafeBytes { raw in
+            let p = raw.baseAddress!
+            return (p.loadUnaligned(as: UInt32.self), p.loadUnaligned(fromByteOffset: 4, as: UInt16.self),
+                    p.loadUnaligned(fromByteOffset: 6, as: UInt32.self), p.loadUnaligned(fromByteOffset: 10, as: UInt16.self))
+        }
     }
 }
