@@ -27,6 +27,9 @@ let package = Package(
         // The memcached-UDP key-value store engine: storage, text protocol, its own IPv4/UDP/ARP/ICMP. [Embedded]
         .target(name: "KVStore", dependencies: ["UKNetdev"], path: "Sources/Apps/KVStore"),
 
+        // The packet generator engine: template TX, pacing, RX meter, memcached load, replay. [Embedded]
+        .target(name: "PktGen", dependencies: ["UKNetdev"], path: "Sources/Apps/PktGen"),
+
         // Command-line tools: thin entry points over the libraries.
         .executableTarget(
             name: "kvstore",

@@ -19,3 +19,4 @@ compile() { # module-name, object, sources...
 
 compile UKNetdev UKNetdev.o $(find Sources/UKNetdev -name '*.swift' | sort)
 compile KVStore KVStore.o $(find Sources/Apps/KVStore -name '*.swift' | sort)
+compile PktGen PktGen.o $(find Sources/Apps/PktGen -name '*.swift' | sort)

@@ -1,0 +1,501 @@
+import UKNetdev
+
+/// A memcached-UDP load: who talks to whom, how many requests in flight, which keys and values.
+public struct KVLoadConfig: Sendable {
+    public var clientMAC: MACAddress
+    public var clientIP: IPv4Address
+    public var clientPort: UInt16
+    /// The server's MAC; nil: asked for with ARP before the first request.
+    public var serverMAC: MACAddress?
+    public var serverIP: IPv4Address
+    public var serverPort: UInt16
+    /// Requests in flight (closed loop): 1...1024.
+    public var window: Int
+    public var keys: Int
+    /// Key length in bytes: "k" and the key number in decimal, zero-padded.
+    public var keySize: Int
+    public var valueSize: Int
+    /// Share of GETs in per mille (the rest are SETs).
+    public var getPerMille: Int
+    /// A request unanswered for this long is sent again, at most `retries` times; then it counts
+    /// as timed out.
+    public var timeout: UInt64
+    public var retries: Int
+    public var seed: UInt64
+
+    public init(clientMAC: MACAddress, clientIP: IPv4Address, clientPort: UInt16 = 40000, serverMAC: MACAddress? = nil,
+                serverIP: IPv4Address, serverPort: UInt16 = 11211, window: Int = 32, keys: Int = 1000, keySize: Int = 10,
+                valueSize: Int = 32, getPerMille: Int = 900, timeout: UInt64 = 200_000_000, retries: Int = 3, seed: UInt64 = 1) {
+        self.clientMAC = clientMAC
+        self.clientIP = clientIP
+        self.clientPort = clientPort
+        self.serverMAC = serverMAC
+        self.serverIP = serverIP
+        self.serverPort = serverPort
+        self.window = window
+        self.keys = keys
+        self.keySize = keySize
+        self.valueSize = valueSize
+        self.getPerMille = getPerMille
+        self.timeout = timeout
+        self.retries = retries
+        self.seed = seed
+    }
+
+    /// The largest value a SET can carry in one datagram (memcached drops requests that span
+    /// datagrams) of a 1500-byte IP packet, for this key size.
+    public var maxValueSize: Int {
+        1500 - 20 - 8 - 8 - ("set ".utf8.count + keySize + " 65535 0 ".utf8.count + 4 + 2 + 2)
+    }
+}
+
+/// What a load run saw. Nothing is hidden: every request ends as a completion (hit, miss or
+/// stored) or as a timeout after its retries, and every unexpected reply is counted.
+public struct KVLoadStats: Sendable {
+    /// Requests answered (and validated), by kind.
+    public var completed: UInt64 = 0
+    public var gets: UInt64 = 0
+    public var sets: UInt64 = 0
+    public var hits: UInt64 = 0
+    public var misses: UInt64 = 0
+    public var stored: UInt64 = 0
+    /// Request datagrams sent (first attempts and retries).
+    public var sent: UInt64 = 0
+    public var retries: UInt64 = 0
+    /// Requests given up after their retries.
+    public var timeouts: UInt64 = 0
+    /// Replies whose value, flags or length differ from what was stored, or any reply text other
+    /// than the one expected (ERROR, SERVER_ERROR, NOT_STORED, ...).
+    public var wrongValues: UInt64 = 0
+    public var badReplies: UInt64 = 0
+    /// Replies to an earlier attempt of a request (after a retry) or to no request at all.
+    public var lateReplies: UInt64 = 0
+    public var badChecksums: UInt64 = 0
+    /// Frames that were not for us or not from the server (counted, ignored).
+    public var ignored: UInt64 = 0
+    public var arpRequests: UInt64 = 0
+    public var arpAnswered: UInt64 = 0
+    /// Frames the device would not take (sent again next poll), and buffers the pool lacked.
+    public var txDeferred: UInt64 = 0
+    public var noBuffer: UInt64 = 0
+    public init() {}
+
+    public var errors: UInt64 { wrongValues &+ badReplies &+ timeouts }
+}
+
+/// The `kv` engine: a closed-loop memcached-UDP client over any device. Keeps `window`
+/// requests in flight, each in a slot whose index and attempt number form the memcached request
+/// id, so every reply is matched to its request and attempt; reassembles multi-datagram replies;
+/// checks every reply byte against what the request implies (values are a function of the key,
+/// so any GET hit can be checked); retries on timeout and counts what never came back.
+public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
+    public let config: KVLoadConfig
+    public var sampler: Sampler
+    public var latency: Latency
+    public private(set) var stats = KVLoadStats()
+    public private(set) var serverMAC: MACAddress?
+    var random: SplitMix64
+    let pool: NetBufPool
+
+    struct Slot {
+        var busy = false
+        var isSet = false
+        var attempt: UInt16 = 0
+        var key = 0
+        var firstSent: UInt64 = 0
+        var lastSent: UInt64 = 0
+        /// Datagrams of the reply received (bit per sequence number) and their total.
+        var received: UInt64 = 0
+        var total = 0
+        var replyLength = 0
+    }
+    let slots: UnsafeMutablePointer<Slot>
+    let freeSlots: UnsafeMutablePointer<Int>
+    var freeCount: Int
+    /// Reply reassembly, one area per slot.
+    let replies: UnsafeMutableRawPointer
+    let replyCapacity: Int
+    static var maxReplyDatagrams: Int { 8 }
+    static var slotBits: Int { 10 }
+
+    let rxBurst: UnsafeMutablePointer<NetBuf>
+    static var rxBurstSize: Int { 32 }
+    /// Frames waiting for the device, in order.
+    let txQueue: UnsafeMutablePointer<NetBuf>
+    let txCapacity: Int
+    var txCount = 0
+    /// Scratch for the expected reply text.
+    let expected: UnsafeMutableRawPointer
+
+    var ipIdentification: UInt16 = 0
+    var nextTimeoutScan: UInt64 = 0
+    var nextARP: UInt64 = 0
+    /// Keys still to SET before the measured load (nil: no preload running).
+    var preloadNext: Int?
+
+    public init(config: KVLoadConfig, pool: NetBufPool, sampler: Sampler, latency: Latency) throws(PktGenError) {
+        guard config.window >= 1, config.window <= 1 << KVLoadClient.slotBits else { throw .window(config.window) }
+        guard config.keys >= 1 else { throw .keys(config.keys) }
+        let digits = decimalDigits(UInt64(config.keys - 1))
+        guard config.keySize >= digits + 1, config.keySize <= 250 else { throw .keySize(needed: digits + 1, given: config.keySize) }
+        guard config.valueSize >= 0, config.valueSize <= config.maxValueSize else { throw .valueSize(config.valueSize, max: config.maxValueSize) }
+        guard pool.roomSize - pool.headroom >= 1514 else { throw .buffersTooSmall(needed: 1514, available: pool.roomSize - pool.headroom) }
+        self.config = config
+        self.sampler = sampler
+        self.latency = latency
+        self.pool = pool
+        serverMAC = config.serverMAC
+        random = SplitMix64(seed: config.seed)
+        slots = .allocate(capacity: config.window)
+        slots.initialize(repeating: Slot(), count: config.window)
+        freeSlots = .allocate(capacity: config.window)
+        for i in 0..<config.window { freeSlots[i] = config.window - 1 - i }
+        freeCount = config.window
+        replyCapacity = MemcachedFrame.maxPayload * KVLoadClient.maxReplyDatagrams
+        replies = .allocate(byteCount: replyCapacity * config.window, alignment: 64)
+        rxBurst = .allocate(capacity: KVLoadClient.rxBurstSize)
+        txCapacity = config.window + KVLoadClient.rxBurstSize + 8
+        txQueue = .allocate(capacity: txCapacity)
+        expected = .allocate(byteCount: 512, alignment: 64)
+    }
+
+    /// Frees the client's memory and any frame still queued; the pool and device are the caller's.
+    public mutating func deallocate() {
+        for i in 0..<txCount { txQueue[i].release() }
+        txCount = 0
+        slots.deallocate()
+        freeSlots.deallocate()
+        replies.deallocate()
+        rxBurst.deallocate()
+        txQueue.deallocate()
+        expected.deallocate()
+    }
+
+    public var inFlight: Int { config.window - freeCount }
+    public var isPreloading: Bool { preloadNext != nil }
+    public var isResolved: Bool { serverMAC != nil }
+
+    /// SETs every key once (0..<keys, in order) before anything else is issued.
+    public mutating func startPreload() { preloadNext = 0 }
+
+    /// One round: RX burst (replies, ARP), timeouts, new requests while `issue` and slots allow,
+    /// TX. Returns the requests completed in this round.
+    public mutating func poll<Device: NetDevice>(_ device: inout Device, now: UInt64, issue: Bool) -> Int {
+        let before = stats.completed
+        let n = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(start: rxBurst, count: KVLoadClient.rxBurstSize)).count
+        for i in 0..<n { receive(rxBurst[i], now: now) }
+        if now >= nextTimeoutScan {
+            expireSlots(now: now)
+            nextTimeoutScan = now + max(1, config.timeout / 8)
+        }
+        if serverMAC == nil {
+            if now >= nextARP {
+                sendARPRequest()
+                nextARP = now + 100_000_000
+            }
+        } else if issue || preloadNext != nil {
+            while freeCount > 0 && txCount < txCapacity {
+                guard let (key, isSet) = nextOperation() else { break }
+                freeCount -= 1
+                let s = freeSlots[freeCount]
+                slots[s] = Slot(busy: true, isSet: isSet, attempt: 0, key: key, firstSent: now, lastSent: now)
+                guard transmit(slot: s) else {
+                    slots[s].busy = false
+                    freeSlots[freeCount] = s
+                    freeCount += 1
+                    if isSet && preloadNext != nil { preloadNext! -= 1 }
+                    break
+                }
+            }
+        }
+        flush(&device)
+        return Int(stats.completed - before)
+    }
+
+    mutating func nextOperation() -> (Int, Bool)? {
+        if let k = preloadNext {
+            guard k < config.keys else {
+                if freeCount == config.window { preloadNext = nil }   // all preload answered
+                return nil
+            }
+            preloadNext = k + 1
+            return (k, true)
+        }
+        let key = sampler.next(&random)
+        let isSet = random.below(1000) >= config.getPerMille
+        return (key, isSet)
+    }
+
+    mutating func flush<Device: NetDevice>(_ device: inout Device) {
+        guard txCount > 0 else { return }
+        let sent = device.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: txQueue, count: txCount)).count
+        if sent < txCount {
+            stats.txDeferred &+= UInt64(txCount - sent)
+            for i in 0..<(txCount - sent) { txQueue[i] = txQueue[sent + i] }
+        }
+        txCount -= sent
+    }
+
+    mutating func enqueue(_ buf: NetBuf) -> Bool {
+        guard txCount < txCapacity else { buf.release(); return false }
+        txQueue[txCount] = buf
+        txCount += 1
+        return true
+    }
+
+    // MARK: Requests
+
+    /// Builds and queues the request of slot `s` (attempt number from the slot).
+    mutating func transmit(slot s: Int) -> Bool {
+        guard let mac = serverMAC, let buf = pool.allocate() else { stats.noBuffer &+= 1; return false }
+        let slot = slots[s]
+        let frame = buf.data
+        let mc = frame + 42
+        let id = UInt16(truncatingIfNeeded: Int(slot.attempt & 0x3F) << KVLoadClient.slotBits | s)
+        mc.storeBytes(of: id.bigEndian, as: UInt16.self)
+        mc.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self)
+        mc.storeBytes(of: UInt16(1).bigEndian, toByteOffset: 4, as: UInt16.self)
+        mc.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
+        var p = mc + 8
+        if slot.isSet {
+            p = put("set ", p)
+            p = writeKey(slot.key, p)
+            p = put(" ", p)
+            p = writeDecimal(UInt64(flags(of: slot.key)), p)
+            p = put(" 0 ", p)
+            p = writeDecimal(UInt64(config.valueSize), p)
+            p = put("\r\n", p)
+            writeValue(slot.key, p)
+            p += config.valueSize
+            p = put("\r\n", p)
+        } else {
+            p = put("get ", p)
+            p = writeKey(slot.key, p)
+            p = put("\r\n", p)
+        }
+        let payload = p - (frame + 42)
+        EthernetFrame.writeHeader(at: frame, destination: mac, source: config.clientMAC, etherType: EtherType.ipv4)
+        ipIdentification &+= 1
+        IPv4Packet.writeHeader(at: frame + 14, source: config.clientIP, destination: config.serverIP, protocol: IPProtocol.udp,
+                               payloadLength: 8 + payload, identification: ipIdentification)
+        UDPDatagram.writeHeader(at: frame + 34, sourcePort: config.clientPort, destinationPort: config.serverPort, payloadLength: payload)
+        let pseudo = UInt64(frame.loadUnaligned(fromByteOffset: 26, as: UInt32.self)) &+ UInt64(frame.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
+            &+ UInt64(UInt16(IPProtocol.udp).bigEndian) &+ UInt64(frame.loadUnaligned(fromByteOffset: 38, as: UInt16.self))
+        var c = ~InternetChecksum.foldNative(InternetChecksum.nativeSum(frame + 34, count: 8 + payload, initial: pseudo))
+        if c == 0 { c = 0xFFFF }
+        frame.storeBytes(of: c, toByteOffset: 40, as: UInt16.self)
+        var length = 42 + payload
+        if length < 60 {
+            (frame + length).initializeMemory(as: UInt8.self, repeating: 0, count: 60 - length)
+            length = 60
+        }
+        try? buf.setLength(length)
+        guard enqueue(buf) else { stats.txDeferred &+= 1; return false }
+        stats.sent &+= 1
+        return true
+    }
+
+    mutating func expireSlots(now: UInt64) {
+        for s in 0..<config.window where slots[s].busy && now &- slots[s].lastSent >= config.timeout {
+            if Int(slots[s].attempt) < config.retries {
+                slots[s].attempt &+= 1
+                slots[s].lastSent = now
+                slots[s].received = 0
+                slots[s].total = 0
+                slots[s].replyLength = 0
+                stats.retries &+= 1
+                _ = transmit(slot: s)
+            } else {
+                stats.timeouts &+= 1
+                release(slot: s)
+            }
+        }
+    }
+
+    mutating func release(slot s: Int) {
+        slots[s].busy = false
+        freeSlots[freeCount] = s
+        freeCount += 1
+    }
+
+    // MARK: Replies
+
+    mutating func receive(_ buf: NetBuf, now: UInt64) {
+        var keep = false
+        defer { if !keep { buf.release() } }
+        let length = buf.length
+        let f = buf.data
+        guard buf.next == nil, length >= 14 else { stats.ignored &+= 1; return }
+        let type = UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+        let destination = MACAddress.load(from: f)
+        guard destination == config.clientMAC || destination.isBroadcast else { stats.ignored &+= 1; return }
+        if type == EtherType.arp {
+            keep = handleARP(buf)
+            return
+        }
+        guard type == EtherType.ipv4, let ip = try? IPv4Packet(UnsafeMutableRawBufferPointer(start: f + 14, count: length - 14)),
+              ip.isHeaderChecksumValid, !ip.isFragment, ip.protocolNumber == IPProtocol.udp,
+              ip.destination == config.clientIP, ip.source == config.serverIP,
+              let udp = try? UDPDatagram(ip.payload) else { stats.ignored &+= 1; return }
+        guard udp.sourcePort == config.serverPort, udp.destinationPort == config.clientPort else { stats.ignored &+= 1; return }
+        guard udp.checksum == 0 || udp.isChecksumValid(source: ip.source, destination: ip.destination) else {
+            stats.badChecksums &+= 1
+            return
+        }
+        let data = udp.payload
+        guard data.count >= 8 else { stats.badReplies &+= 1; return }
+        let mc = UnsafeRawPointer(data.baseAddress!)
+        let id = Int(UInt16(bigEndian: mc.loadUnaligned(as: UInt16.self)))
+        let sequence = Int(UInt16(bigEndian: mc.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        let total = Int(UInt16(bigEndian: mc.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
+        let s = id & ((1 << KVLoadClient.slotBits) - 1)
+        guard s < config.window, slots[s].busy, Int(slots[s].attempt & 0x3F) == id >> KVLoadClient.slotBits else {
+            stats.lateReplies &+= 1
+            return
+        }
+        let count = data.count - 8
+        guard total >= 1, total <= KVLoadClient.maxReplyDatagrams, sequence < total, count <= MemcachedFrame.maxPayload,
+              slots[s].total == 0 || slots[s].total == total else {
+            stats.badReplies &+= 1
+            release(slot: s)
+            return
+        }
+        let bit = UInt64(1) << UInt64(sequence)
+        guard slots[s].received & bit == 0 else { stats.lateReplies &+= 1; return }   // a duplicate datagram
+        slots[s].total = total
+        slots[s].received |= bit
+        let area = replies + s * replyCapacity
+        (area + sequence * MemcachedFrame.maxPayload).copyMemory(from: mc + 8, byteCount: count)
+        if sequence == total - 1 { slots[s].replyLength = sequence * MemcachedFrame.maxPayload + count }
+        guard slots[s].received == (UInt64(1) << UInt64(total)) - 1 else { return }
+        complete(slot: s, reply: UnsafeRawPointer(area), length: slots[s].replyLength, now: now)
+    }
+
+    mutating func complete(slot s: Int, reply: UnsafeRawPointer, length: Int, now: UInt64) {
+        let slot = slots[s]
+        release(slot: s)
+        if slot.isSet {
+            guard matches(reply, length, "STORED\r\n") else { stats.badReplies &+= 1; return }
+            stats.sets &+= 1
+            stats.stored &+= 1
+        } else if matches(reply, length, "END\r\n") {
+            stats.gets &+= 1
+            stats.misses &+= 1
+        } else {
+            // "VALUE <key> <flags> <bytes>\r\n<value>\r\nEND\r\n", every byte as stored.
+            var p = put("VALUE ", expected)
+            p = writeKey(slot.key, p)
+            p = put(" ", p)
+            p = writeDecimal(UInt64(flags(of: slot.key)), p)
+            p = put(" ", p)
+            p = writeDecimal(UInt64(config.valueSize), p)
+            p = put("\r\n", p)
+            let head = p - expected
+            let total = head + config.valueSize + 7
+            guard length == total, memoryEquals(reply, UnsafeRawPointer(expected), head),
+                  valueMatches(slot.key, reply + head), matches(reply + head + config.valueSize, 7, "\r\nEND\r\n") else {
+                if length >= 6 && memoryEquals(reply, UnsafeRawPointer(expected), 6) { stats.wrongValues &+= 1 } else { stats.badReplies &+= 1 }
+                return
+            }
+            stats.gets &+= 1
+            stats.hits &+= 1
+        }
+        stats.completed &+= 1
+        latency.record(nanoseconds: now &- slot.firstSent)
+    }
+
+    // MARK: ARP
+
+    mutating func sendARPRequest() {
+        guard let buf = pool.allocate() else { stats.noBuffer &+= 1; return }
+        let f = buf.data
+        f.initializeMemory(as: UInt8.self, repeating: 0, count: 60)
+        EthernetFrame.writeHeader(at: f, destination: .broadcast, source: config.clientMAC, etherType: EtherType.arp)
+        ARPPacket.write(at: f + 14, operation: ARPPacket.Operation.request, senderHardware: config.clientMAC,
+                        senderProtocol: config.clientIP, targetHardware: .zero, targetProtocol: config.serverIP)
+        try? buf.setLength(60)
+        if enqueue(buf) { stats.arpRequests &+= 1 }
+    }
+
+    /// Learns the server's MAC from its ARP reply; answers ARP requests for our address. True
+    /// when the buffer was reused for a reply.
+    mutating func handleARP(_ buf: NetBuf) -> Bool {
+        guard let eth = try? EthernetFrame(buf.unsafeBytes), let arp = try? ARPPacket(eth.payload) else { stats.ignored &+= 1; return false }
+        if arp.operation == ARPPacket.Operation.reply, arp.senderProtocol == config.serverIP {
+            if serverMAC == nil { serverMAC = arp.senderHardware }
+            return false
+        }
+        guard arp.operation == ARPPacket.Operation.request, arp.targetProtocol == config.clientIP else { stats.ignored &+= 1; return false }
+        arp.makeReply(hardware: config.clientMAC, address: config.clientIP)
+        eth.reply(from: config.clientMAC)
+        if enqueue(buf) { stats.arpAnswered &+= 1 }
+        return true
+    }
+
+    // MARK: Keys and values
+
+    /// "k" and the key number, zero-padded to the key size.
+    func writeKey(_ key: Int, _ p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        p.storeBytes(of: UInt8(ascii: "k"), as: UInt8.self)
+        var k = key
+        var i = config.keySize - 1
+        while i >= 1 {
+            p.storeBytes(of: UInt8(48 + k % 10), toByteOffset: i, as: UInt8.self)
+            k /= 10
+            i -= 1
+        }
+        return p + config.keySize
+    }
+
+    func flags(of key: Int) -> UInt32 { UInt32(truncatingIfNeeded: key & 0xFFFF) }
+
+    /// Value byte j of key k: letters that shift with both, so a value from another key or an
+    /// offset copy does not pass.
+    @inline(__always) func valueByte(_ key: Int, _ j: Int) -> UInt8 { UInt8(65 + (key &* 7 &+ j) % 26) }
+
+    func writeValue(_ key: Int, _ p: UnsafeMutableRawPointer) {
+        for j in 0..<config.valueSize { p.storeBytes(of: valueByte(key, j), toByteOffset: j, as: UInt8.self) }
+    }
+
+    func valueMatches(_ key: Int, _ p: UnsafeRawPointer) -> Bool {
+        for j in 0..<config.valueSize where p.load(fromByteOffset: j, as: UInt8.self) != valueByte(key, j) { return false }
+        return true
+    }
+}
+
+/// memcached's UDP frame: 8-byte header, at most 1392 payload bytes per datagram.
+enum MemcachedFrame {
+    static var maxPayload: Int { 1392 }
+}
+
+@inline(__always)
+func put(_ text: StaticString, _ p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+    p.copyMemory(from: UnsafeRawPointer(text.utf8Start), byteCount: text.utf8CodeUnitCount)
+    return p + text.utf8CodeUnitCount
+}
+
+func matches(_ p: UnsafeRawPointer, _ length: Int, _ text: StaticString) -> Bool {
+    length == text.utf8CodeUnitCount && memoryEquals(p, UnsafeRawPointer(text.utf8Start), length)
+}
+
+func memoryEquals(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ n: Int) -> Bool {
+    for i in 0..<n where a.load(fromByteOffset: i, as: UInt8.self) != b.load(fromByteOffset: i, as: UInt8.self) { return false }
+    return true
+}
+
+func decimalDigits(_ v: UInt64) -> Int {
+    var n = 1
+    var x = v
+    while x >= 10 { x /= 10; n += 1 }
+    return n
+}
+
+func writeDecimal(_ v: UInt64, _ p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+    let n = decimalDigits(v)
+    var x = v
+    for i in stride(from: n - 1, through: 0, by: -1) {
+        p.storeBytes(of: UInt8(48 + x % 10), toByteOffset: i, as: UInt8.self)
+        x /= 10
+    }
+    return p + n
+}
