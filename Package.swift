@@ -62,6 +62,7 @@ let package = Package(
         .testTarget(name: "UKNetdevTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevTests"),
         .testTarget(name: "UKNetdevLinuxTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevLinuxTests"),
         .testTarget(name: "PcapNetTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet"], path: "Tests/PcapNetTests"),
+        .testTarget(name: "PktGenTests", dependencies: ["TestSupport", "PktGen", "KVStore", "UKNetdev", "PcapNet"], path: "Tests/PktGenTests"),
         .testTarget(name: "NetdevSpecTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet", "NetdevSpec"], path: "Tests/NetdevSpecTests"),
     ]
 )

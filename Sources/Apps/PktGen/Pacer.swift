@@ -8,8 +8,10 @@ public struct Pacer: Sendable {
     let unitsPerSecond: UInt64
     /// Unit-nanoseconds per packet.
     let packetCost: UInt64
-    /// At most this much credit builds up while idle: `burst` packets.
+    /// At most this much credit builds up while idle: `burst` packets, plus just under one more
+    /// so the fraction earned between two polls is never cut off (the long-run rate stays exact).
     let capacity: UInt64
+    let burst: Int
     /// Elapsed time beyond which the bucket is full anyway (keeps the product in 64 bits).
     let fillTime: UInt64
     var credit: UInt64 = 0
@@ -28,7 +30,8 @@ public struct Pacer: Sendable {
     init(unitsPerSecond: UInt64, unitsPerPacket: UInt64, burst: Int, start: UInt64) {
         self.unitsPerSecond = max(1, unitsPerSecond)
         packetCost = unitsPerPacket * 1_000_000_000
-        capacity = packetCost * UInt64(max(1, burst))
+        self.burst = max(1, burst)
+        capacity = packetCost * UInt64(self.burst) + packetCost - 1
         fillTime = capacity / self.unitsPerSecond + 1
         last = start
     }
@@ -40,7 +43,7 @@ public struct Pacer: Sendable {
             credit = min(capacity, credit + elapsed * unitsPerSecond)
             last = now
         }
-        return Int(credit / packetCost)
+        return min(burst, Int(credit / packetCost))
     }
 
     /// Takes the credit of `packets` sent (at most what `available` returned).

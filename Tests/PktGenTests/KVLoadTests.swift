@@ -1,0 +1,159 @@
+import Foundation
+import KVStore
+import PktGen
+import Testing
+import TestSupport
+import UKNetdev
+
+let storeMAC = MACAddress(0x02, 0, 0, 0, 0, 0x02), clientMAC = MACAddress(0x02, 0, 0, 0, 0, 0x03)
+let storeIP = IPv4Address(192, 0, 2, 2), clientIP = IPv4Address(192, 0, 2, 3)
+
+/// The load client on one ring endpoint (optionally behind a fault injector), the real KV store
+/// on the other, polled in turn on one thread with a virtual clock.
+struct LoadRun<Sampler: KeySampler> {
+    var client: KVLoadClient<Sampler, LatencySummary>
+    var clientDevice: FaultInjector<RingDevice>
+    var server: KVServer<RingDevice>
+    var now: UInt64 = 1_000_000_000
+
+    init(pool: NetBufPool, config: KVLoadConfig, sampler: Sampler, faults: FaultConfig = FaultConfig(seed: 1)) throws {
+        let (a, b) = try ringPair(slots: 1024)
+        clientDevice = FaultInjector(inner: a, config: faults)
+        server = try KVServer(device: b, pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 8 << 20),
+                              now: 1_800_000_000)
+        client = try KVLoadClient(config: config, pool: pool, sampler: sampler, latency: LatencySummary())
+    }
+
+    /// Polls both sides until `done` or a virtual minute passed.
+    mutating func run(issue: (KVLoadClient<Sampler, LatencySummary>) -> Bool, until done: (KVLoadClient<Sampler, LatencySummary>) -> Bool) {
+        let deadline = now + 60_000_000_000
+        while !done(client) && now < deadline {
+            now += 10_000
+            _ = client.poll(&clientDevice, now: now, issue: issue(client))
+            server.poll(now: 1_800_000_000)
+        }
+    }
+
+    /// Preloads every key, then issues `requests` more and waits for all of them.
+    mutating func preloadThenRun(requests: UInt64) {
+        client.startPreload()
+        run(issue: { _ in false }, until: { !$0.isPreloading && $0.inFlight == 0 })
+        let start = client.stats.completed &+ client.stats.timeouts
+        run(issue: { $0.stats.sent - $0.stats.retries < start + requests + 0 },
+            until: { $0.stats.completed &+ $0.stats.timeouts >= start + requests && $0.inFlight == 0 })
+    }
+
+    mutating func finish() {
+        client.deallocate()
+        server.poll(now: 1_800_000_000)
+        server.shutdown()
+        var d = clientDevice
+        let burst = Burst(64)
+        while true {
+            let n = d.rxBurst(queue: 0, into: burst.storage).count
+            if n == 0 { break }
+            NetBuf.releaseBulk(burst.prefix(n))
+        }
+    }
+}
+
+@Suite struct KVLoadTests {
+    /// Against the real store over a ring pair: ARP first, then a preload and a GET/SET mix over
+    /// Zipf keys; every request matched and validated, nothing lost, no error.
+    @Test func everyReplyMatchedAndValidated() throws {
+        try withPool(count: 2048) { pool in
+            let config = KVLoadConfig(clientMAC: clientMAC, clientIP: clientIP, serverMAC: nil, serverIP: storeIP,
+                                      window: 64, keys: 500, keySize: 12, valueSize: 100, getPerMille: 800)
+            let zipf = ZipfKeys(keys: 500, exponent: 0.99, power: pow)
+            defer { zipf.deallocate() }
+            var run = try LoadRun(pool: pool, config: config, sampler: zipf)
+            run.preloadThenRun(requests: 20_000)
+            let s = run.client.stats
+            #expect(run.client.isResolved && s.arpRequests >= 1)
+            #expect(s.stored >= 500 && s.completed >= 20_500 && s.completed == s.gets + s.sets)
+            #expect(s.hits == s.gets && s.misses == 0, "every key was preloaded")
+            #expect(s.errors == 0 && s.lateReplies == 0 && s.badChecksums == 0 && s.retries == 0, "\(s)")
+            #expect(run.server.engine.stats.hits == s.hits)
+            #expect(run.client.latency.count == s.completed)
+            run.finish()
+        }
+    }
+
+    /// A store that answers with a value other than the one stored is caught: the key's value
+    /// is changed behind the client's back.
+    @Test func wrongValueIsDetected() throws {
+        try withPool(count: 1024) { pool in
+            let config = KVLoadConfig(clientMAC: clientMAC, clientIP: clientIP, serverMAC: storeMAC, serverIP: storeIP,
+                                      window: 8, keys: 4, keySize: 10, valueSize: 16, getPerMille: 1000)
+            var run = try LoadRun(pool: pool, config: config, sampler: UniformKeys(keys: 4))
+            run.client.startPreload()
+            run.run(issue: { _ in false }, until: { !$0.isPreloading && $0.inFlight == 0 })
+            // Same length, flags and key; one letter different.
+            var sink = CollectingSink()
+            let tamper = Array("set k000000002 2 0 16 noreply\r\nXXXXXXXXXXXXXXXX\r\n".utf8)
+            tamper.withUnsafeBytes { run.server.engine.execute($0.baseAddress!, count: $0.count, now: 1_800_000_000, into: &sink) }
+            run.run(issue: { $0.stats.sent < 300 }, until: { $0.stats.sent >= 300 && $0.inFlight == 0 })
+            let s = run.client.stats
+            #expect(s.wrongValues > 0 && s.wrongValues < s.gets, "\(s)")
+            #expect(s.misses == 0 && s.hits == s.gets && s.badReplies == 0)
+            run.finish()
+        }
+    }
+
+    /// Requests lost on the way are retried and, when they never get through, counted as
+    /// timeouts; corrupted replies are caught by their checksum. Nothing hangs, nothing leaks.
+    @Test func dropsAndCorruptionAreCountedNotHidden() throws {
+        try withPool(count: 2048) { pool in
+            let config = KVLoadConfig(clientMAC: clientMAC, clientIP: clientIP, serverMAC: storeMAC, serverIP: storeIP,
+                                      window: 32, keys: 100, keySize: 10, valueSize: 32, getPerMille: 900,
+                                      timeout: 1_000_000, retries: 2)
+            // 20 % of requests dropped on TX, 10 % of replies corrupted on RX.
+            let faults = FaultConfig(seed: 7, dropRate: 0.2, corruptRate: 0.1, onRx: true, onTx: true)
+            var run = try LoadRun(pool: pool, config: config, sampler: UniformKeys(keys: 100), faults: faults)
+            run.preloadThenRun(requests: 3_000)
+            let s = run.client.stats
+            #expect(s.retries > 0, "\(s)")
+            #expect(s.badChecksums + s.ignored > 0, "corrupted replies were not noticed: \(s)")
+            #expect(s.wrongValues == 0, "a corrupted reply passed as a value: \(s)")
+            #expect(run.clientDevice.faults.dropped > 0 && run.clientDevice.faults.corrupted > 0)
+            run.finish()
+        }
+        // Everything dropped: every request times out after its retries.
+        try withPool(count: 1024) { pool in
+            let config = KVLoadConfig(clientMAC: clientMAC, clientIP: clientIP, serverMAC: storeMAC, serverIP: storeIP,
+                                      window: 4, keys: 10, keySize: 10, valueSize: 8, timeout: 1_000_000, retries: 1)
+            var run = try LoadRun(pool: pool, config: config, sampler: UniformKeys(keys: 10),
+                                  faults: FaultConfig(seed: 3, dropRate: 1.0, onRx: false, onTx: true))
+            run.run(issue: { $0.stats.sent - $0.stats.retries < 20 }, until: { $0.stats.timeouts >= 20 && $0.inFlight == 0 })
+            let s = run.client.stats
+            #expect(s.timeouts == 20 && s.retries == 20 && s.completed == 0, "\(s)")
+            run.finish()
+        }
+    }
+
+    @Test func zipfFavoursTheFirstKeys() {
+        let zipf = ZipfKeys(keys: 1000, exponent: 1.0, power: pow)
+        defer { zipf.deallocate() }
+        var sampler = zipf
+        var random = SplitMix64(seed: 5)
+        var counts = [Int](repeating: 0, count: 1000)
+        for _ in 0..<200_000 { counts[sampler.next(&random)] += 1 }
+        // P(rank 0) = 1 / H(1000) = 0.1336.
+        #expect(abs(zipf.probability(of: 0) - 0.1336) < 0.001)
+        #expect(abs(Double(counts[0]) / 200_000 - 0.1336) < 0.005)
+        #expect(counts[0] > counts[1] && counts[1] > counts[9] && counts[9] > counts[999])
+    }
+
+    @Test func badConfigurationsAreErrors() throws {
+        try withPool(count: 8) { pool in
+            func make(_ c: KVLoadConfig) throws { var k = try KVLoadClient(config: c, pool: pool, sampler: UniformKeys(keys: 1), latency: LatencySummary()); k.deallocate() }
+            let base = KVLoadConfig(clientMAC: clientMAC, clientIP: clientIP, serverIP: storeIP)
+            var c = base; c.window = 0
+            #expect(throws: PktGenError.window(0)) { try make(c) }
+            c = base; c.keys = 100_000; c.keySize = 5
+            #expect(throws: PktGenError.keySize(needed: 6, given: 5)) { try make(c) }
+            c = base; c.valueSize = 2000
+            #expect(throws: PktGenError.valueSize(2000, max: base.maxValueSize)) { try make(c) }
+        }
+    }
+}
