@@ -14,6 +14,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Atomics, fences and CPU hints as static inline C (freestanding, Embedded-safe).
@@ -31,10 +32,17 @@ let package = Package(
         .target(name: "PktGen", dependencies: ["UKNetdev"], path: "Sources/Apps/PktGen"),
 
         // Command-line tools: thin entry points over the libraries.
+        .target(name: "ToolSupport", dependencies: ["CUKAtomics", "CUKLinux"], path: "Sources/Tools/ToolSupport"),
         .executableTarget(
             name: "kvstore",
-            dependencies: ["KVStore", "NetdevSpec", "UKNetdev", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["KVStore", "NetdevSpec", "UKNetdev", "ToolSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/kvstore"),
+        .executableTarget(
+            name: "pktgen",
+            dependencies: ["PktGen", "KVStore", "NetdevSpec", "PcapNet", "UKNetdev", "ToolSupport",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Sources/Tools/pktgen"),
 
         // Benchmarks: counting malloc calls needs an interposer linked into the benchmark only.
         // DWARF 4: valgrind 3.19 (callgrind in the hot-path check) cannot read clang's DWARF 5.

@@ -10,6 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <net/if.h>
+
+/* Pins the calling thread to one CPU; 0 or an errno. */
+int uk_pin_to_cpu(int cpu);
 #include <linux/if_tun.h>
 static inline int uk_errno(void) { return errno; }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import KVStore
 import NetdevSpec
+import ToolSupport
 import UKNetdev
 
 /// `kvstore`: the memcached-UDP key-value store on any UKNetdev device.
@@ -72,21 +73,6 @@ func parseAddress(_ text: String) -> (IPv4Address, Int)? {
     guard parts.count == 2 else { return (address, 24) }
     guard let prefix = Int(parts[1]), (0...32).contains(prefix) else { return nil }
     return (address, prefix)
-}
-
-nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
-
-func installStopSignals() {
-    signal(SIGINT) { _ in stopRequested = 1 }
-    signal(SIGTERM) { _ in stopRequested = 1 }
-}
-
-func unixTime() -> UInt32 { UInt32(truncatingIfNeeded: time(nil)) }
-
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 /// Runs the server on whatever device `open` built (specialized per device type).

@@ -1,0 +1,67 @@
+// What the command-line tools share: stop signals, clocks, and pinned threads.
+import CUKAtomics
+import CUKLinux
+import Glibc
+
+/// Set by SIGINT/SIGTERM (see `installStopSignals`); loops poll it and finish cleanly.
+nonisolated(unsafe) public var stopRequested: sig_atomic_t = 0
+
+public func installStopSignals() {
+    signal(SIGINT) { _ in stopRequested = 1 }
+    signal(SIGTERM) { _ in stopRequested = 1 }
+}
+
+public func unixTime() -> UInt32 { UInt32(truncatingIfNeeded: time(nil)) }
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of probe timestamps and latencies (the same for
+/// every process on the host).
+@inline(__always)
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+public func monotonicSeconds() -> Double { Double(monotonicNanoseconds()) / 1e9 }
+
+/// Writes to standard error (live lines and warnings, apart from results on standard output).
+public func printError(_ message: String, terminator: String = "\n") {
+    let text = message + terminator
+    _ = text.withCString { write(2, $0, strlen($0)) }
+}
+
+/// A thread running `body`, optionally pinned to one CPU; `join` waits for it.
+public final class ToolThread: @unchecked Sendable {
+    var thread = pthread_t()
+    let body: () -> Void
+    let cpu: Int?
+
+    public init(cpu: Int? = nil, _ body: @escaping () -> Void) {
+        self.body = body
+        self.cpu = cpu
+        let context = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&thread, nil, { raw in
+            let me = Unmanaged<ToolThread>.fromOpaque(raw!).takeRetainedValue()
+            if let cpu = me.cpu { pinCurrentThread(to: cpu) }
+            me.body()
+            return nil
+        }, context)
+    }
+
+    public func join() { pthread_join(thread, nil) }
+}
+
+/// Pins the calling thread to one CPU (best effort: a failure is reported, not fatal).
+public func pinCurrentThread(to cpu: Int) {
+    let rc = uk_pin_to_cpu(Int32(cpu))
+    if rc != 0 { printError("warning: cannot pin to CPU \(cpu): \(String(cString: strerror(rc)))") }
+}
+
+/// A flag one thread raises and another polls.
+public final class ToolFlag: @unchecked Sendable {
+    let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    public init() { word.initialize(to: 0) }
+    deinit { word.deallocate() }
+    public func raise() { uk_store_release_u32(word, 1) }
+    public var isRaised: Bool { uk_load_acquire_u32(word) != 0 }
+}

@@ -1,0 +1,271 @@
+import ArgumentParser
+import Glibc
+import KVStore
+import NetdevSpec
+import PcapNet
+import PktGen
+import ToolSupport
+import UKNetdev
+
+struct KVCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kv",
+        abstract: "memcached UDP load: a closed loop of GETs and SETs, every reply matched and checked.",
+        discussion: """
+            Keeps --window requests in flight; each reply is matched to its request by memcached's \
+            request id and checked byte for byte (a value is a function of its key, so every GET hit \
+            is checked; a wrong value is an error, not a success). Unanswered requests are sent \
+            again after --timeout-ms, at most --retries times, then counted as timed out. Without \
+            --server-mac the server's MAC is asked for with ARP. With --netdev ring the store runs \
+            in this process on the other end of an in-memory ring pair (store on CPU 1, load on CPU 0). \
+            Exit status 0 when every request was answered correctly, 1 when any timed out, 2 on a \
+            wrong or unexpected reply.
+            """)
+
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var output: OutputOptions
+
+    @Option(help: "Our IPv4 address.") var ip = "192.0.2.3"
+    @Option(help: "Our MAC address.") var mac = "02:00:00:00:00:03"
+    @Option(help: "Our UDP port.") var port: UInt16 = 40000
+    @Option(help: "The store's IPv4 address.") var serverIp = "192.0.2.2"
+    @Option(help: "The store's MAC (default: ask with ARP).") var serverMac: String?
+    @Option(help: "The store's UDP port.") var serverPort: UInt16 = 11211
+    @Option(help: "Requests in flight (1...1024).") var window = 32
+    @Option(help: "Key space size.") var keys = 1000
+    @Option(help: "Key length in bytes.") var keySize = 10
+    @Option(help: "Value length in bytes (one-datagram SETs).") var valueSize = 32
+    @Option(help: "Share of GETs, 0...1 (the rest are SETs).") var getRatio = 0.9
+    @Option(help: "Key popularity: uniform or zipf.") var distribution = "uniform"
+    @Option(help: "Zipf exponent.") var zipf = 0.99
+    @Flag(help: "SET every key once before the measured load.") var preload = false
+    @Option(help: "Milliseconds before a request is sent again.") var timeoutMs = 200.0
+    @Option(help: "Retries before a request counts as timed out.") var retries = 3
+    @Option(help: "Requests to complete (after the preload).") var requests: UInt64?
+    @Option(help: "Seconds of load; default 5 when no --requests is given.") var duration: Double?
+    @Option(help: "Random seed (keys and the GET/SET mix).") var seed: UInt64 = 1
+    @Option(help: "Item memory of the in-process store (--netdev ring), MiB.") var storeMemory = 64
+
+    mutating func validate() throws {
+        try device.check()
+        try checkRunLength(count: requests, duration: duration, countName: "--requests")
+        _ = try config()
+        guard ["uniform", "zipf"].contains(distribution) else { throw ValidationError("--distribution: uniform or zipf") }
+        guard zipf > 0, zipf < 10 else { throw ValidationError("--zipf: an exponent above 0 (0.99 is YCSB's)") }
+        guard keys >= 1 && keys <= 50_000_000 else { throw ValidationError("--keys: 1...50000000") }
+        guard storeMemory >= 1 && storeMemory <= 65536 else { throw ValidationError("--store-memory: 1...65536 MiB") }
+    }
+
+    func config() throws -> KVLoadConfig {
+        guard getRatio >= 0, getRatio <= 1 else { throw ValidationError("--get-ratio: 0...1") }
+        guard timeoutMs > 0, timeoutMs <= 60_000 else { throw ValidationError("--timeout-ms: more than 0, at most 60000") }
+        guard retries >= 0, retries <= 63 else { throw ValidationError("--retries: 0...63") }
+        guard window >= 1, window <= 1024 else { throw ValidationError("--window: 1...1024") }
+        var c = KVLoadConfig(clientMAC: try parseMAC(mac, "--mac"), clientIP: try parseIP(ip, "--ip"), clientPort: port,
+                             serverMAC: try serverMac.map { try parseMAC($0, "--server-mac") }, serverIP: try parseIP(serverIp, "--server-ip"),
+                             serverPort: serverPort, window: window, keys: keys, keySize: keySize, valueSize: valueSize,
+                             getPerMille: Int((getRatio * 1000).rounded()), timeout: UInt64(timeoutMs * 1e6), retries: retries, seed: seed)
+        let digits = String(max(0, keys - 1)).count
+        guard keySize >= digits + 1, keySize <= 250 else { throw ValidationError("--key-size: \(digits + 1)...250 for \(keys) keys") }
+        guard valueSize >= 0, valueSize <= c.maxValueSize else { throw ValidationError("--value-size: 0...\(c.maxValueSize) (a SET must fit one datagram)") }
+        if case .ring = try device.spec() { c.serverMAC = c.serverMAC ?? MACAddress(0x02, 0, 0, 0, 0, 0x02) }
+        return c
+    }
+
+    func run() throws {
+        installStopSignals()
+        let spec = try device.spec()
+        // In-process store: buffers cross threads both ways, so the pool takes its lock.
+        let inProcess = spec == .ring
+        let pool = try device.pool(threadSafe: inProcess)
+        var runner = KVRunner(pool: pool, config: try config(), zipf: distribution == "zipf" ? zipf : nil, preload: preload, requests: requests,
+                              duration: requests == nil && duration == nil ? 5 : duration, live: !output.quiet)
+        let result: KVResult
+        if inProcess {
+            result = try runner.againstInProcessStore(memoryMiB: storeMemory, record: device.record)
+        } else {
+            result = try open(spec, pool: pool, record: device.record, options: device.openOptions, visitor: &runner)
+        }
+        print(output.json ? JSON.object([("command", .string("kv")), ("netdev", .string(device.netdev))] + result.fields).text : result.text)
+        if pool.inUse != 0 { printError("warning: \(pool.inUse) buffers still in use at exit") }
+        if let failure = result.failure { printError("pktgen kv: \(failure)") }
+        if result.stats.wrongValues + result.stats.badReplies > 0 { throw ExitCode(2) }
+        if result.stats.timeouts > 0 || result.failure != nil { throw ExitCode(1) }
+    }
+}
+
+struct KVResult {
+    /// The measured load only (the preload's requests subtracted).
+    let stats: KVLoadStats
+    let preloaded: UInt64
+    let latency: HdrLatency
+    let seconds: Double
+    let failure: String?
+
+    var rps: Double { seconds > 0 ? Double(stats.completed) / seconds : 0 }
+
+    var fields: [(String, JSON)] {
+        let s = stats
+        return [("requests", .int(s.completed)), ("seconds", .number(seconds)), ("replies_per_second", .number(rps)),
+                ("gets", .int(s.gets)), ("sets", .int(s.sets)), ("hits", .int(s.hits)), ("misses", .int(s.misses)),
+                ("stored", .int(s.stored)), ("sent", .int(s.sent)), ("retries", .int(s.retries)), ("timeouts", .int(s.timeouts)),
+                ("wrong_values", .int(s.wrongValues)), ("bad_replies", .int(s.badReplies)), ("late_replies", .int(s.lateReplies)),
+                ("bad_checksums", .int(s.badChecksums)), ("ignored_frames", .int(s.ignored)), ("preloaded", .int(preloaded)),
+                ("latency", latencyJSON(latency)), ("failure", failure.map { .string($0) } ?? .string(""))]
+    }
+
+    var text: String {
+        let s = stats
+        return """
+            kv: \(s.completed) requests in \(fixed(seconds, 3)) s: \(fixed(rps, 0)) replies/s
+            gets \(s.gets) (hits \(s.hits), misses \(s.misses)), sets \(s.sets) (stored \(s.stored))\(preloaded > 0 ? ", preloaded \(preloaded) keys" : "")
+            sent \(s.sent) datagrams, retries \(s.retries), timeouts \(s.timeouts); wrong values \(s.wrongValues), bad replies \(s.badReplies), late replies \(s.lateReplies), bad checksums \(s.badChecksums), other frames \(s.ignored)
+            \(latency.text())
+            """
+    }
+}
+
+struct KVRunner: NetDeviceVisitor {
+    /// The device's RX pool too: the client allocates its requests from it.
+    let pool: NetBufPool
+    let config: KVLoadConfig
+    let zipf: Double?
+    let preload: Bool
+    let requests: UInt64?
+    let duration: Double?
+    let live: Bool
+
+    mutating func visit<D: NetDevice>(_ device: inout D) throws -> KVResult { try run(on: &device) }
+
+    func run<D: NetDevice>(on device: inout D) throws -> KVResult {
+        if let zipf {
+            let sampler = ZipfKeys(keys: config.keys, exponent: zipf, power: Glibc.pow)
+            defer { sampler.deallocate() }
+            return try load(&device, pool: pool, sampler: sampler)
+        }
+        return try load(&device, pool: pool, sampler: UniformKeys(keys: config.keys))
+    }
+
+    func load<D: NetDevice, S: KeySampler>(_ device: inout D, pool: NetBufPool, sampler: S) throws -> KVResult {
+        var client = try KVLoadClient(config: config, pool: pool, sampler: sampler, latency: HdrLatency())
+        defer { client.deallocate() }
+        let start = monotonicNanoseconds()
+        var failure: String?
+        // The server's MAC first (ARP, sent every 100 ms), at most 3 s.
+        while !client.isResolved && stopRequested == 0 {
+            let now = monotonicNanoseconds()
+            if now - start > 3_000_000_000 { failure = "no ARP reply from \(config.serverIP) in 3 s"; break }
+            if client.poll(&device, now: now, issue: false) == 0 { usleep(200) }
+        }
+        var preloaded: UInt64 = 0
+        if failure == nil && preload {
+            client.startPreload()
+            let limit = monotonicNanoseconds() + 60_000_000_000
+            while (client.isPreloading || client.inFlight > 0) && stopRequested == 0 {
+                let now = monotonicNanoseconds()
+                if now > limit { failure = "preload did not finish in 60 s"; break }
+                _ = client.poll(&device, now: now, issue: false)
+            }
+            preloaded = client.stats.stored
+        }
+        let base = client.stats
+        client.latency = HdrLatency()
+        let loadStart = monotonicNanoseconds()
+        let deadline = duration.map { loadStart + UInt64($0 * 1e9) } ?? .max
+        var line = LiveLine(enabled: live, start: loadStart, duration: duration.map { UInt64($0 * 1e9) })
+        var lastCompleted = base.completed
+        var now = loadStart
+        if failure == nil {
+            while now < deadline && stopRequested == 0 {
+                let issued = client.stats.completed &+ client.stats.timeouts &+ client.stats.wrongValues &+ client.stats.badReplies
+                    &- (base.completed &+ base.timeouts &+ base.wrongValues &+ base.badReplies) &+ UInt64(client.inFlight)
+                let more = requests.map { issued < $0 } ?? true
+                if !more && client.inFlight == 0 { break }
+                _ = client.poll(&device, now: now, issue: more)
+                now = monotonicNanoseconds()
+                if line.due(now) {
+                    let done = client.stats.completed - base.completed
+                    line.show(now, "kv \(client.stats.completed - lastCompleted) replies/s  total \(done)  timeouts \(client.stats.timeouts - base.timeouts)  errors \(client.stats.wrongValues + client.stats.badReplies - base.wrongValues - base.badReplies)",
+                              progress: requests.map { Double(done) / Double($0) })
+                    lastCompleted = client.stats.completed
+                }
+            }
+        }
+        let loadEnd = monotonicNanoseconds()
+        // Requests still out: wait for their replies or timeouts (bounded by the retry schedule).
+        let drainLimit = loadEnd + config.timeout * UInt64(config.retries + 1) + 1_000_000_000
+        while client.inFlight > 0 && monotonicNanoseconds() < drainLimit {
+            _ = client.poll(&device, now: monotonicNanoseconds(), issue: false)
+        }
+        line.finish()
+        return KVResult(stats: client.stats.since(base), preloaded: preloaded, latency: client.latency,
+                        seconds: Double(loadEnd - loadStart) / 1e9, failure: failure)
+    }
+
+    /// The store in this process, on the other end of a ring pair, polled on CPU 1.
+    func againstInProcessStore(memoryMiB: Int, record: String?) throws -> KVResult {
+        var (a, b) = RingDevice.pair(slots: 1024)
+        try a.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
+        try b.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
+        // Each side allocates from its own pool: the store's thread and ours never share one.
+        let storePool = try NetBufPool(count: 8192, roomSize: 2048, headroom: 128, threading: .threadSafe)
+        let storeConfig = KVServerConfig(mac: config.serverMAC ?? MACAddress(0x02, 0, 0, 0, 0, 0x02), ip: config.serverIP,
+                                         port: config.serverPort, memoryBytes: memoryMiB << 20)
+        let server = try KVServer(device: b, pool: storePool, config: storeConfig, now: unixTime())
+        let stop = ToolFlag()
+        let box = ServerBox(server)
+        let thread = ToolThread(cpu: 1) {
+            while !stop.isRaised { box.server.poll(now: unixTime()) }
+            box.server.flush()
+        }
+        pinCurrentThread(to: 0)
+        defer {
+            stop.raise()
+            thread.join()
+            box.server.shutdown()
+            // Frames still in the rings go back to their pools before the pools are checked.
+            var drain = RxDrain()
+            drain.drain(&a)
+            drain.drain(&box.server.device)
+            drain.deallocate()
+        }
+        if let record {
+            var recorded = try PcapWriter(inner: a, path: record)
+            defer { recorded.stop() }
+            return try run(on: &recorded)
+        }
+        return try run(on: &a)
+    }
+}
+
+/// The in-process store, shared with its polling thread (which alone touches it until joined).
+final class ServerBox: @unchecked Sendable {
+    var server: KVServer<RingDevice>
+    init(_ server: KVServer<RingDevice>) { self.server = server }
+}
+
+extension KVLoadStats {
+    /// What happened after `base` was taken.
+    func since(_ base: KVLoadStats) -> KVLoadStats {
+        var d = KVLoadStats()
+        d.completed = completed - base.completed
+        d.gets = gets - base.gets
+        d.sets = sets - base.sets
+        d.hits = hits - base.hits
+        d.misses = misses - base.misses
+        d.stored = stored - base.stored
+        d.sent = sent - base.sent
+        d.retries = retries - base.retries
+        d.timeouts = timeouts - base.timeouts
+        d.wrongValues = wrongValues - base.wrongValues
+        d.badReplies = badReplies - base.badReplies
+        d.lateReplies = lateReplies - base.lateReplies
+        d.badChecksums = badChecksums - base.badChecksums
+        d.ignored = ignored - base.ignored
+        d.arpRequests = arpRequests - base.arpRequests
+        d.arpAnswered = arpAnswered - base.arpAnswered
+        d.txDeferred = txDeferred - base.txDeferred
+        d.noBuffer = noBuffer - base.noBuffer
+        return d
+    }
+}

@@ -1,0 +1,120 @@
+import ArgumentParser
+import Glibc
+import NetdevSpec
+import PktGen
+import ToolSupport
+import UKNetdev
+
+struct RxCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rx",
+        abstract: "Count received frames: rate, bit rate, and for probe frames loss, reordering and latency.",
+        discussion: """
+            Probe frames are those of `pktgen tx --probe`: loss and reordering come from their \
+            sequence numbers, latency from their transmit time (the sender must run on this host: \
+            both read CLOCK_MONOTONIC). Ends after --count frames, --duration seconds, at the end \
+            of a pcap input, or on SIGINT.
+            """)
+
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var output: OutputOptions
+
+    @Option(help: "Stop after this many frames.")
+    var count: UInt64?
+
+    @Option(help: "Stop after this many seconds.")
+    var duration: Double?
+
+    @Option(help: "Expected probe frames in all (e.g. the sender's --count): frames missing at the end count as lost too.")
+    var expect: UInt64?
+
+    mutating func validate() throws {
+        try device.check()
+        try checkRunLength(count: count, duration: duration, countName: "--count")
+    }
+
+    func run() throws {
+        installStopSignals()
+        let pool = try device.pool()
+        var runner = RxRunner(count: count, duration: duration, expect: expect, live: !output.quiet)
+        let r = try open(try device.spec(), pool: pool, record: device.record, options: device.openOptions, visitor: &runner)
+        print(output.json ? JSON.object([("command", .string("rx")), ("netdev", .string(device.netdev))] + r.fields).text : r.text)
+        if pool.inUse != 0 { printError("warning: \(pool.inUse) buffers still in use at exit") }
+    }
+}
+
+struct RxResult {
+    let stats: RxStats
+    let latency: HdrLatency
+    let seconds: Double
+    let expect: UInt64?
+
+    /// Lost: gaps below the highest sequence number, and with --expect also the missing tail.
+    var lost: UInt64 {
+        guard let expect, expect > stats.expected else { return stats.lost }
+        return stats.lost + (expect - stats.expected)
+    }
+
+    var fields: [(String, JSON)] {
+        [("packets", .int(stats.packets)), ("bytes", .int(stats.bytes)), ("seconds", .number(seconds)),
+         ("pps", .number(seconds > 0 ? Double(stats.packets) / seconds : 0)),
+         ("gbps", .number(seconds > 0 ? Double(stats.bytes + 4 * stats.packets) * 8 / seconds / 1e9 : 0)),
+         ("probes", .int(stats.probes)), ("lost", .int(lost)), ("reordered", .int(stats.reordered)),
+         ("duplicates", .int(stats.duplicates)), ("too_late", .int(stats.tooLate)), ("other", .int(stats.other)),
+         ("latency", latencyJSON(latency))]
+    }
+
+    var text: String {
+        let pps = seconds > 0 ? Double(stats.packets) / seconds : 0
+        let gbps = seconds > 0 ? Double(stats.bytes + 4 * stats.packets) * 8 / seconds / 1e9 : 0
+        return """
+            rx: \(stats.packets) frames, \(stats.bytes) bytes in \(fixed(seconds, 3)) s: \(fixed(pps / 1e6, 3)) Mpps, \(fixed(gbps, 3)) Gbit/s
+            probes: \(stats.probes), lost \(lost), reordered \(stats.reordered), duplicates \(stats.duplicates), too late to tell \(stats.tooLate); other frames \(stats.other)
+            \(latency.text())
+            """
+    }
+}
+
+struct RxRunner: NetDeviceVisitor {
+    let count: UInt64?
+    let duration: Double?
+    let expect: UInt64?
+    let live: Bool
+
+    mutating func visit<D: NetDevice>(_ device: inout D) throws -> RxResult {
+        var meter = RxMeter(latency: HdrLatency())
+        defer { meter.deallocate() }
+        let burst = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: 64)
+        defer { burst.deallocate() }
+        let start = monotonicNanoseconds()
+        let deadline = duration.map { start + UInt64($0 * 1e9) } ?? .max
+        let total = count ?? .max
+        var line = LiveLine(enabled: live, start: start, duration: duration.map { UInt64($0 * 1e9) })
+        var last = RxStats()
+        var idle = 0
+        var now = start
+        while meter.stats.packets < total && now < deadline && stopRequested == 0 {
+            let want = Int(min(64, total - meter.stats.packets))
+            let n = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(rebasing: burst[0..<want])).count
+            now = monotonicNanoseconds()
+            for i in 0..<n { meter.count(burst[i], now: now) }
+            NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[0..<n]))
+            if n == 0 {
+                if device.rxExhausted { break }
+                idle += 1
+                if idle > 1000 { usleep(50) }
+            } else {
+                idle = 0
+            }
+            if line.due(now) {
+                let s = meter.stats
+                let progress = count.map { Double(s.packets) / Double($0) }
+                line.show(now, "rx \(fixed(Double(s.packets - last.packets) / 1e6, 3)) Mpps  total \(s.packets)  lost \(s.lost)  reordered \(s.reordered)",
+                          progress: progress)
+                last = s
+            }
+        }
+        line.finish()
+        return RxResult(stats: meter.stats, latency: meter.latency, seconds: Double(monotonicNanoseconds() - start) / 1e9, expect: expect)
+    }
+}
