@@ -5,9 +5,10 @@ SWIFT ?= swift
 
 # Debian packages per job.
 TEST_PACKAGES  := valgrind libpcap-dev tshark memcached iproute2 iputils-ping python3
-BENCH_PACKAGES := valgrind libdpdk-dev pkg-config gcc memcached
+BENCH_PACKAGES := valgrind libdpdk-dev dpdk-dev pkg-config gcc memcached
+DEMO_PACKAGES  := iproute2
 
-.PHONY: all build test unit-tests embedded-check hotpath-check bench demo deps-test deps-bench clean
+.PHONY: all build test unit-tests embedded-check hotpath-check bench demo deps-test deps-bench deps-demo clean
 
 all: build
 
@@ -19,6 +20,9 @@ deps-test:
 
 deps-bench:
 	scripts/install-deps.sh $(BENCH_PACKAGES)
+
+deps-demo:
+	scripts/install-deps.sh $(DEMO_PACKAGES)
 
 ## Everything CI checks: unit tests, the Embedded build of the core, and the hot-path proof.
 test: deps-test unit-tests embedded-check hotpath-check
@@ -36,13 +40,17 @@ embedded-check:
 hotpath-check: deps-test
 	Benchmarks/check-hotpath.sh
 
-## Speed beside its peers: the core vs DPDK's rte_ring/rte_mempool, the KV store vs memcached.
+## Speed beside its peers: the core vs DPDK's rte_ring/rte_mempool, the KV store vs memcached,
+## pktgen TX vs testpmd txonly on net_null, and pktgen kv against the store.
 bench: deps-bench
 	Benchmarks/run-netdev-bench.sh
 	Benchmarks/run-kv-bench.sh
+	Benchmarks/run-pktgen-bench.sh
 
-## The main job. For now: the core benchmark (later issues make it the KV store demo).
-demo: bench
+## The main job: the KV store on a TAP in a private network namespace, driven by pktgen kv on a
+## second TAP across a bridge (in-process over a ring pair where there is no root).
+demo: deps-demo
+	scripts/demo.sh
 
 clean:
 	rm -rf .build .build-* out

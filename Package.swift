@@ -60,6 +60,10 @@ let package = Package(
         .target(name: "NetdevSpec", dependencies: ["UKNetdev", "UKNetdevLinux", "PcapNet"], path: "Sources/NetdevSpec"),
 
         .executableTarget(
+            name: "pktgen-bench",
+            dependencies: ["PktGen", "UKNetdev", "BenchSupport"],
+            path: "Benchmarks/PktGenBench"),
+        .executableTarget(
             name: "kv-bench",
             dependencies: ["KVStore", "UKNetdev", "BenchSupport"],
             path: "Benchmarks/KVBench"),

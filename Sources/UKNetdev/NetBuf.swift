@@ -246,6 +246,14 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
         @inline(__always) get { UnsafeMutableRawBufferPointer(start: data, count: length) }
     }
 
+    /// Sets the length of a fresh single-segment buffer without checks: the caller knows the
+    /// room holds `length` bytes after the headroom (checked once, e.g. against the pool's room
+    /// size). For per-packet loops that fill whole bursts; prefer `setLength` elsewhere.
+    @inlinable @inline(__always)
+    public func unsafeSetLength(_ length: Int) {
+        setLengths(segment: length, packet: length)
+    }
+
     /// Replaces this single segment's data by `bytes` (headroom kept); fails if they do not fit.
     @inlinable
     public func copyIn(_ bytes: UnsafeRawBufferPointer) throws(NetBufError) {

@@ -186,9 +186,9 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
     /// Puts a buffer's header back to the state of a fresh allocation: data at the headroom,
     /// empty, one segment, no flags or tags.
     @inlinable @inline(__always)
-    static func resetHeader(_ buf: NetBuf, headroom: UInt32) {
-        buf.store(NetBuf.Field.dataOffset, UInt64(headroom))      // dataOffset = headroom, length = 0
-        buf.store(NetBuf.Field.packetLength, UInt32(0))
+    static func resetHeader(_ buf: NetBuf, headroom: UInt32, length: UInt32 = 0) {
+        buf.store(NetBuf.Field.dataOffset, UInt64(headroom) | UInt64(length) << 32)   // dataOffset, length
+        buf.store(NetBuf.Field.packetLength, length)
         buf.store(NetBuf.Field.flags, UInt64(1) << 16)            // flags 0, segments 1, checksum request 0
         buf.store(NetBuf.Field.userTag, UInt32(0))
     }
@@ -221,10 +221,13 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
     }
 
     /// Fills `buffers` from the front with as many buffers as the pool has, up to its count;
-    /// returns how many. The shortfall is counted in `allocationFailures`.
+    /// returns how many. The shortfall is counted in `allocationFailures`. With `length`, each
+    /// buffer comes with that many data bytes after the headroom (whatever the room holds: a
+    /// generator's prefilled frames); 0 if `length` does not fit the room.
     @inlinable
-    public func allocateBulk(into buffers: UnsafeMutableBufferPointer<NetBuf>) -> Int {
-        guard let out = buffers.baseAddress, buffers.count > 0 else { return 0 }
+    public func allocateBulk(into buffers: UnsafeMutableBufferPointer<NetBuf>, length: Int = 0) -> Int {
+        guard let out = buffers.baseAddress, buffers.count > 0, length >= 0,
+              length <= Int(state.pointee.roomSize) - Int(state.pointee.headroom) else { return 0 }
         lock()
         let s = state
         let free = Int(s.pointee.free)
@@ -245,7 +248,7 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
         while i < n {
             let index = stack[free &- 1 &- i]
             let buf = NetBuf(header: slab + Int(index) &* stride)
-            Self.resetHeader(buf, headroom: headroom)
+            Self.resetHeader(buf, headroom: headroom, length: UInt32(truncatingIfNeeded: length))
             (out + i).initialize(to: buf)
             i &+= 1
         }

@@ -25,7 +25,7 @@ struct LoadRun<Sampler: KeySampler> {
     }
 
     /// Polls both sides until `done` or a virtual minute passed.
-    mutating func run(issue: (KVLoadClient<Sampler, LatencySummary>) -> Bool, until done: (KVLoadClient<Sampler, LatencySummary>) -> Bool) {
+    mutating func run(issue: (KVLoadClient<Sampler, LatencySummary>) -> Int, until done: (KVLoadClient<Sampler, LatencySummary>) -> Bool) {
         let deadline = now + 60_000_000_000
         while !done(client) && now < deadline {
             now += 10_000
@@ -37,10 +37,11 @@ struct LoadRun<Sampler: KeySampler> {
     /// Preloads every key, then issues `requests` more and waits for all of them.
     mutating func preloadThenRun(requests: UInt64) {
         client.startPreload()
-        run(issue: { _ in false }, until: { !$0.isPreloading && $0.inFlight == 0 })
+        run(issue: { _ in 0 }, until: { !$0.isPreloading && $0.inFlight == 0 })
         let start = client.stats.completed &+ client.stats.timeouts
-        run(issue: { $0.stats.sent - $0.stats.retries < start + requests + 0 },
-            until: { $0.stats.completed &+ $0.stats.timeouts >= start + requests && $0.inFlight == 0 })
+        run(issue: { Int(requests - $0.started) }, until: { $0.started == requests && $0.inFlight == 0 })
+        #expect(client.stats.completed &+ client.stats.timeouts &+ client.stats.wrongValues &+ client.stats.badReplies == start + requests,
+                "every request started ends exactly once")
     }
 
     mutating func finish() {
@@ -87,12 +88,12 @@ struct LoadRun<Sampler: KeySampler> {
                                       window: 8, keys: 4, keySize: 10, valueSize: 16, getPerMille: 1000)
             var run = try LoadRun(pool: pool, config: config, sampler: UniformKeys(keys: 4))
             run.client.startPreload()
-            run.run(issue: { _ in false }, until: { !$0.isPreloading && $0.inFlight == 0 })
+            run.run(issue: { _ in 0 }, until: { !$0.isPreloading && $0.inFlight == 0 })
             // Same length, flags and key; one letter different.
             var sink = CollectingSink()
             let tamper = Array("set k000000002 2 0 16 noreply\r\nXXXXXXXXXXXXXXXX\r\n".utf8)
             tamper.withUnsafeBytes { run.server.engine.execute($0.baseAddress!, count: $0.count, now: 1_800_000_000, into: &sink) }
-            run.run(issue: { $0.stats.sent < 300 }, until: { $0.stats.sent >= 300 && $0.inFlight == 0 })
+            run.run(issue: { 300 - Int($0.started) }, until: { $0.started == 300 && $0.inFlight == 0 })
             let s = run.client.stats
             #expect(s.wrongValues > 0 && s.wrongValues < s.gets, "\(s)")
             #expect(s.misses == 0 && s.hits == s.gets && s.badReplies == 0)
@@ -124,7 +125,7 @@ struct LoadRun<Sampler: KeySampler> {
                                       window: 4, keys: 10, keySize: 10, valueSize: 8, timeout: 1_000_000, retries: 1)
             var run = try LoadRun(pool: pool, config: config, sampler: UniformKeys(keys: 10),
                                   faults: FaultConfig(seed: 3, dropRate: 1.0, onRx: false, onTx: true))
-            run.run(issue: { $0.stats.sent - $0.stats.retries < 20 }, until: { $0.stats.timeouts >= 20 && $0.inFlight == 0 })
+            run.run(issue: { 20 - Int($0.started) }, until: { $0.started == 20 && $0.inFlight == 0 })
             let s = run.client.stats
             #expect(s.timeouts == 20 && s.retries == 20 && s.completed == 0, "\(s)")
             run.finish()

@@ -30,14 +30,14 @@ func checkFrame(_ buf: NetBuf, length: Int, spec: FrameSpec) -> (port: UInt16, s
 @Suite struct TxRxTests {
     /// tx -> ring -> rx: every frame arrives, in order, with its size, flow fields, valid
     /// checksums and its sequence number; the meter counts no loss, reordering or duplicates.
-    @Test(arguments: [60, 61, 64, 128, 1000, 1514])
-    func txThroughRingToRx(frameLength: Int) throws {
+    @Test(arguments: [60, 61, 64, 128, 1000, 1514], [false, true])
+    func txThroughRingToRx(frameLength: Int, prefilled: Bool) throws {
         try withPool(count: 512) { pool in
             var (a, b) = try ringPair(slots: 256)
             let spec = FrameSpec(frameLength: frameLength, flows: 5, variation: .both, probe: true)
             let template = try FrameTemplate(spec)
             defer { template.deallocate() }
-            var gen = try TxGenerator(template: template, pool: pool, burstSize: 32)
+            var gen = try TxGenerator(template: template, pool: pool, burstSize: 32, prefilled: prefilled)
             defer { gen.deallocate() }
             var meter = RxMeter(latency: LatencySummary())
             defer { meter.deallocate() }
@@ -69,6 +69,17 @@ func checkFrame(_ buf: NetBuf, length: Int, spec: FrameSpec) -> (port: UInt16, s
             #expect(s.bytes == UInt64(total * frameLength))
             #expect(s.expected == UInt64(total) && s.lost == 0 && s.reordered == 0 && s.duplicates == 0 && s.other == 0)
             #expect(meter.latency.count == UInt64(total) && meter.latency.minimum >= 50)
+        }
+    }
+
+    /// A prefilled generator needs its pool whole.
+    @Test func prefilledNeedsAWholePool() throws {
+        try withPool(count: 8) { pool in
+            let template = try FrameTemplate(FrameSpec())
+            defer { template.deallocate() }
+            let held = try #require(pool.allocate())
+            #expect(throws: PktGenError.poolInUse(1)) { _ = try TxGenerator(template: template, pool: pool, prefilled: true) }
+            held.release()
         }
     }
 

@@ -12,6 +12,8 @@ public enum PktGenError: Error, Equatable, Sendable {
     case valueSize(Int, max: Int)
     case keys(Int)
     case buffersTooSmall(needed: Int, available: Int)
+    /// A prefilled generator needs its pool whole (every buffer gets the template up front).
+    case poolInUse(Int)
 }
 
 /// Which header fields differ between the flows of a run.
@@ -69,8 +71,8 @@ public struct FrameSpec: Sendable {
 public enum Probe {
     public static var magic: UInt16 { 0x554B }   // "UK"
     public static var length: Int { 18 }
-    static var sequenceOffset: Int { 2 }
-    static var timeOffset: Int { 10 }
+    @inlinable static var sequenceOffset: Int { 2 }
+    @inlinable static var timeOffset: Int { 10 }
 
     /// The sequence number and transmit time of a UDP payload, or nil if it carries no probe.
     public static func read(_ payload: UnsafeRawPointer, count: Int) -> (sequence: UInt64, time: UInt64)? {
@@ -85,21 +87,34 @@ public enum Probe {
 public struct FrameTemplate {
     public let spec: FrameSpec
     /// The frame of flow 0 with a zero probe.
-    let bytes: UnsafeMutableRawPointer
-    let flows: UnsafeMutablePointer<FlowFields>
+    @usableFromInline let bytes: UnsafeMutableRawPointer
+    @usableFromInline let flows: UnsafeMutablePointer<FlowFields>
+    /// Copied out of `spec` for the per-packet path.
+    @usableFromInline let length: Int
+    @usableFromInline let flowCount: Int
+    @usableFromInline let probe: Bool
+    @usableFromInline let udpChecksum: Bool
 
     /// What differs per flow, as stored on the wire (native loads of wire bytes).
+    @usableFromInline
     struct FlowFields {
-        var sourceAddress: UInt32
-        var sourcePort: UInt16
-        var ipChecksum: UInt16
-        var udpChecksum: UInt16
+        @usableFromInline var sourceAddress: UInt32
+        @usableFromInline var sourcePort: UInt16
+        @usableFromInline var ipChecksum: UInt16
+        @usableFromInline var udpChecksum: UInt16
         /// Native-order sum of the UDP pseudo-header and datagram with a zero checksum field
         /// and a zero probe: a probe packet's checksum adds its sequence and time words.
-        var udpSum: UInt64
+        @usableFromInline var udpSum: UInt64
+        init(sourceAddress: UInt32, sourcePort: UInt16, ipChecksum: UInt16, udpChecksum: UInt16, udpSum: UInt64) {
+            self.sourceAddress = sourceAddress
+            self.sourcePort = sourcePort
+            self.ipChecksum = ipChecksum
+            self.udpChecksum = udpChecksum
+            self.udpSum = udpSum
+        }
     }
 
-    static var headers: Int { 14 + 20 + 8 }
+    @inlinable static var headers: Int { 14 + 20 + 8 }
 
     public init(_ spec: FrameSpec) throws(PktGenError) {
         guard spec.frameLength >= FrameSpec.minFrameLength, spec.frameLength <= FrameSpec.maxFrameLength else {
@@ -108,6 +123,10 @@ public struct FrameTemplate {
         guard spec.flows >= 1, spec.flows <= FrameSpec.maxFlows else { throw .flows(spec.flows) }
         self.spec = spec
         let length = spec.frameLength
+        self.length = length
+        flowCount = spec.flows
+        probe = spec.probe
+        udpChecksum = spec.udpChecksum
         bytes = .allocate(byteCount: length, alignment: 64)
         bytes.initializeMemory(as: UInt8.self, repeating: 0, count: length)
         flows = .allocate(capacity: spec.flows)
@@ -153,25 +172,37 @@ public struct FrameTemplate {
         flows.deallocate()
     }
 
-    public var frameLength: Int { spec.frameLength }
+    @inlinable public var frameLength: Int { length }
 
     /// Writes the frame of `flow` (0..<flows) into `frame`, stamped with `sequence` and `time`
     /// when the spec asks for probes. Every checksum valid (or the UDP one zero if told so).
-    @inline(__always)
+    @inlinable @inline(__always)
     public func write(into frame: UnsafeMutableRawPointer, flow: Int, sequence: UInt64, time: UInt64) {
-        copyPacketBytes(to: frame, from: bytes, count: spec.frameLength)
-        let fields = flows[flow]
-        if spec.flows > 1 {
+        copyPacketBytes(to: frame, from: bytes, count: length)
+        patch(frame, flow: flow, sequence: sequence, time: time)
+    }
+
+    /// Whether `patch` has anything to write (several flows or probes).
+    @inlinable public var varies: Bool { flowCount > 1 || probe }
+
+    /// Writes only what differs from flow 0's frame with a zero probe: the flow's address, port
+    /// and checksums, and the probe stamp. Over a frame that already holds the template (see
+    /// `TxGenerator`'s prefilled pools) this is a complete frame.
+    @inlinable @inline(__always)
+    public func patch(_ frame: UnsafeMutableRawPointer, flow: Int, sequence: UInt64, time: UInt64) {
+        if flowCount > 1 {
+            let fields = flows[flow]
             frame.storeBytes(of: fields.sourceAddress, toByteOffset: 26, as: UInt32.self)
             frame.storeBytes(of: fields.ipChecksum, toByteOffset: 24, as: UInt16.self)
             frame.storeBytes(of: fields.sourcePort, toByteOffset: 34, as: UInt16.self)
             frame.storeBytes(of: fields.udpChecksum, toByteOffset: 40, as: UInt16.self)
         }
-        if spec.probe {
+        if probe {
             let s = sequence.bigEndian, t = time.bigEndian
             frame.storeBytes(of: s, toByteOffset: FrameTemplate.headers + Probe.sequenceOffset, as: UInt64.self)
             frame.storeBytes(of: t, toByteOffset: FrameTemplate.headers + Probe.timeOffset, as: UInt64.self)
-            if spec.udpChecksum {
+            if udpChecksum {
+                let fields = flows[flow]
                 // Both fields start at even offsets of the datagram: their words join its native sum as stored.
                 let sum = fields.udpSum &+ (s & 0xFFFF_FFFF) &+ (s >> 32) &+ (t & 0xFFFF_FFFF) &+ (t >> 32)
                 var c = ~InternetChecksum.foldNative(sum)

@@ -178,9 +178,12 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
     /// SETs every key once (0..<keys, in order) before anything else is issued.
     public mutating func startPreload() { preloadNext = 0 }
 
-    /// One round: RX burst (replies, ARP), timeouts, new requests while `issue` and slots allow,
-    /// TX. Returns the requests completed in this round.
-    public mutating func poll<Device: NetDevice>(_ device: inout Device, now: UInt64, issue: Bool) -> Int {
+    /// Requests of the measured load started so far (first attempts; not the preload, not retries).
+    public private(set) var started: UInt64 = 0
+
+    /// One round: RX burst (replies, ARP), timeouts, at most `issue` new requests (as slots
+    /// allow; a running preload goes first), TX. Returns the requests completed in this round.
+    public mutating func poll<Device: NetDevice>(_ device: inout Device, now: UInt64, issue: Int) -> Int {
         let before = stats.completed
         let n = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(start: rxBurst, count: KVLoadClient.rxBurstSize)).count
         for i in 0..<n { receive(rxBurst[i], now: now) }
@@ -193,8 +196,10 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
                 sendARPRequest()
                 nextARP = now + 100_000_000
             }
-        } else if issue || preloadNext != nil {
-            while freeCount > 0 && txCount < txCapacity {
+        } else if issue > 0 || preloadNext != nil {
+            var budget = issue
+            while freeCount > 0 && txCount < txCapacity && (preloadNext != nil || budget > 0) {
+                let preloading = preloadNext != nil
                 guard let (key, isSet) = nextOperation() else { break }
                 freeCount -= 1
                 let s = freeSlots[freeCount]
@@ -203,8 +208,12 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
                     slots[s].busy = false
                     freeSlots[freeCount] = s
                     freeCount += 1
-                    if isSet && preloadNext != nil { preloadNext! -= 1 }
+                    if preloading { preloadNext! -= 1 }
                     break
+                }
+                if !preloading {
+                    budget -= 1
+                    started &+= 1
                 }
             }
         }

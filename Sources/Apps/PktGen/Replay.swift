@@ -95,18 +95,19 @@ public struct Replayer {
             // Never build past the last frame of the last loop.
             let left = (loops - loop) * UInt64(frames.count) - UInt64(nextFrame)
             let target = pending.count + Int(min(UInt64(want - pending.count), left))
-            let frames = self.frames
+            let fresh = pending.reserve(upTo: target, from: pool)
             var next = nextFrame
             var loop = self.loop
             var bytes: UInt64 = 0
-            let got = pending.fill(upTo: target, from: pool) { out in
+            for i in fresh {
                 let f = frames.frame(next)
-                copyPacketBytes(to: out, from: f.baseAddress!, count: f.count)
+                copyPacketBytes(to: pending[i].data, from: f.baseAddress!, count: f.count)
+                pending[i].unsafeSetLength(f.count)   // buffers were checked against the longest frame
                 bytes &+= UInt64(f.count)
                 next += 1
                 if next == frames.count { next = 0; loop += 1 }
-                return f.count
             }
+            let got = fresh.count
             if got < target - (pending.count - got) { stats.allocationShortfalls &+= 1 }
             nextFrame = next
             self.loop = loop

@@ -15,10 +15,11 @@ public struct TxStats: Sendable {
 /// in one TX burst; what the device refuses stays at the front and goes first next time, so
 /// frames reach the wire in order and none is lost or built twice. Shared by the generators.
 public struct PendingBurst {
-    let burst: UnsafeMutablePointer<NetBuf>
+    @usableFromInline let burst: UnsafeMutablePointer<NetBuf>
     public let capacity: Int
     /// Built frames at burst[0..<count].
-    public private(set) var count = 0
+    @usableFromInline var built = 0
+    public var count: Int { built }
 
     public init(capacity: Int) throws(PktGenError) {
         guard capacity >= 1, capacity <= 1024 else { throw .burstSize(capacity) }
@@ -35,64 +36,80 @@ public struct PendingBurst {
 
     /// Releases frames not yet taken, and the array.
     public mutating func deallocate() {
-        NetBuf.releaseBulk(UnsafeMutableBufferPointer(start: burst, count: count))
-        count = 0
+        NetBuf.releaseBulk(UnsafeMutableBufferPointer(start: burst, count: built))
+        built = 0
         burst.deallocate()
     }
 
-    /// Tops the burst up to `want` frames from `pool`, each written by `build` (which returns
-    /// the frame's length); returns how many were added (fewer when the pool runs short).
-    @inline(__always)
-    public mutating func fill(upTo want: Int, from pool: NetBufPool, _ build: (UnsafeMutableRawPointer) -> Int) -> Int {
+    /// Tops the burst up towards `want` frames with fresh buffers from `pool`, each `length`
+    /// bytes long; returns the slots added (fewer when the pool runs short). The caller writes
+    /// them (`self[i]`) before the next `transmit`.
+    @inlinable @inline(__always)
+    public mutating func reserve(upTo want: Int, from pool: NetBufPool, length: Int = 0) -> Range<Int> {
         let target = min(want, capacity)
-        guard count < target else { return 0 }
-        let got = pool.allocateBulk(into: UnsafeMutableBufferPointer(start: burst + count, count: target - count))
-        var i = count
-        let end = count + got
-        while i < end {
-            let buf = burst[i]
-            try? buf.setLength(build(buf.data))
-            i &+= 1
-        }
-        count = end
-        return got
+        guard built < target else { return built..<built }
+        let got = pool.allocateBulk(into: UnsafeMutableBufferPointer(start: burst + built, count: target - built), length: length)
+        let start = built
+        built += got
+        return start..<built
     }
 
+    @inlinable public subscript(i: Int) -> NetBuf { @inline(__always) get { burst[i] } }
+
     /// Offers up to `limit` built frames to the device; returns how many it took.
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func transmit<Device: NetDevice>(on device: inout Device, queue: Int, limit: Int) -> Int {
-        let offered = min(count, limit)
+        let offered = min(built, limit)
         guard offered > 0 else { return 0 }
         let sent = device.txBurst(queue: queue, from: UnsafeMutableBufferPointer(start: burst, count: offered)).count
         if sent > 0 {
-            count -= sent
+            built -= sent
             var i = 0
-            while i < count { burst[i] = burst[sent &+ i]; i &+= 1 }
+            while i < built { burst[i] = burst[sent &+ i]; i &+= 1 }
         }
         return sent
     }
 }
 
-/// Sends frames from a `FrameTemplate` in bursts: buffers from the pool in bulk, one template
-/// copy each (plus flow fields and probe stamp), one TX burst. Sequence numbers are stamped
-/// when a frame is built, and frames leave in build order (`PendingBurst`): the receiver sees
-/// no gap that the sender did not cause.
+/// Sends frames from a `FrameTemplate` in bursts: buffers from the pool in bulk, the template
+/// written into each (plus flow fields and probe stamp), one TX burst. Sequence numbers are
+/// stamped when a frame is built, and frames leave in build order (`PendingBurst`): the
+/// receiver sees no gap that the sender did not cause.
+///
+/// With `prefilled`, every buffer of the pool gets the template once, up front, and a packet
+/// costs only what varies (nothing for one flow without probes), as DPDK's pktgen does with its
+/// own mempool. That needs a pool of the generator's own that nothing else writes into: not a
+/// device's RX pool, and no receiver that rewrites frames in place (a null, pcap or TAP device,
+/// or a ring to a reader, are fine). `pktgen tx` runs this way.
 public struct TxGenerator {
     public let template: FrameTemplate
-    let pool: NetBufPool
-    var pending: PendingBurst
+    @usableFromInline let pool: NetBufPool
+    @usableFromInline var pending: PendingBurst
+    @usableFromInline let prefilled: Bool
     /// The next sequence number to stamp, and the next flow.
-    public private(set) var nextSequence: UInt64 = 0
-    var flow = 0
-    public private(set) var stats = TxStats()
+    @usableFromInline var sequence: UInt64 = 0
+    public var nextSequence: UInt64 { sequence }
+    @usableFromInline var flow = 0
+    @usableFromInline var counters = TxStats()
+    public var stats: TxStats { counters }
 
-    public init(template: FrameTemplate, pool: NetBufPool, burstSize: Int = 32) throws(PktGenError) {
+    public init(template: FrameTemplate, pool: NetBufPool, burstSize: Int = 32, prefilled: Bool = false) throws(PktGenError) {
         guard pool.roomSize - pool.headroom >= template.frameLength else {
             throw .buffersTooSmall(needed: template.frameLength, available: pool.roomSize - pool.headroom)
         }
         self.template = template
         self.pool = pool
+        self.prefilled = prefilled
         pending = try PendingBurst(capacity: burstSize)
+        if prefilled {
+            // Every buffer at once, so each holds the template when it comes round again.
+            guard pool.inUse == 0 else { throw .poolInUse(pool.inUse) }
+            let all = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: pool.capacity)
+            defer { all.deallocate() }
+            let n = pool.allocateBulk(into: all)
+            for i in 0..<n { template.write(into: all[i].data, flow: 0, sequence: 0, time: 0) }
+            NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: all[0..<n]))
+        }
     }
 
     /// Releases frames not yet taken and the burst array; the template and pool are the caller's.
@@ -104,31 +121,44 @@ public struct TxGenerator {
 
     /// Sends up to `limit` frames (at most one burst) stamped with `now`; returns how many the
     /// device took.
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func send<Device: NetDevice>(on device: inout Device, queue: Int = 0, limit: Int, now: UInt64) -> Int {
         let want = min(pending.capacity, limit)
         let missing = want - pending.count
         if missing > 0 {
-            let template = self.template
-            let flows = template.spec.flows
-            var sequence = nextSequence
-            var flow = self.flow
-            let got = pending.fill(upTo: want, from: pool) { frame in
-                template.write(into: frame, flow: flow, sequence: sequence, time: now)
-                sequence &+= 1
-                flow &+= 1
-                if flow == flows { flow = 0 }
-                return template.frameLength
+            // Buffers come with the frame's length set (checked against the room at init).
+            let length = template.frameLength
+            let fresh = pending.reserve(upTo: want, from: pool, length: length)
+            if fresh.count < missing { counters.allocationShortfalls &+= 1 }
+            if template.varies {
+                var sequence = self.sequence
+                var flow = self.flow
+                let flows = template.flowCount
+                for i in fresh {
+                    let buf = pending[i]
+                    if prefilled {
+                        template.patch(buf.data, flow: flow, sequence: sequence, time: now)
+                    } else {
+                        template.write(into: buf.data, flow: flow, sequence: sequence, time: now)
+                    }
+                    sequence &+= 1
+                    flow &+= 1
+                    if flow == flows { flow = 0 }
+                }
+                self.sequence = sequence
+                self.flow = flow
+            } else {
+                if !prefilled {
+                    for i in fresh { template.write(into: pending[i].data, flow: 0, sequence: 0, time: 0) }
+                }
+                sequence &+= UInt64(fresh.count)
             }
-            if got < missing { stats.allocationShortfalls &+= 1 }
-            nextSequence = sequence
-            self.flow = flow
         }
         let offered = min(pending.count, want)
         let sent = pending.transmit(on: &device, queue: queue, limit: offered)
-        if sent < offered { stats.partialBursts &+= 1 }
-        stats.packets &+= UInt64(sent)
-        stats.bytes &+= UInt64(sent &* template.frameLength)
+        if sent < offered { counters.partialBursts &+= 1 }
+        counters.packets &+= UInt64(sent)
+        counters.bytes &+= UInt64(sent &* template.frameLength)
         return sent
     }
 }

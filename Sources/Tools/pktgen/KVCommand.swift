@@ -155,7 +155,7 @@ struct KVRunner: NetDeviceVisitor {
         while !client.isResolved && stopRequested == 0 {
             let now = monotonicNanoseconds()
             if now - start > 3_000_000_000 { failure = "no ARP reply from \(config.serverIP) in 3 s"; break }
-            if client.poll(&device, now: now, issue: false) == 0 { usleep(200) }
+            if client.poll(&device, now: now, issue: 0) == 0 { usleep(200) }
         }
         var preloaded: UInt64 = 0
         if failure == nil && preload {
@@ -164,7 +164,7 @@ struct KVRunner: NetDeviceVisitor {
             while (client.isPreloading || client.inFlight > 0) && stopRequested == 0 {
                 let now = monotonicNanoseconds()
                 if now > limit { failure = "preload did not finish in 60 s"; break }
-                _ = client.poll(&device, now: now, issue: false)
+                _ = client.poll(&device, now: now, issue: 0)
             }
             preloaded = client.stats.stored
         }
@@ -177,11 +177,9 @@ struct KVRunner: NetDeviceVisitor {
         var now = loadStart
         if failure == nil {
             while now < deadline && stopRequested == 0 {
-                let issued = client.stats.completed &+ client.stats.timeouts &+ client.stats.wrongValues &+ client.stats.badReplies
-                    &- (base.completed &+ base.timeouts &+ base.wrongValues &+ base.badReplies) &+ UInt64(client.inFlight)
-                let more = requests.map { issued < $0 } ?? true
-                if !more && client.inFlight == 0 { break }
-                _ = client.poll(&device, now: now, issue: more)
+                let left = requests.map { Int($0 - client.started) } ?? Int.max
+                if left == 0 && client.inFlight == 0 { break }
+                _ = client.poll(&device, now: now, issue: left)
                 now = monotonicNanoseconds()
                 if line.due(now) {
                     let done = client.stats.completed - base.completed
@@ -195,7 +193,7 @@ struct KVRunner: NetDeviceVisitor {
         // Requests still out: wait for their replies or timeouts (bounded by the retry schedule).
         let drainLimit = loadEnd + config.timeout * UInt64(config.retries + 1) + 1_000_000_000
         while client.inFlight > 0 && monotonicNanoseconds() < drainLimit {
-            _ = client.poll(&device, now: monotonicNanoseconds(), issue: false)
+            _ = client.poll(&device, now: monotonicNanoseconds(), issue: 0)
         }
         line.finish()
         return KVResult(stats: client.stats.since(base), preloaded: preloaded, latency: client.latency,

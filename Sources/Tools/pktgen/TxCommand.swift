@@ -92,20 +92,20 @@ struct TxCommand: ParsableCommand {
 
     func run() throws {
         installStopSignals()
-        let pool = try device.pool()
-        var results: [TxResult] = []
+        var specs: [FrameSpec] = []
         for s in try sizes() {
-            guard stopRequested == 0 else { break }
-            let spec = FrameSpec(sourceMAC: try parseMAC(srcMac, ""), destinationMAC: try parseMAC(dstMac, ""),
-                                 source: try parseIP(srcIp, ""), destination: try parseIP(dstIp, ""),
-                                 sourcePort: srcPort, destinationPort: dstPort, frameLength: s - 4, flows: flows,
-                                 variation: try variation(), probe: probe, udpChecksum: !noUdpChecksum)
-            let template = try FrameTemplate(spec)
-            defer { template.deallocate() }
-            var runner = TxRunner(template: template, pool: pool, burst: burst, limit: try RateLimit(rate: rate, gbps: gbps),
-                                  count: count, duration: count == nil && duration == nil ? 5 : duration, live: !output.quiet)
-            results.append(try open(try device.spec(), pool: pool, record: device.record, options: device.openOptions, visitor: &runner))
+            specs.append(FrameSpec(sourceMAC: try parseMAC(srcMac, ""), destinationMAC: try parseMAC(dstMac, ""),
+                                   source: try parseIP(srcIp, ""), destination: try parseIP(dstIp, ""),
+                                   sourcePort: srcPort, destinationPort: dstPort, frameLength: s - 4, flows: flows,
+                                   variation: try variation(), probe: probe, udpChecksum: !noUdpChecksum))
         }
+        // The device's RX pool (a TAP or a loopback ring hands us frames); the generator gets a
+        // TX pool of its own per size, prefilled with the template (nothing else writes into it).
+        let pool = try NetBufPool(count: 1024, roomSize: 2048, headroom: 128, threading: .singleThread)
+        var runner = TxRunner(specs: specs, buffers: device.buffers, burst: burst, limit: try RateLimit(rate: rate, gbps: gbps),
+                              count: count, duration: count == nil && duration == nil ? 5 : duration, live: !output.quiet)
+        // One device for the whole sweep (a pcap file holds every size, in order).
+        let results = try open(try device.spec(), pool: pool, record: device.record, options: device.openOptions, visitor: &runner)
         if output.json {
             print(JSON.object([("command", .string("tx")), ("netdev", .string(device.netdev)), ("results", .array(results.map(\.json)))]).text)
         } else {
@@ -146,18 +146,30 @@ struct TxResult {
     }
 }
 
-/// The TX loop on whatever device the spec names.
+/// The TX loop, once per frame size, on whatever device the spec names.
 struct TxRunner: NetDeviceVisitor {
-    let template: FrameTemplate
-    let pool: NetBufPool
+    let specs: [FrameSpec]
+    let buffers: Int
     let burst: Int
     let limit: RateLimit
     let count: UInt64?
     let duration: Double?
     let live: Bool
 
-    mutating func visit<D: NetDevice>(_ device: inout D) throws -> TxResult {
-        var gen = try TxGenerator(template: template, pool: pool, burstSize: burst)
+    mutating func visit<D: NetDevice>(_ device: inout D) throws -> [TxResult] {
+        var results: [TxResult] = []
+        for spec in specs where stopRequested == 0 {
+            let template = try FrameTemplate(spec)
+            defer { template.deallocate() }
+            let pool = try NetBufPool(count: buffers, roomSize: 2048, headroom: 128, threading: .singleThread)
+            results.append(try send(&device, template: template, pool: pool))
+            if pool.inUse == 0 { try pool.destroy() } else { printError("warning: \(pool.inUse) TX buffers still in use") }
+        }
+        return results
+    }
+
+    func send<D: NetDevice>(_ device: inout D, template: FrameTemplate, pool: NetBufPool) throws -> TxResult {
+        var gen = try TxGenerator(template: template, pool: pool, burstSize: burst, prefilled: true)
         defer { gen.deallocate() }
         var drain = RxDrain()
         defer { drain.deallocate() }
