@@ -63,4 +63,20 @@ arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_deallocOb
 if [ "$total" -lt 10000000 ]; then echo "FAIL: callgrind did not find the KV server's poll"; status=1
 elif [ "$arc" -eq 0 ]; then echo "ok       kv store: 0 instructions in retain/release/alloc in the server's poll; $(( total / 100000 )) instructions/GET with the preload"
 else echo "FAIL: kv store: $arc instructions in retain/release/alloc in the server's poll"; status=1; fi
+# The packet generator's TX loop (prefilled pool, null device), per packet.
+swift build -c release --product pktgen-bench >/dev/null
+for mode in tx-null tx-null-probe; do
+  line=$(.build/release/pktgen-bench "$mode" 2000000)
+  m=$(mallocs "$line")
+  if [ "$m" -eq 0 ]; then echo "ok       pktgen $mode: 0 mallocs in 2000000 packets"
+  else echo "FAIL: pktgen $mode: $m mallocs in the TX loop"; status=1; fi
+  valgrind --tool=callgrind --callgrind-out-file="$out/cg.pg.$mode" --toggle-collect='*txNullLoop*' .build/release/pktgen-bench "$mode" 200000 >/dev/null 2>&1
+  report=$(callgrind_annotate --auto=no --threshold=100 "$out/cg.pg.$mode" 2>/dev/null)
+  total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' <<<"$report")
+  arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_deallocObject|swift_bridgeObjectRetain|swift_bridgeObjectRelease|malloc|__libc_malloc|free|__libc_free)( |$)' <<<"$report" || true; } \
+        | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
+  if [ "$total" -lt 1000000 ]; then echo "FAIL: callgrind did not find pktgen's TX loop ($mode)"; status=1
+  elif [ "$arc" -eq 0 ]; then echo "ok       pktgen $mode: 0 instructions in retain/release/alloc; $(( total / 210000 )) instructions/packet"
+  else echo "FAIL: pktgen $mode: $arc instructions in retain/release/alloc in the TX loop"; status=1; fi
+done
 exit $status
