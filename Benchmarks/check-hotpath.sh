@@ -16,6 +16,17 @@ status=0
 
 mallocs() { sed -n 's/.*mallocs=\([0-9]*\).*/\1/p' <<<"$1"; }
 
+# callgrind FUNCTION-GLOB OUTFILE COMMAND...: runs COMMAND collecting only inside the function,
+# sets $total (instructions) and $arc (instructions inside retain/release/alloc/malloc/free).
+callgrind() {
+  local glob=$1 file=$2; shift 2
+  valgrind --tool=callgrind --callgrind-out-file="$file" --toggle-collect="$glob" "$@" >/dev/null 2>&1
+  report=$(callgrind_annotate --auto=no --threshold=100 "$file" 2>/dev/null)
+  total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' <<<"$report")
+  arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_deallocObject|swift_bridgeObjectRetain|swift_bridgeObjectRelease|malloc|__libc_malloc|free|__libc_free)( |$)' <<<"$report" || true; } \
+        | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
+}
+
 # name of the loop function per mode (callgrind toggles collection on it)
 declare -A loop=([single-ring]=swiftSingleRingLoop [single-null]=swiftSingleNullLoop [class-per-packet]=swiftClassPerPacketLoop)
 packets=200000
@@ -31,12 +42,7 @@ for mode in single-ring single-null two-core two-core-pool class-per-packet; do
 done
 
 for mode in single-ring single-null class-per-packet; do
-  valgrind --tool=callgrind --callgrind-out-file="$out/cg.$mode" --toggle-collect="*${loop[$mode]}*" \
-    "$bin" "$mode" "$packets" >/dev/null 2>"$out/vg.$mode"
-  report=$(callgrind_annotate --auto=no --threshold=100 "$out/cg.$mode" 2>/dev/null)
-  total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' <<<"$report")
-  arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_deallocObject|swift_bridgeObjectRetain|swift_bridgeObjectRelease|malloc|__libc_malloc|free|__libc_free)( |$)' <<<"$report" || true; } \
-        | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
+  callgrind "*${loop[$mode]}*" "$out/cg.$mode" "$bin" "$mode" "$packets"
   per=$(( total / packets ))
   if [ "$total" -lt $(( packets * 5 )) ]; then
     echo "FAIL: callgrind collected only $total instructions for $mode: the loop was not found"; status=1
@@ -55,11 +61,7 @@ line=$(.build/release/kv-bench single 1000000)
 m=$(mallocs "$line")
 if [ "$m" -eq 0 ]; then echo "ok       kv store: 0 mallocs in 1000000 GET requests"
 else echo "FAIL: kv store: $m mallocs in the request loop"; status=1; fi
-valgrind --tool=callgrind --callgrind-out-file="$out/cg.kv" --toggle-collect='*KVServerV4poll*' .build/release/kv-bench single 100000 >/dev/null 2>&1
-report=$(callgrind_annotate --auto=no --threshold=100 "$out/cg.kv" 2>/dev/null)
-total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' <<<"$report")
-arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_deallocObject|swift_bridgeObjectRetain|swift_bridgeObjectRelease|malloc|__libc_malloc|free|__libc_free)( |$)' <<<"$report" || true; } \
-      | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
+callgrind '*KVServerV4poll*' "$out/cg.kv" .build/release/kv-bench single 100000
 if [ "$total" -lt 10000000 ]; then echo "FAIL: callgrind did not find the KV server's poll"; status=1
 elif [ "$arc" -eq 0 ]; then echo "ok       kv store: 0 instructions in retain/release/alloc in the server's poll; $(( total / 100000 )) instructions/GET with the preload"
 else echo "FAIL: kv store: $arc instructions in retain/release/alloc in the server's poll"; status=1; fi
@@ -70,11 +72,7 @@ for mode in tx-null tx-null-probe; do
   m=$(mallocs "$line")
   if [ "$m" -eq 0 ]; then echo "ok       pktgen $mode: 0 mallocs in 2000000 packets"
   else echo "FAIL: pktgen $mode: $m mallocs in the TX loop"; status=1; fi
-  valgrind --tool=callgrind --callgrind-out-file="$out/cg.pg.$mode" --toggle-collect='*txNullLoop*' .build/release/pktgen-bench "$mode" 200000 >/dev/null 2>&1
-  report=$(callgrind_annotate --auto=no --threshold=100 "$out/cg.pg.$mode" 2>/dev/null)
-  total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' <<<"$report")
-  arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_deallocObject|swift_bridgeObjectRetain|swift_bridgeObjectRelease|malloc|__libc_malloc|free|__libc_free)( |$)' <<<"$report" || true; } \
-        | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
+  callgrind '*txNullLoop*' "$out/cg.pg.$mode" .build/release/pktgen-bench "$mode" 200000
   if [ "$total" -lt 1000000 ]; then echo "FAIL: callgrind did not find pktgen's TX loop ($mode)"; status=1
   elif [ "$arc" -eq 0 ]; then echo "ok       pktgen $mode: 0 instructions in retain/release/alloc; $(( total / 210000 )) instructions/packet"
   else echo "FAIL: pktgen $mode: $arc instructions in retain/release/alloc in the TX loop"; status=1; fi

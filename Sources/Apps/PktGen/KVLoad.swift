@@ -267,13 +267,7 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
         mc.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
         var p = mc + 8
         if slot.isSet {
-            p = put("set ", p)
-            p = writeKey(slot.key, p)
-            p = put(" ", p)
-            p = writeDecimal(UInt64(flags(of: slot.key)), p)
-            p = put(" 0 ", p)
-            p = writeDecimal(UInt64(config.valueSize), p)
-            p = put("\r\n", p)
+            p = writeItemLine(put("set ", p), key: slot.key, beforeLength: " 0 ")
             writeValue(slot.key, p)
             p += config.valueSize
             p = put("\r\n", p)
@@ -392,14 +386,7 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
             stats.misses &+= 1
         } else {
             // "VALUE <key> <flags> <bytes>\r\n<value>\r\nEND\r\n", every byte as stored.
-            var p = put("VALUE ", expected)
-            p = writeKey(slot.key, p)
-            p = put(" ", p)
-            p = writeDecimal(UInt64(flags(of: slot.key)), p)
-            p = put(" ", p)
-            p = writeDecimal(UInt64(config.valueSize), p)
-            p = put("\r\n", p)
-            let head = p - expected
+            let head = writeItemLine(put("VALUE ", expected), key: slot.key, beforeLength: " ") - expected
             let total = head + config.valueSize + 7
             guard length == total, memoryEquals(reply, UnsafeRawPointer(expected), head),
                   valueMatches(slot.key, reply + head), matches(reply + head + config.valueSize, 7, "\r\nEND\r\n") else {
@@ -454,6 +441,17 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
             i -= 1
         }
         return p + config.keySize
+    }
+
+    /// "<key> <flags><beforeLength><value length>\r\n": the rest of a SET's command line
+    /// (exptime " 0 " before the length) and of a GET hit's VALUE line (" ").
+    func writeItemLine(_ p: UnsafeMutableRawPointer, key: Int, beforeLength: StaticString) -> UnsafeMutableRawPointer {
+        var p = writeKey(key, p)
+        p = put(" ", p)
+        p = writeDecimal(UInt64(flags(of: key)), p)
+        p = put(beforeLength, p)
+        p = writeDecimal(UInt64(config.valueSize), p)
+        return put("\r\n", p)
     }
 
     func flags(of key: Int) -> UInt32 { UInt32(truncatingIfNeeded: key & 0xFFFF) }

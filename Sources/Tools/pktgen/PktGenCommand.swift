@@ -64,6 +64,25 @@ struct OutputOptions: ParsableArguments {
     var quiet = false
 }
 
+/// How fast frames go out: a rate limit (or none) and the burst size.
+struct PacingOptions: ParsableArguments {
+    @Option(help: "Rate limit in packets per second (suffix k, M: 100k, 1.5M).")
+    var rate: String?
+
+    @Option(help: "Rate limit in Gbit/s on the wire (frame + FCS + preamble + gap).")
+    var gbps: Double?
+
+    @Option(help: "Frames per TX burst.")
+    var burst: Int = 32
+
+    func limit() throws -> RateLimit { try RateLimit(rate: rate, gbps: gbps) }
+
+    func check() throws {
+        _ = try limit()
+        guard burst >= 1 && burst <= 1024 else { throw ValidationError("--burst: 1...1024") }
+    }
+}
+
 /// A rate: packets per second with an optional k/M/G suffix ("100k", "14.88M").
 func parseRate(_ text: String) -> Double? {
     var t = text

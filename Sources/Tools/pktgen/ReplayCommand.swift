@@ -13,6 +13,7 @@ struct ReplayCommand: ParsableCommand {
 
     @OptionGroup var device: DeviceOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var pacing: PacingOptions
 
     @Option(help: "The pcap file to replay (Ethernet).")
     var file: String
@@ -20,24 +21,14 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "Times to send the whole file.")
     var loops: UInt64 = 1
 
-    @Option(help: "Rate limit in packets per second (suffix k, M).")
-    var rate: String?
-
-    @Option(help: "Rate limit in Gbit/s on the wire (paced as if every frame had the file's mean length).")
-    var gbps: Double?
-
     @Option(help: "Stop after this many seconds even if loops remain.")
     var duration: Double?
 
-    @Option(help: "Frames per TX burst.")
-    var burst: Int = 32
-
     mutating func validate() throws {
         try device.check()
-        _ = try RateLimit(rate: rate, gbps: gbps)
+        try pacing.check()
         guard loops >= 1 else { throw ValidationError("--loops: at least 1") }
         try checkRunLength(count: nil, duration: duration, countName: "")
-        guard burst >= 1 && burst <= 1024 else { throw ValidationError("--burst: 1...1024") }
         guard access(file, R_OK) == 0 else { throw ValidationError("--file: cannot read '\(file)'") }
     }
 
@@ -47,7 +38,7 @@ struct ReplayCommand: ParsableCommand {
         let frames = try load(file, pool: pool)
         defer { frames.deallocate() }
         guard frames.count > 0 else { throw ValidationError("--file: '\(file)' holds no frames") }
-        var runner = ReplayRunner(frames: frames, loops: loops, pool: pool, burst: burst, limit: try RateLimit(rate: rate, gbps: gbps),
+        var runner = ReplayRunner(frames: frames, loops: loops, pool: pool, burst: pacing.burst, limit: try pacing.limit(),
                                   duration: duration, live: !output.quiet)
         let r = try open(try device.spec(), pool: pool, record: device.record, options: device.openOptions, visitor: &runner)
         let pps = r.seconds > 0 ? Double(r.stats.packets) / r.seconds : 0

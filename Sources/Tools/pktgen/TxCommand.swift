@@ -19,6 +19,7 @@ struct TxCommand: ParsableCommand {
 
     @OptionGroup var device: DeviceOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var pacing: PacingOptions
 
     @Option(help: "Frame size(s) with FCS, 64...1518: one, or a comma-separated list to sweep.")
     var size: String = "64"
@@ -28,15 +29,6 @@ struct TxCommand: ParsableCommand {
 
     @Option(help: "Seconds to send (per size); default 5 when no --count is given.")
     var duration: Double?
-
-    @Option(help: "Rate limit in packets per second (suffix k, M: 100k, 1.5M).")
-    var rate: String?
-
-    @Option(help: "Rate limit in Gbit/s on the wire (frame + FCS + preamble + gap).")
-    var gbps: Double?
-
-    @Option(help: "Frames per TX burst.")
-    var burst: Int = 32
 
     @Option(help: "Flows: the source port (and/or address) takes this many consecutive values.")
     var flows: Int = 1
@@ -82,9 +74,8 @@ struct TxCommand: ParsableCommand {
         try device.check()
         _ = try sizes()
         _ = try variation()
-        _ = try RateLimit(rate: rate, gbps: gbps)
+        try pacing.check()
         try checkRunLength(count: count, duration: duration, countName: "--count")
-        guard burst >= 1 && burst <= 1024 else { throw ValidationError("--burst: 1...1024") }
         guard flows >= 1 && flows <= FrameSpec.maxFlows else { throw ValidationError("--flows: 1...\(FrameSpec.maxFlows)") }
         for (text, name) in [(srcMac, "--src-mac"), (dstMac, "--dst-mac")] { _ = try parseMAC(text, name) }
         for (text, name) in [(srcIp, "--src-ip"), (dstIp, "--dst-ip")] { _ = try parseIP(text, name) }
@@ -102,7 +93,7 @@ struct TxCommand: ParsableCommand {
         // The device's RX pool (a TAP or a loopback ring hands us frames); the generator gets a
         // TX pool of its own per size, prefilled with the template (nothing else writes into it).
         let pool = try NetBufPool(count: 1024, roomSize: 2048, headroom: 128, threading: .singleThread)
-        var runner = TxRunner(specs: specs, buffers: device.buffers, burst: burst, limit: try RateLimit(rate: rate, gbps: gbps),
+        var runner = TxRunner(specs: specs, buffers: device.buffers, burst: pacing.burst, limit: try pacing.limit(),
                               count: count, duration: count == nil && duration == nil ? 5 : duration, live: !output.quiet)
         // One device for the whole sweep (a pcap file holds every size, in order).
         let results = try open(try device.spec(), pool: pool, record: device.record, options: device.openOptions, visitor: &runner)
