@@ -132,6 +132,53 @@ struct LoadRun<Sampler: KeySampler> {
         }
     }
 
+    /// The largest value a one-datagram SET carries comes back in a GET reply of two datagrams:
+    /// reassembled by sequence number and checked whole.
+    @Test func multiDatagramRepliesAreReassembled() throws {
+        try withPool(count: 2048) { pool in
+            var config = KVLoadConfig(clientMAC: clientMAC, clientIP: clientIP, serverMAC: storeMAC, serverIP: storeIP,
+                                      window: 16, keys: 50, keySize: 10, valueSize: 0, getPerMille: 700)
+            config.valueSize = config.maxValueSize
+            var run = try LoadRun(pool: pool, config: config, sampler: UniformKeys(keys: 50))
+            run.preloadThenRun(requests: 2_000)
+            let s = run.client.stats
+            #expect(config.valueSize > 1392 && s.hits > 1000 && s.hits == s.gets && s.errors == 0, "\(s)")
+            #expect(run.server.stats.replyDatagrams > run.server.stats.requests, "replies did span datagrams")
+            run.finish()
+        }
+    }
+
+    /// The client answers ARP for its own address (a peer that asks before replying gets an
+    /// answer) and ignores ARP for others.
+    @Test func answersARPForItsAddress() throws {
+        try withPool(count: 64) { pool in
+            var (a, b) = try ringPair(slots: 64)
+            let config = KVLoadConfig(clientMAC: clientMAC, clientIP: clientIP, serverMAC: storeMAC, serverIP: storeIP)
+            var client = try KVLoadClient(config: config, pool: pool, sampler: UniformKeys(keys: 1), latency: LatencySummary())
+            for target in [clientIP, IPv4Address(192, 0, 2, 99)] {
+                var buf = try #require(pool.allocate())
+                buf.data.initializeMemory(as: UInt8.self, repeating: 0, count: 60)
+                EthernetFrame.writeHeader(at: buf.data, destination: .broadcast, source: storeMAC, etherType: EtherType.arp)
+                ARPPacket.write(at: buf.data + 14, operation: ARPPacket.Operation.request, senderHardware: storeMAC,
+                                senderProtocol: storeIP, targetHardware: .zero, targetProtocol: target)
+                try buf.setLength(60)
+                #expect(withUnsafeMutablePointer(to: &buf) { b.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: $0, count: 1)).count } == 1)
+                _ = client.poll(&a, now: 1, issue: 0)
+            }
+            let burst = Burst(8)
+            let n = b.rxBurst(queue: 0, into: burst.storage).count
+            #expect(n == 1 && client.stats.arpAnswered == 1 && client.stats.ignored == 1)
+            if n == 1 {
+                let eth = try EthernetFrame(burst[0].unsafeBytes)
+                let arp = try ARPPacket(eth.payload)
+                #expect(eth.destination == storeMAC && arp.operation == ARPPacket.Operation.reply)
+                #expect(arp.senderHardware == clientMAC && arp.senderProtocol == clientIP && arp.targetProtocol == storeIP)
+            }
+            NetBuf.releaseBulk(burst.prefix(n))
+            client.deallocate()
+        }
+    }
+
     @Test func zipfFavoursTheFirstKeys() {
         let zipf = ZipfKeys(keys: 1000, exponent: 1.0, power: pow)
         defer { zipf.deallocate() }
