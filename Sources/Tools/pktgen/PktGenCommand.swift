@@ -19,7 +19,7 @@ struct PktGenCommand: ParsableCommand {
         abstract: "Packet generator and memcached-UDP load generator on a UKNetdev device.",
         discussion: """
             Live statistics go to standard error once a second; the final summary (or, with --json, \
-            one JSON document) goes to standard output. Every run is bounded by --count/--requests/ \
+            one JSON document) goes to standard output. Every run is bounded by --count, --requests, \
             --loops or --duration, and stops cleanly on SIGINT or SIGTERM.
             """,
         subcommands: [TxCommand.self, RxCommand.self, KVCommand.self, ReplayCommand.self])
