@@ -7,6 +7,7 @@ import Synchronization
 import Testing
 import UKNetdev
 import UKNetdevLinux
+import TestSupport
 
 // The key-value store on a real TAP interface, in a network namespace the test creates, spoken
 // to by the Linux kernel: a plain UDP socket, the kernel's ARP, ping. Everything stays in the
@@ -16,10 +17,9 @@ import UKNetdevLinux
 
 /// Child processes for the TAP tests.
 enum TapHarness {
-    static func executable(_ paths: [String]) -> String? { paths.first { access($0, X_OK) == 0 } }
-    static let ip = executable(["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"])
-    static let pythonPath = executable(["/usr/bin/python3", "/usr/local/bin/python3"])
-    static let pingPath = executable(["/usr/bin/ping", "/bin/ping"])
+    static let ip = Processes.executable(["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"])
+    static let pythonPath = Processes.executable(["/usr/bin/python3", "/usr/local/bin/python3"])
+    static let pingPath = Processes.executable(["/usr/bin/ping", "/bin/ping"])
     static let canRun = getuid() == 0 && access("/dev/net/tun", R_OK | W_OK) == 0 && ip != nil && pythonPath != nil
     static let skipReason: Comment = "needs root (CAP_NET_ADMIN), /dev/net/tun, ip (iproute2) and python3"
 
@@ -42,107 +42,9 @@ enum TapHarness {
         return nil
     }
 
-    struct Failed: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    nonisolated(unsafe) static var counter = 0
-
-    /// A fresh temporary file path for one child's output.
-    static func outputPath() -> String {
-        counter += 1
-        return "/tmp/uknet-kvtap-\(getpid())-\(counter).out"
-    }
-
-    /// Starts `arguments` with stdin from /dev/null and stdout+stderr into `output`, with default
-    /// signal handling and nothing blocked (whatever the test runner's threads have).
-    static func spawn(_ arguments: [String], output: String) throws -> pid_t {
-        var cargs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for a in cargs { free(a) } }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigmask(&attr, &none)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGINT, SIGTERM, SIGPIPE, SIGCHLD] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, arguments[0], &actions, &attr, &cargs, environ)
-        guard rc == 0 else { throw Failed(description: "posix_spawn \(arguments[0]): \(String(cString: strerror(rc)))") }
-        return pid
-    }
-
-    enum Exit: Equatable, CustomStringConvertible {
-        case code(Int32), signal(Int32), timedOut
-        var description: String {
-            switch self {
-            case .code(let c): "exit \(c)"
-            case .signal(let s): "signal \(s)"
-            case .timedOut: "timed out (killed)"
-            }
-        }
-    }
-
-    /// Waits up to `seconds` for `pid`; past that, SIGKILLs and reaps it.
-    static func wait(_ pid: pid_t, seconds: Double) -> Exit {
-        let deadline = monotonic() + seconds
-        var status: Int32 = 0
-        while true {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { break }
-            if r < 0 && errno != EINTR { return .code(-1) }   // not our child any more (already reaped)
-            if monotonic() >= deadline {
-                kill(pid, SIGKILL)
-                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                return .timedOut
-            }
-            usleep(5_000)
-        }
-        // WIFEXITED / WEXITSTATUS / WTERMSIG are C macros Swift does not import.
-        return status & 0x7F == 0 ? .code((status >> 8) & 0xFF) : .signal(status & 0x7F)
-    }
-
-    static func read(_ path: String) -> String {
-        (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-    }
-
-    /// Runs a command to completion within `seconds`; returns its exit and output.
-    static func run(_ arguments: [String], seconds: Double = 5) throws -> (exit: Exit, output: String) {
-        let path = outputPath()
-        defer { unlink(path) }
-        let pid = try spawn(arguments, output: path)
-        let exit = wait(pid, seconds: seconds)
-        return (exit, read(path))
-    }
-
-    /// Runs a command that must succeed; throws with its output otherwise.
     @discardableResult
-    static func check(_ arguments: [String], seconds: Double = 5) throws -> String {
-        let (exit, output) = try run(arguments, seconds: seconds)
-        guard exit == .code(0) else {
-            throw Failed(description: "\(arguments.joined(separator: " ")): \(exit): \(output)")
-        }
-        return output
-    }
+    static func ipCommand(_ arguments: String...) throws -> String { try Processes.check([ip!] + arguments) }
 
-    @discardableResult
-    static func ipCommand(_ arguments: String...) throws -> String { try check([ip!] + arguments) }
-
-    static func monotonic() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
 
     /// Moves `ifname` into `namespace` and gives it 192.0.2.1/24 there, up, with `lo` up.
     static func configureNamespaceSide(_ ifname: String, _ namespace: String) throws {
@@ -277,12 +179,11 @@ enum TapHarness {
 
     /// Runs `script` with `arguments` under python3 inside `namespace`.
     static func python(_ script: String, in namespace: String, arguments: [String] = [],
-                       seconds: Double) throws -> (exit: Exit, output: String) {
-        let path = "/tmp/uknet-kvtap-\(getpid())-\(counter + 1).py"
-        counter += 1
+                       seconds: Double) throws -> (exit: Processes.Exit, output: String) {
+        let path = Processes.outputPath() + ".py"
         try script.write(toFile: path, atomically: true, encoding: .utf8)
         defer { unlink(path) }
-        return try run([ip!, "netns", "exec", namespace, pythonPath!, path] + arguments, seconds: seconds)
+        return try Processes.run([ip!, "netns", "exec", namespace, pythonPath!, path] + arguments, seconds: seconds)
     }
 
     /// Runs the exchanges against 192.0.2.2:11211 from inside `namespace`.
@@ -296,18 +197,17 @@ enum TapHarness {
         }
         var stripped = exchanges
         for i in stripped.indices { stripped[i].expected = [] }
-        let path = "/tmp/uknet-kvtap-\(getpid())-\(counter + 1).json"
-        counter += 1
+        let path = Processes.outputPath() + ".json"
         try JSONEncoder().encode(Config(requests: stripped)).write(to: URL(fileURLWithPath: path))
         defer { unlink(path) }
         let (exit, output) = try python(clientScript, in: namespace, arguments: [path], seconds: 10 + Double(exchanges.count))
         guard exit == .code(0), let line = output.split(separator: "\n").last else {
-            throw Failed(description: "the UDP client: \(exit): \(output)")
+            throw Processes.Failed(description: "the UDP client: \(exit): \(output)")
         }
         do {
             return try JSONDecoder().decode(ClientReport.self, from: Data(line.utf8))
         } catch {
-            throw Failed(description: "the UDP client's report: \(error): \(output)")
+            throw Processes.Failed(description: "the UDP client's report: \(error): \(output)")
         }
     }
 
@@ -354,9 +254,9 @@ enum TapHarness {
 
     /// Three echo requests to 192.0.2.2 from `namespace`: ping(8) if installed, else the same
     /// from a raw socket in Python. Returns the exit and output.
-    static func ping3(in namespace: String) throws -> (exit: Exit, output: String) {
+    static func ping3(in namespace: String) throws -> (exit: Processes.Exit, output: String) {
         if let pingPath {
-            return try run([ip!, "netns", "exec", namespace, pingPath, "-n", "-c", "3", "-i", "0.2", "-W", "1", "192.0.2.2"],
+            return try Processes.run([ip!, "netns", "exec", namespace, pingPath, "-n", "-c", "3", "-i", "0.2", "-W", "1", "192.0.2.2"],
                            seconds: 6)
         }
         return try python(pingScript, in: namespace, arguments: ["192.0.2.2"], seconds: 6)
@@ -457,9 +357,9 @@ final class TapServerThread: @unchecked Sendable {
         let namespace = "uknet-kv-\(pid)"
         let ifname = "kvt\(pid % 10_000)"
         let mac = MACAddress("02:00:00:00:00:02")!
-        _ = try? TapHarness.run([TapHarness.ip!, "netns", "del", namespace])   // a leftover from a killed run
+        _ = try? Processes.run([TapHarness.ip!, "netns", "del", namespace])   // a leftover from a killed run
         try TapHarness.ipCommand("netns", "add", namespace)
-        defer { _ = try? TapHarness.run([TapHarness.ip!, "netns", "del", namespace]) }
+        defer { _ = try? Processes.run([TapHarness.ip!, "netns", "del", namespace]) }
 
         let pool = try NetBufPool(count: 1024, roomSize: 2048, headroom: 128)
         defer {
@@ -537,34 +437,34 @@ final class TapServerThread: @unchecked Sendable {
         let pid = getpid()
         let namespace = "uknet-kvcmd-\(pid)"
         let ifname = "kvc\(pid % 10_000)"
-        _ = try? TapHarness.run([TapHarness.ip!, "netns", "del", namespace])
+        _ = try? Processes.run([TapHarness.ip!, "netns", "del", namespace])
         try TapHarness.ipCommand("netns", "add", namespace)
-        defer { _ = try? TapHarness.run([TapHarness.ip!, "netns", "del", namespace]) }
+        defer { _ = try? Processes.run([TapHarness.ip!, "netns", "del", namespace]) }
 
-        let outputPath = TapHarness.outputPath()
+        let outputPath = Processes.outputPath()
         defer { unlink(outputPath) }
-        var child = try TapHarness.spawn([binary, "--netdev", "tap:ifname=\(ifname)", "--ip", "192.0.2.2/24",
+        var child = try Processes.spawn([binary, "--netdev", "tap:ifname=\(ifname)", "--ip", "192.0.2.2/24",
                                           "--mac", "02:00:00:00:00:02", "--memory", "8", "--buffers", "512"],
                                          output: outputPath)
         defer {
             // Any failure above: the child must not outlive the test.
             if child > 0 {
                 kill(child, SIGKILL)
-                _ = TapHarness.wait(child, seconds: 2)
+                _ = Processes.wait(child, seconds: 2)
             }
         }
 
         // kvstore creates the interface in this (the root) namespace: wait for it, then move it.
         var appeared = false
-        let deadline = TapHarness.monotonic() + 2
-        while TapHarness.monotonic() < deadline {
-            if (try? TapHarness.run([TapHarness.ip!, "link", "show", ifname], seconds: 2))?.exit == .code(0) {
+        let deadline = Processes.monotonic() + 2
+        while Processes.monotonic() < deadline {
+            if (try? Processes.run([TapHarness.ip!, "link", "show", ifname], seconds: 2))?.exit == .code(0) {
                 appeared = true
                 break
             }
             usleep(20_000)
         }
-        try #require(appeared, "kvstore did not create \(ifname) within 2 s: \(TapHarness.read(outputPath))")
+        try #require(appeared, "kvstore did not create \(ifname) within 2 s: \(Processes.read(outputPath))")
         try TapHarness.configureNamespaceSide(ifname, namespace)
 
         func s(_ t: String) -> [UInt8] { Array(t.utf8) }
@@ -576,9 +476,9 @@ final class TapServerThread: @unchecked Sendable {
         TapHarness.expectReplies(report, exchanges)
 
         #expect(kill(child, SIGINT) == 0)
-        let exit = TapHarness.wait(child, seconds: 5)
+        let exit = Processes.wait(child, seconds: 5)
         child = 0
-        let output = TapHarness.read(outputPath)
+        let output = Processes.read(outputPath)
         #expect(exit == .code(0), "kvstore: \(exit): \(output)")
         #expect(output.contains("memcached requests: 2"), "kvstore's final statistics: \(output)")
         #expect(output.contains("kvstore 192.0.2.2/24 02:00:00:00:00:02 port 11211"), "\(output)")

@@ -125,3 +125,47 @@ let tracesDirectory: String = {
         }
     }
 }
+
+/// `pktgen kv` against the real memcached 1.6.18 through the Linux kernel: in a namespace of the
+/// test's own, a TAP whose kernel side is 192.0.2.2/24 with memcached listening there on UDP;
+/// pktgen speaks Ethernet on the TAP as 192.0.2.3 (it asks for the kernel's MAC with ARP and
+/// answers the kernel's ARP). Every reply byte pktgen checks is memcached's own, so what the
+/// load generator expects is what memcached sends, not only what our store sends.
+@Suite(.serialized) struct RealMemcachedTests {
+    static let ip = Processes.executable(["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"])
+    static let memcached = Processes.executable(["/usr/bin/memcached", "/usr/local/bin/memcached"])
+    static let canRun = getuid() == 0 && access("/dev/net/tun", R_OK | W_OK) == 0 && ip != nil && memcached != nil
+        && CommandTests.pktgen != nil
+
+    @Test(.enabled(if: canRun, "needs root, /dev/net/tun, ip (iproute2), memcached and the pktgen executable"))
+    func kvLoadAgainstRealMemcachedOverATap() throws {
+        let ns = "uknet-pgmc-\(getpid())"
+        let ip = Self.ip!
+        _ = try? Processes.run([ip, "netns", "del", ns])   // a leftover from a killed run
+        try Processes.check([ip, "netns", "add", ns])
+        defer { _ = try? Processes.run([ip, "netns", "del", ns]) }
+        try Processes.check([ip, "-n", ns, "link", "set", "lo", "up"])
+        try Processes.check([ip, "-n", ns, "tuntap", "add", "dev", "pg0", "mode", "tap"])
+        try Processes.check([ip, "-n", ns, "addr", "add", "192.0.2.2/24", "dev", "pg0"])
+        try Processes.check([ip, "-n", ns, "link", "set", "pg0", "up"])
+        let log = Processes.outputPath()
+        defer { unlink(log) }
+        let server = try Processes.spawn([ip, "netns", "exec", ns, Self.memcached!, "-U", "11211", "-p", "0", "-l", "192.0.2.2",
+                                          "-t", "1", "-m", "64", "-u", "root"], output: log)
+        defer {
+            kill(server, SIGTERM)
+            _ = Processes.wait(server, seconds: 5)
+        }
+        usleep(300_000)   // memcached binds its UDP socket
+        let (exit, output) = try Processes.run([ip, "netns", "exec", ns, CommandTests.pktgen!, "kv", "--netdev", "tap:ifname=pg0",
+                                                "--ip", "192.0.2.3", "--mac", "02:00:00:00:00:03", "--server-ip", "192.0.2.2",
+                                                "--preload", "--keys", "300", "--value-size", "200", "--get-ratio", "0.8",
+                                                "--window", "16", "--requests", "5000", "--json", "--quiet"], seconds: 60)
+        #expect(exit == .code(0), "pktgen kv against memcached: \(exit): \(output)\nmemcached: \(Processes.read(log))")
+        let json = output.split(separator: "\n").first { $0.hasPrefix("{") }.map(String.init) ?? ""
+        let r = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        #expect(r?["requests"] as? Int == 5000 && r?["preloaded"] as? Int == 300)
+        #expect(r?["wrong_values"] as? Int == 0 && r?["bad_replies"] as? Int == 0 && r?["misses"] as? Int == 0)
+        #expect((r?["hits"] as? Int ?? 0) > 3000 && (r?["stored"] as? Int ?? 0) > 500)
+    }
+}

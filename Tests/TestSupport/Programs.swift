@@ -35,31 +35,120 @@ public func readPcapFrames(_ path: String) throws -> [[UInt8]] {
     return frames
 }
 
-/// Runs `path` with `arguments` (posix_spawn, waitpid), its stdout and stderr going to a file;
-/// returns the exit status (-1 if it did not exit normally) and what it printed.
-public func runProgram(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let dir = TemporaryDirectory(purpose: "replay")
-    let log = dir.file("output.txt")
-    var pid: pid_t = 0
-    var cargs: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { for a in cargs { free(a) } }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    let rc = posix_spawn(&pid, path, &actions, nil, &cargs, environ)
-    posix_spawn_file_actions_destroy(&actions)
-    struct SpawnFailed: Error, CustomStringConvertible {
-        let description: String
+/// Child processes for tests: started with posix_spawn (Foundation's Process hung in this test
+/// runner), output to a file, reaped with waitpid under a deadline (a child that overstays is
+/// killed), so no test can hang on a child.
+public enum Processes {
+    public struct Failed: Error, CustomStringConvertible {
+        public var description: String
+        public init(description: String) { self.description = description }
     }
-    guard rc == 0 else { throw SpawnFailed(description: "posix_spawn \(path): \(String(cString: strerror(rc)))") }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-    // WIFEXITED / WEXITSTATUS, spelled out (the C macros are not imported).
-    let exited = status & 0x7F == 0
-    return (exited ? (status >> 8) & 0xFF : -1, output)
+
+    public enum Exit: Equatable, CustomStringConvertible {
+        case code(Int32), signal(Int32), timedOut
+        public var description: String {
+            switch self {
+            case .code(let c): "exit \(c)"
+            case .signal(let s): "signal \(s)"
+            case .timedOut: "timed out (killed)"
+            }
+        }
+    }
+
+    /// The first of `paths` that is executable.
+    public static func executable(_ paths: [String]) -> String? { paths.first { access($0, X_OK) == 0 } }
+
+    nonisolated(unsafe) static var counter = 0
+
+    /// A fresh temporary file path for one child's output.
+    public static func outputPath() -> String {
+        counter += 1
+        return "/tmp/uknet-child-\(getpid())-\(counter).out"
+    }
+
+    /// Starts `arguments` with stdin from /dev/null and stdout+stderr into `output`, with default
+    /// signal handling and nothing blocked (whatever the test runner's threads have).
+    public static func spawn(_ arguments: [String], output: String) throws -> pid_t {
+        var cargs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for a in cargs { free(a) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attr, &none)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGINT, SIGTERM, SIGPIPE, SIGCHLD] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, arguments[0], &actions, &attr, &cargs, environ)
+        guard rc == 0 else { throw Failed(description: "posix_spawn \(arguments[0]): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    /// Waits up to `seconds` for `pid`; past that, SIGKILLs and reaps it.
+    public static func wait(_ pid: pid_t, seconds: Double) -> Exit {
+        let deadline = monotonic() + seconds
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { break }
+            if r < 0 && errno != EINTR { return .code(-1) }   // not our child any more (already reaped)
+            if monotonic() >= deadline {
+                kill(pid, SIGKILL)
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                return .timedOut
+            }
+            usleep(5_000)
+        }
+        // WIFEXITED / WEXITSTATUS / WTERMSIG are C macros Swift does not import.
+        return status & 0x7F == 0 ? .code((status >> 8) & 0xFF) : .signal(status & 0x7F)
+    }
+
+    public static func read(_ path: String) -> String {
+        (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    }
+
+    /// Runs a command to completion within `seconds`; returns its exit and output.
+    public static func run(_ arguments: [String], seconds: Double = 5) throws -> (exit: Exit, output: String) {
+        let path = outputPath()
+        defer { unlink(path) }
+        let pid = try spawn(arguments, output: path)
+        let exit = wait(pid, seconds: seconds)
+        return (exit, read(path))
+    }
+
+    /// Runs a command that must succeed; throws with its output otherwise.
+    @discardableResult
+    public static func check(_ arguments: [String], seconds: Double = 5) throws -> String {
+        let (exit, output) = try run(arguments, seconds: seconds)
+        guard exit == .code(0) else {
+            throw Failed(description: "\(arguments.joined(separator: " ")): \(exit): \(output)")
+        }
+        return output
+    }
+
+    public static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
+
+/// Runs `path` with `arguments` to completion (at most `seconds`, then killed); returns the exit
+/// status (-1 if it did not exit normally) and what it printed on stdout and stderr.
+public func runProgram(_ path: String, _ arguments: [String], seconds: Double = 300) throws -> (status: Int32, output: String) {
+    let (exit, output) = try Processes.run([path] + arguments, seconds: seconds)
+    if case .code(let c) = exit { return (c, output) }
+    return (-1, output + "\n(\(exit))")
 }
 
 public enum Tools {
