@@ -61,7 +61,9 @@ struct KVStoreCommand: ParsableCommand {
         installStopSignals()
         var runner = ServerRunner(config: config, pool: pool, live: isatty(1) != 0)
         let stats = try open(spec, pool: pool, record: record, visitor: &runner)
+        // Read after the device stopped and gave back the buffers it held for RX.
         print(stats)
+        print("pool: \(pool.inUse) in use of \(pool.capacity) after stop, high water \(pool.highWater), allocation failures \(pool.allocationFailures)")
         if pool.inUse != 0 { print("warning: \(pool.inUse) buffers still in use at exit") }
     }
 }
@@ -127,7 +129,6 @@ struct ServerRunner: NetDeviceVisitor {
         var drops: [String] = []
         for r in KVDropReason.allCases where s.stats[r] > 0 { drops.append("  \(r.name): \(s.stats[r])") }
         lines.append("drops: \(s.stats.totalDrops)" + (drops.isEmpty ? "" : "\n" + drops.joined(separator: "\n")))
-        lines.append("pool: \(pool.inUse) in use of \(pool.capacity), high water \(pool.highWater), allocation failures \(pool.allocationFailures)")
         return lines.joined(separator: "\n")
     }
 }
