@@ -75,13 +75,11 @@ public struct PcapWriter<Inner: NetDevice>: NetDeviceWrapper {
 
     @inlinable
     public mutating func txBurst(queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
-        guard directions.contains(.tx), let base = packets.baseAddress else {
+        guard directions.contains(.tx), packets.baseAddress != nil else {
             return inner.txBurst(queue: queue, from: packets)
         }
-        for p in packets { p.retain() }
-        let result = inner.txBurst(queue: queue, from: packets)
-        if result.count > 0 { _ = file.write(base, count: result.count) }
-        for p in packets { p.release() }
-        return result
+        return txBurstHolding(queue: queue, from: packets) { writer, taken in
+            if taken.count > 0, let base = taken.baseAddress { _ = writer.file.write(base, count: taken.count) }
+        }
     }
 }

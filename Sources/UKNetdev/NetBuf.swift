@@ -8,7 +8,7 @@ import CUKAtomics
 /// `data` starts `headroom` bytes into the room, so protocol headers can be prepended in place.
 ///
 /// Ownership rule (Unikraft's): whoever holds a buffer must eventually hand it to exactly one of
-/// `release()`, a device's `txBurst` (which then owns it), or `NetBufPool.freeBulk`.
+/// `release()`, a device's `txBurst` (which then owns it), or `NetBuf.releaseBulk`.
 @frozen
 public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     /// Address of the 64-byte header.
@@ -71,6 +71,17 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     /// Bytes of data in the whole chain; meaningful on the head segment.
     @inlinable public var packetLength: Int {
         @inline(__always) get { Int(load(Field.packetLength, as: UInt32.self)) }
+    }
+    /// Sum of the `packetLength`s of `count` packets at `p`: a burst's bytes, for the stats.
+    @inlinable @inline(__always)
+    static func totalLength(_ p: UnsafePointer<NetBuf>, count: Int) -> Int {
+        var bytes = 0
+        var i = 0
+        while i < count {
+            bytes &+= p[i].packetLength
+            i &+= 1
+        }
+        return bytes
     }
     /// Size of the data room (headroom + data + tailroom).
     @inlinable public var capacity: Int {

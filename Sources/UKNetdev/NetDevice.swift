@@ -215,7 +215,7 @@ public enum NetDeviceError: Error, Equatable {
     case invalidDescriptorCount(requested: Int, limits: DescriptorLimits)
     /// A queue was left without setup when `start` was called.
     case queueNotSetUp(rx: Bool, queue: Int)
-    /// The RX queue needs an allocator (or notifier) and got none.
+    /// The RX queue needs an allocator and got none.
     case missingAllocator
     case notSupported
     /// The backend failed; `code` is its own (an errno, a DPDK return value).

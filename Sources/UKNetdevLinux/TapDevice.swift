@@ -180,10 +180,11 @@ public struct TapDevice: NetDevice {
                 if r != -Int(EAGAIN) { rxStats.recordErrors(queue, 1) }
                 break
             }
-            guard r <= room, (try? buf.setLength(r)) != nil else {
+            guard r <= room else {
                 rxStats.recordErrors(queue, 1)   // longer than the buffer: dropped, buffer kept
                 continue
             }
+            buf.unsafeSetLength(r)   // a single buffer from the allocator; checked above
             stash.pointee.count &-= 1
             out[n] = buf
             n &+= 1

@@ -14,7 +14,6 @@
 /* Pins the calling thread to one CPU; 0 or an errno. */
 int uk_pin_to_cpu(int cpu);
 #include <linux/if_tun.h>
-static inline int uk_errno(void) { return errno; }
 
 /* TAP (see TapDevice.swift). ioctl is variadic, which Swift cannot call, and the ifreq union is
  * clumsy from Swift: these keep both on the C side. */

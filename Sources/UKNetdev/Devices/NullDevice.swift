@@ -101,7 +101,7 @@ public struct NullDevice: NetDevice {
             return .refused
         }
         let n = packets.count
-        txStats.record(queue, packets: n, bytes: RingDevice.totalBytes(src, n))
+        txStats.record(queue, packets: n, bytes: NetBuf.totalLength(src, count: n))
         NetBuf.releaseBulk(packets)
         return BurstResult(count: n, status: [.success, .more])
     }

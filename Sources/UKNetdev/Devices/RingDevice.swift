@@ -99,7 +99,7 @@ public struct RingDevice: NetDevice {
             return .refused
         }
         let (n, more) = rxRings[queue].dequeue(into: out, count: packets.count)
-        rxStats.record(queue, packets: n, bytes: Self.totalBytes(out, n))
+        rxStats.record(queue, packets: n, bytes: NetBuf.totalLength(out, count: n))
         return BurstResult(count: n, status: more ? [.success, .more] : .success)
     }
 
@@ -111,17 +111,6 @@ public struct RingDevice: NetDevice {
         let (n, bytes, roomLeft) = txRings[queue].enqueue(from: src, count: packets.count)
         txStats.record(queue, packets: n, bytes: bytes)
         return BurstResult(count: n, status: roomLeft ? [.success, .more] : .success)
-    }
-
-    @inlinable @inline(__always)
-    static func totalBytes(_ p: UnsafeMutablePointer<NetBuf>, _ n: Int) -> Int {
-        var bytes = 0
-        var i = 0
-        while i < n {
-            bytes &+= p[i].packetLength
-            i &+= 1
-        }
-        return bytes
     }
 
     public func rxQueueStats(_ queue: Int) -> QueueStats { rxStats[queue] }

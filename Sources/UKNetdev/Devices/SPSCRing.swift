@@ -7,10 +7,11 @@ import CUKAtomics
 /// cached value says the ring looks full (or empty), as in Lamport's ring with FastForward's
 /// caching. One release store publishes a whole burst.
 ///
-/// Layout of the control block (3 cache lines):
-///   line 0 (producer): head, cached tail, depth limit, notifier present
-///   line 1 (consumer): tail, cached head
-///   line 2 (shared):   RX event armed
+/// Layout of the control block (3 cache lines, 192 bytes):
+///   line 0 (producer): head (0), cached tail (4), depth limit (8), notifier present (12)
+///   line 1 (consumer): tail (64), cached head (68)
+///   line 2 (shared):   RX event armed (128), notifier slot (136: pointer to the consumer's
+///                      `RxNotifier?`, allocated with the ring)
 @frozen
 public struct SPSCRing: Equatable {
     public let control: UnsafeMutableRawPointer
@@ -96,12 +97,7 @@ public struct SPSCRing: Equatable {
             free = depth &- (head &- tail)
         }
         let n = min(Int(free), count)
-        var bytes = 0
-        var i = 0
-        while i < n {
-            bytes &+= source[i].packetLength
-            i &+= 1
-        }
+        let bytes = NetBuf.totalLength(source, count: n)
         copyIn(from: source, at: head, count: n)
         uk_store_release_u32(headPtr, head &+ UInt32(truncatingIfNeeded: n))
         if n > 0 && uk_load_relaxed_u32(word(Self.hasNotifier)) != 0 { signalIfArmed() }

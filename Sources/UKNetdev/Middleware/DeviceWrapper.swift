@@ -24,4 +24,20 @@ extension NetDeviceWrapper {
     public mutating func txBurst(queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
         inner.txBurst(queue: queue, from: packets)
     }
+
+    /// Offers `packets` to `inner` while holding an extra reference on each, so a wrapper can
+    /// still read the ones the device took (and may already have freed): `taken` gets the wrapper
+    /// itself and that prefix of `packets`, then the extra references are dropped in bulk.
+    /// Returns the inner device's result unchanged.
+    @inlinable
+    public mutating func txBurstHolding(
+        queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>,
+        _ taken: (inout Self, UnsafeMutableBufferPointer<NetBuf>) -> Void
+    ) -> BurstResult {
+        for p in packets { p.retain() }
+        let result = inner.txBurst(queue: queue, from: packets)
+        taken(&self, UnsafeMutableBufferPointer(rebasing: packets[..<result.count]))
+        NetBuf.releaseBulk(packets)
+        return result
+    }
 }

@@ -144,16 +144,8 @@ public struct FaultInjector<Inner: NetDevice>: NetDeviceWrapper {
         guard config.onRx else { return inner.rxBurst(queue: queue, into: packets) }
         guard let out = packets.baseAddress else { return inner.rxBurst(queue: queue, into: packets) }
         // Duplicates left over from the last burst go first.
-        var n = 0
         let s = storage
-        while n < packets.count && n < s.pendingCount {
-            out[n] = s.pending[n]
-            n += 1
-        }
-        if n > 0 {
-            s.pending.update(from: s.pending + n, count: s.pendingCount - n)
-            s.pendingCount -= n
-        }
+        let n = s.takePending(into: out, max: packets.count)
         if n == packets.count { return BurstResult(count: n, status: [.success, .more]) }
         if random.chance(stall) {
             faults.stalledBursts &+= 1
@@ -182,12 +174,7 @@ public struct FaultInjector<Inner: NetDevice>: NetDeviceWrapper {
             }
         }
         // Deliver what fits of the new duplicates now, keep the rest pending.
-        while kept < packets.count && s.pendingCount > 0 {
-            out[kept] = s.pending[0]
-            s.pending.update(from: s.pending + 1, count: s.pendingCount - 1)
-            s.pendingCount -= 1
-            kept += 1
-        }
+        kept += s.takePending(into: out + kept, max: packets.count - kept)
         var status = result.status
         if s.pendingCount > 0 { status.insert(.more) }
         return BurstResult(count: kept, status: status)
@@ -254,6 +241,18 @@ public struct FaultInjector<Inner: NetDevice>: NetDeviceWrapper {
     let dropped = UnsafeMutablePointer<Bool>.allocate(capacity: capacity)
     let pending = UnsafeMutablePointer<NetBuf>.allocate(capacity: capacity)
     var pendingCount = 0
+
+    /// Moves up to `max` pending duplicates, oldest first, to `out` (one shift of the rest);
+    /// returns how many.
+    func takePending(into out: UnsafeMutablePointer<NetBuf>, max: Int) -> Int {
+        let n = min(max, pendingCount)
+        guard n > 0 else { return 0 }
+        out.update(from: pending, count: n)
+        pending.update(from: pending + n, count: pendingCount - n)
+        pendingCount -= n
+        return n
+    }
+
     deinit {
         // Duplicates never delivered are ours to free.
         for i in 0..<pendingCount { pending[i].release() }

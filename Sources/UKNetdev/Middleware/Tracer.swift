@@ -36,10 +36,8 @@ public struct Tracer<Inner: NetDevice, Observer: PacketObserver>: NetDeviceWrapp
 
     @inlinable
     public mutating func txBurst(queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
-        for p in packets { p.retain() }
-        let result = inner.txBurst(queue: queue, from: packets)
-        for i in 0..<result.count { observer.observe(packets[i], direction: .tx, queue: queue) }
-        for p in packets { p.release() }
-        return result
+        txBurstHolding(queue: queue, from: packets) { tracer, taken in
+            for p in taken { tracer.observer.observe(p, direction: .tx, queue: queue) }
+        }
     }
 }
