@@ -22,6 +22,8 @@ func key(_ i: Int) -> String {
     return "key" + String(repeating: "0", count: 7 - digits.count) + digits   // 10 bytes
 }
 let value32 = String(repeating: "v", count: 32)
+/// Bytes between request templates in the client's storage (the largest frame, a set, is 115).
+let templateStride = 128
 
 func report(_ mode: String, requests: Int, seconds: Double, mallocs: UInt64) {
     let rps = Double(requests) / seconds
@@ -37,7 +39,7 @@ struct RequestTemplates {
         for (i, p) in payloads.enumerated() {
             let buf = pool.allocate()!
             let id = UInt16(truncatingIfNeeded: i)
-            let bytes: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), 0, 0, 0, 1, 0, 0] + Array(p.utf8)
+            let bytes = MemcachedUDP.header(requestID: id, sequence: 0, total: 1) + Array(p.utf8)
             bytes.withUnsafeBytes { try! buf.copyIn($0) }
             try! buf.prependUDPHeaders(UDPFlow(sourceMAC: clientMAC, destinationMAC: storeMAC, source: clientIP,
                                                destination: storeIP, sourcePort: 40000, destinationPort: 11211))
@@ -53,7 +55,7 @@ struct RequestTemplates {
 struct Client {
     var device: RingDevice
     let pool: NetBufPool
-    let storage: UnsafeMutableRawPointer   // all templates, back to back, 64 bytes apart
+    let storage: UnsafeMutableRawPointer   // all templates, `templateStride` bytes apart
     let lengths: [Int]
     let burst = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: 32)
     var sent = 0, received = 0, next = 0
@@ -61,9 +63,9 @@ struct Client {
     init(device: RingDevice, pool: NetBufPool, templates: RequestTemplates) {
         self.device = device
         self.pool = pool
-        let area = UnsafeMutableRawPointer.allocate(byteCount: templates.frames.count * 128, alignment: 64)
+        let area = UnsafeMutableRawPointer.allocate(byteCount: templates.frames.count * templateStride, alignment: 64)
         for (i, f) in templates.frames.enumerated() {
-            f.withUnsafeBytes { (area + i * 128).copyMemory(from: $0.baseAddress!, byteCount: f.count) }
+            f.withUnsafeBytes { (area + i * templateStride).copyMemory(from: $0.baseAddress!, byteCount: f.count) }
         }
         storage = area
         lengths = templates.frames.map(\.count)
@@ -77,7 +79,7 @@ struct Client {
         for i in 0..<n {
             let t = next
             next = next + 1 == lengths.count ? 0 : next + 1
-            copyPacketBytes(to: burst[i].data, from: storage + t * 128, count: lengths[t])
+            copyPacketBytes(to: burst[i].data, from: storage + t * templateStride, count: lengths[t])
             try! burst[i].setLength(lengths[t])
         }
         let accepted = device.txBurst(queue: 0, from: UnsafeMutableBufferPointer(rebasing: burst[0..<n])).count
@@ -183,7 +185,7 @@ func memcached(port: UInt16, requests: Int) {
     var tv = timeval(tv_sec: 0, tv_usec: 100_000)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     func datagram(_ id: Int, _ text: String) -> [UInt8] {
-        [UInt8((id >> 8) & 0x7F), UInt8(id & 0xFF), 0, 0, 0, 1, 0, 0] + Array(text.utf8)
+        MemcachedUDP.header(requestID: UInt16(id & 0x7FFF), sequence: 0, total: 1) + Array(text.utf8)
     }
     var buf = [UInt8](repeating: 0, count: 2048)
     // Preload, each set acknowledged.

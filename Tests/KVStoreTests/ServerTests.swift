@@ -315,7 +315,7 @@ struct Harness {
     }
 }
 
-@Suite struct SingleGetFastPathTests {
+@Suite struct LoneGetFastPathTests {
     /// The server answers a lone `get <key>` straight into the request's buffer; the datagrams
     /// must be exactly those of the general engine path (run here on a twin engine fed the same
     /// stores), across hits, misses, flags, key lengths and the one-datagram size limit.

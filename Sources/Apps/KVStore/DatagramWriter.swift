@@ -19,8 +19,6 @@ struct DatagramWriter: ResponseSink {
 
     let pool: NetBufPool
     let ownMAC: MACAddress
-    let ownIP: IPv4Address
-    let ownPort: UInt16
     var peer = Peer(mac: .zero, ip: .any, port: 0, vlan: nil, requestID: 0)
 
     /// Finished frames, in order; those from `committed` on may still be discarded.
@@ -54,14 +52,13 @@ struct DatagramWriter: ResponseSink {
     /// a reply copies it and patches the rest.
     let template: UnsafeMutableRawPointer
     let templateIPSum: UInt32
-    /// Our address's two 16-bit words, summed: its part of every reply's pseudo-header.
-    let ownAddressSum: UInt32
+    /// What every reply's UDP checksum shares: our address's two 16-bit words and the protocol
+    /// (pseudo-header), our port (header).
+    let fixedUDPSum: UInt32
 
     init(pool: NetBufPool, mac: MACAddress, ip: IPv4Address, port: UInt16, frameCapacity: Int) {
         self.pool = pool
         ownMAC = mac
-        ownIP = ip
-        ownPort = port
         self.frameCapacity = frameCapacity
         frames = .allocate(capacity: frameCapacity)
         template = .allocate(byteCount: 64, alignment: 64)
@@ -73,7 +70,7 @@ struct DatagramWriter: ResponseSink {
         UDPDatagram.writeHeader(at: template + 34, sourcePort: port, destinationPort: 0, payloadLength: 0)
         (template + 34).storeBytes(of: UInt16(0), toByteOffset: 4, as: UInt16.self)
         templateIPSum = InternetChecksum.ipv4HeaderSum(template + 14)
-        ownAddressSum = (ip.value >> 16) &+ (ip.value & 0xFFFF)
+        fixedUDPSum = (ip.value >> 16) &+ (ip.value & 0xFFFF) &+ UInt32(IPProtocol.udp) &+ UInt32(port)
     }
 
     func deallocate() {
@@ -91,13 +88,18 @@ struct DatagramWriter: ResponseSink {
         closeCursor()
     }
 
-    /// Ends the request (after the engine's final flush). Returns the request buffer if it was
-    /// not used.
-    mutating func end() -> NetBuf? {
-        flush()
-        let unused = spare
+    /// Ends the request, after the engine's final flush (so every frame is committed): hands
+    /// over the frames to send, in order (valid until the next `begin`), the replies lost for
+    /// want of buffers or frame slots, and the request's buffer if no frame took it. The writer
+    /// is left empty.
+    mutating func end() -> (frames: UnsafeMutableBufferPointer<NetBuf>, dropped: UInt64, unused: NetBuf?) {
+        let done = (frames: UnsafeMutableBufferPointer(start: frames, count: frameCount), dropped: droppedForBuffers,
+                    unused: spare)
+        frameCount = 0
+        committed = 0
+        droppedForBuffers = 0
         spare = nil
-        return unused
+        return done
     }
 
     // MARK: ResponseSink
@@ -256,27 +258,22 @@ struct DatagramWriter: ResponseSink {
         return true
     }
 
-    /// Ethernet, IPv4, UDP and memcached headers in front of a datagram's payload (its length,
-    /// headers included, already set), with the next IPv4 identification. `payloadSum`, the
-    /// one's-complement sum of what follows the memcached header, saves reading the payload
-    /// when the caller already has it.
+    /// Ethernet, IPv4, UDP and memcached headers to the request's peer in front of one of its
+    /// reply datagrams (its length, headers included, already set), with the next IPv4
+    /// identification; the UDP checksum takes one pass over the payload.
     mutating func writeHeaders(_ buf: NetBuf, sequence: UInt16, total: UInt16) {
-        writeHeaders(buf, for: peer, sequence: sequence, total: total, payloadSum: nil)
-    }
-
-    mutating func writeHeaders(_ buf: NetBuf, for peer: Peer, sequence: UInt16, total: UInt16, payloadSum: UInt32?) {
         let l2 = peer.vlan != nil ? 18 : 14
         let udpLength = buf.length - l2 - 20
         let udp = buf.data + l2 + 20
-        let sum = payloadSum ?? InternetChecksum.sum(udp + 16, count: udpLength - 16)
+        let payloadSum = InternetChecksum.sum(udp + 16, count: udpLength - 16)
         if let vlan = peer.vlan {
             writeTaggedHeaders(buf.data, mac: peer.mac, vlan: vlan)
         } else {
-            copyPacketBytes(to: buf.data, from: template, count: 42)
+            copyPacketBytes(to: buf.data, from: template, count: NetBuf.udpHeadersLength)
             peer.mac.store(to: buf.data)
         }
         finishHeaders(ip: buf.data + l2, udpLength: udpLength, ip: peer.ip, port: peer.port, requestID: peer.requestID,
-                      sequence: sequence, total: total, payloadSum: sum)
+                      sequence: sequence, total: total, payloadSum: payloadSum)
     }
 
     /// An untagged reply's headers, all in registers: the lone-GET path's writer (the same
@@ -284,7 +281,7 @@ struct DatagramWriter: ResponseSink {
     @inline(__always)
     mutating func writeUntaggedHeaders(_ frame: UnsafeMutableRawPointer, udpLength: Int, mac: MACAddress, ip: IPv4Address,
                                        port: UInt16, requestID: UInt16, payloadSum: UInt32) {
-        copyPacketBytes(to: frame, from: template, count: 42)
+        copyPacketBytes(to: frame, from: template, count: NetBuf.udpHeadersLength)
         mac.store(to: frame)
         finishHeaders(ip: frame + 14, udpLength: udpLength, ip: ip, port: port, requestID: requestID,
                       sequence: 0, total: 1, payloadSum: payloadSum)
@@ -315,9 +312,9 @@ struct DatagramWriter: ResponseSink {
         mc.storeBytes(of: sequence.bigEndian, toByteOffset: 2, as: UInt16.self)
         mc.storeBytes(of: total.bigEndian, toByteOffset: 4, as: UInt16.self)
         mc.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
-        // UDP: pseudo-header (our address is in ownAddressSum), the header words (the length
+        // UDP: pseudo-header and header (what never changes is in fixedUDPSum; the length
         // twice: pseudo-header and header), the memcached header, the payload.
-        let udpSum = ownAddressSum &+ peerSum &+ UInt32(IPProtocol.udp) &+ UInt32(ownPort) &+ UInt32(port)
+        let udpSum = fixedUDPSum &+ peerSum &+ UInt32(port)
             &+ 2 &* UInt32(length) &+ UInt32(requestID) &+ UInt32(sequence) &+ UInt32(total) &+ payloadSum
         var c = InternetChecksum.finish(udpSum)
         if c == 0 { c = 0xFFFF }
@@ -326,10 +323,21 @@ struct DatagramWriter: ResponseSink {
 
     /// The template's fields behind an 802.1Q tag (rare: no template of its own).
     func writeTaggedHeaders(_ frame: UnsafeMutableRawPointer, mac: MACAddress, vlan: UInt16) {
-        EthernetFrame.writeHeader(at: frame, destination: mac, source: ownMAC, etherType: EtherType.vlan)
-        frame.storeBytes(of: vlan.bigEndian, toByteOffset: 14, as: UInt16.self)
-        frame.storeBytes(of: EtherType.ipv4.bigEndian, toByteOffset: 16, as: UInt16.self)
+        writeEthernetHeader(at: frame, destination: mac, source: ownMAC, vlan: vlan)
         (frame + 18).copyMemory(from: template + 14, byteCount: 28)
     }
 }
 
+/// An Ethernet header for an IPv4 packet, behind an 802.1Q tag when `vlan` is set; returns its
+/// length (14 or 18).
+@discardableResult
+func writeEthernetHeader(at p: UnsafeMutableRawPointer, destination: MACAddress, source: MACAddress, vlan: UInt16?) -> Int {
+    guard let vlan else {
+        EthernetFrame.writeHeader(at: p, destination: destination, source: source, etherType: EtherType.ipv4)
+        return 14
+    }
+    EthernetFrame.writeHeader(at: p, destination: destination, source: source, etherType: EtherType.vlan)
+    p.storeBytes(of: vlan.bigEndian, toByteOffset: 14, as: UInt16.self)
+    p.storeBytes(of: EtherType.ipv4.bigEndian, toByteOffset: 16, as: UInt16.self)
+    return 18
+}

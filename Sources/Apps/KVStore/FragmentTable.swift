@@ -30,6 +30,8 @@ struct FragmentTable {
 
     var slots: UnsafeMutablePointer<Slot>
     let count: Int
+    /// Slots holding a datagram being reassembled (rarely any: `expire` looks only then).
+    var inUse = 0
     let buffers: UnsafeMutableRawPointer
     let bitmaps: UnsafeMutablePointer<UInt64>
     let words = (blocks + 63) / 64
@@ -54,12 +56,19 @@ struct FragmentTable {
     func buffer(_ slot: Int) -> UnsafeMutableRawPointer { buffers + slot * 65536 }
 
     mutating func free(_ slot: Int) {
+        if slots[slot].inUse { inUse -= 1 }
         slots[slot].inUse = false
         (bitmaps + slot * words).update(repeating: 0, count: words)
     }
 
-    /// Frees slots older than the timeout; returns how many.
+    /// Frees slots older than the timeout; returns how many. Runs every poll: the check for
+    /// none in use is all it costs then.
+    @inline(__always)
     mutating func expire(now: UInt32) -> Int {
+        inUse == 0 ? 0 : expireSlots(now: now)
+    }
+
+    mutating func expireSlots(now: UInt32) -> Int {
         var n = 0
         for i in 0..<count where slots[i].inUse && now &- slots[i].firstSeen >= timeout {
             free(i)
@@ -90,6 +99,7 @@ struct FragmentTable {
         if slot < 0 {
             guard freeSlot >= 0 else { return .dropped(.fragmentTableFull) }
             slot = freeSlot
+            inUse += 1
             slots[slot] = Slot(inUse: true, source: ip.source, destination: ip.destination, identification: ip.identification,
                                proto: ip.protocolNumber, firstSeen: now, total: -1, senderMAC: senderMAC, vlan: vlan)
         }

@@ -50,7 +50,6 @@ public struct ItemStore {
     }
 
     let arena: UnsafeMutableRawPointer
-    let arenaBytes: Int
     let buckets: UnsafeMutablePointer<ItemRef>
     let bucketMask: UInt64
     var classes: UnsafeMutablePointer<SizeClass>
@@ -74,8 +73,7 @@ public struct ItemStore {
         let pages = max(1, memoryBytes / ItemStore.pageSize)
         pageLimit = pages
         // One spare page-sized slot so offset 0 (nil) is never an item.
-        arenaBytes = (pages + 1) * ItemStore.pageSize
-        arena = .allocate(byteCount: arenaBytes, alignment: 64)
+        arena = .allocate(byteCount: (pages + 1) * ItemStore.pageSize, alignment: 64)
         // About one bucket per 64 bytes of memory, at most 2^26.
         var n = 1024
         while n < pages * (ItemStore.pageSize / 64) && n < 1 << 26 { n <<= 1 }
@@ -178,6 +176,22 @@ public struct ItemStore {
 
     /// The live item under `key`, or nil. Expired or flushed items found on the way are freed.
     public mutating func find(_ key: UnsafeRawPointer, _ length: Int, now: UInt32) -> Item? {
+        locate(key, length, now: now).item
+    }
+
+    /// Where a key is in the hash table: its bucket, and the live item stored under it (if any)
+    /// with the link that holds it (the bucket, or the next field of the item before it).
+    /// Enough to replace or remove the item without walking its chain again, as long as no
+    /// chain changes in between.
+    struct Location {
+        let bucket: UnsafeMutablePointer<ItemRef>
+        let link: UnsafeMutablePointer<ItemRef>
+        let item: Item?
+    }
+
+    /// `find`, keeping where the item was. Expired or flushed items found on the way are freed.
+    @inline(__always)
+    mutating func locate(_ key: UnsafeRawPointer, _ length: Int, now: UInt32) -> Location {
         let bucket = buckets + Int(ItemStore.hash(key, length) & bucketMask)
         var link = bucket
         var r = bucket.pointee
@@ -190,27 +204,30 @@ public struct ItemStore {
                     link.pointee = next
                     expiredUnlinked &+= 1
                     release(p)
-                    return nil
+                    return Location(bucket: bucket, link: link, item: nil)
                 }
                 let s = p.load(fromByteOffset: Header.state, as: UInt8.self)
                 if s & ItemStore.referenced == 0 { p.storeBytes(of: s | ItemStore.referenced, toByteOffset: Header.state, as: UInt8.self) }
-                return Item(p)
+                return Location(bucket: bucket, link: link, item: Item(p))
             }
             link = (p + Header.hashNext).assumingMemoryBound(to: ItemRef.self)
             r = next
         }
-        return nil
+        return Location(bucket: bucket, link: link, item: nil)
     }
 
     /// Removes `key`; returns whether a live item was there.
     @discardableResult
     public mutating func remove(_ key: UnsafeRawPointer, _ length: Int, now: UInt32) -> Bool {
-        guard let item = find(key, length, now: now) else { return false }
-        unlink(item.base)
+        let found = locate(key, length, now: now)
+        guard let item = found.item else { return false }
+        found.link.pointee = item.base.load(fromByteOffset: Header.hashNext, as: ItemRef.self)
         release(item.base)
         return true
     }
 
+    /// Takes `p` out of its chain, found by walking the chain (CLOCK eviction, which comes to
+    /// an item by its chunk, not its key).
     mutating func unlink(_ p: UnsafeMutableRawPointer) {
         let length = Int(p.load(fromByteOffset: Header.keyLength, as: UInt8.self))
         var link = buckets + Int(ItemStore.hash(p + Header.keyOffset, length) & bucketMask)
@@ -298,23 +315,28 @@ public struct ItemStore {
     /// Makes `item` the one stored under its key, replacing (and freeing) any previous one, and
     /// gives it a new cas unique.
     public mutating func link(_ item: Item, now: UInt32) {
+        link(item, at: locate(item.key, item.keyLength, now: now))
+    }
+
+    /// `link` where `locate` found the item's key, with no chain changed since: the item found
+    /// there (if any) is replaced and freed, without another walk.
+    mutating func link(_ item: Item, at place: Location) {
         let p = item.base
-        let length = item.keyLength
         updateBlockSum(item)
-        if let old = find(p + Header.keyOffset, length, now: now) {
-            unlink(old.base)
+        if let old = place.item {
+            place.link.pointee = old.base.load(fromByteOffset: Header.hashNext, as: ItemRef.self)
             release(old.base)
         }
         p.storeBytes(of: nextCas, toByteOffset: Header.cas, as: UInt64.self)
         nextCas &+= 1
         p.storeBytes(of: ItemStore.live, toByteOffset: Header.state, as: UInt8.self)
-        let bucket = buckets + Int(ItemStore.hash(p + Header.keyOffset, length) & bucketMask)
-        p.storeBytes(of: bucket.pointee, toByteOffset: Header.hashNext, as: ItemRef.self)
-        bucket.pointee = ref(p)
+        p.storeBytes(of: place.bucket.pointee, toByteOffset: Header.hashNext, as: ItemRef.self)
+        place.bucket.pointee = ref(p)
     }
 
+    /// The block's sum (`sum` folds it to 16 bits already).
     func updateBlockSum(_ item: Item) {
-        let sum = InternetChecksum.fold(InternetChecksum.sum(item.block, count: item.blockLength))
+        let sum = InternetChecksum.sum(item.block, count: item.blockLength)
         item.base.storeBytes(of: UInt16(truncatingIfNeeded: sum), toByteOffset: Header.blockSum, as: UInt16.self)
     }
 
@@ -409,27 +431,4 @@ public struct ItemStore {
     /// Memory accounting for statistics.
     public var pagesInUse: Int { pagesUsed }
     public var pageLimitCount: Int { pageLimit }
-}
-
-@inline(__always)
-func memoryEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ n: Int) -> Bool {
-    // Whole words, then the last word overlapping (keys are mostly 8 to 64 bytes).
-    if n >= 8 {
-        var i = 0
-        while i &+ 8 < n {
-            if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
-            i &+= 8
-        }
-        return a.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self) == b.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self)
-    }
-    if n >= 4 {
-        return a.loadUnaligned(as: UInt32.self) == b.loadUnaligned(as: UInt32.self)
-            && a.loadUnaligned(fromByteOffset: n &- 4, as: UInt32.self) == b.loadUnaligned(fromByteOffset: n &- 4, as: UInt32.self)
-    }
-    var i = 0
-    while i < n {
-        if a.load(fromByteOffset: i, as: UInt8.self) != b.load(fromByteOffset: i, as: UInt8.self) { return false }
-        i &+= 1
-    }
-    return true
 }

@@ -77,7 +77,7 @@ public struct KVServerStats: Sendable {
         for i in 0..<KVDropReason.allCases.count { t &+= drops[i] }
         return t
     }
-    mutating func drop(_ r: KVDropReason) { drops[r.rawValue] &+= 1 }
+    mutating func drop(_ r: KVDropReason, count: UInt64 = 1) { drops[r.rawValue] &+= count }
 }
 
 public enum KVServerError: Error, Equatable {
@@ -99,9 +99,9 @@ public struct KVServer<Device: NetDevice> {
     static var burstSize: Int { 32 }
     /// Frames waiting to be sent, in order (a ring).
     let txQueue: UnsafeMutablePointer<NetBuf>
-    let txCapacity = KVServer.txQueueSize
-    /// A power of two, so ring positions wrap with a mask.
+    /// A power of two, so ring positions wrap with `txQueueMask`.
     static var txQueueSize: Int { 4096 }
+    static var txQueueMask: Int { txQueueSize - 1 }
     var txHead = 0
     var txCount = 0
     /// The request payload is parsed from here, so its buffer can carry the reply.
@@ -125,7 +125,7 @@ public struct KVServer<Device: NetDevice> {
         writer = DatagramWriter(pool: pool, mac: config.mac, ip: config.ip, port: config.port, frameCapacity: 1024)
         fragments = FragmentTable(slots: config.reassemblySlots, timeout: config.reassemblyTimeout)
         burst = .allocate(capacity: KVServer.burstSize)
-        txQueue = .allocate(capacity: txCapacity)
+        txQueue = .allocate(capacity: KVServer.txQueueSize)
         requestCopy = .allocate(byteCount: 65536, alignment: 64)
     }
 
@@ -133,7 +133,7 @@ public struct KVServer<Device: NetDevice> {
     public mutating func shutdown() {
         while txCount > 0 {
             txQueue[txHead].release()
-            txHead = (txHead + 1) % txCapacity
+            txHead = (txHead + 1) & KVServer.txQueueMask
             txCount -= 1
         }
         writer.deallocate()
@@ -150,7 +150,7 @@ public struct KVServer<Device: NetDevice> {
     /// Handles one RX burst and transmits what is ready; returns the frames received.
     @discardableResult
     public mutating func poll(now: UInt32) -> Int {
-        for _ in 0..<fragments.expire(now: now) { stats.drop(.fragmentTimeout) }
+        stats.drop(.fragmentTimeout, count: UInt64(fragments.expire(now: now)))
         let result = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(start: burst, count: KVServer.burstSize))
         let n = result.count
         stats.framesReceived &+= UInt64(n)
@@ -162,9 +162,9 @@ public struct KVServer<Device: NetDevice> {
     /// Sends queued frames until the device refuses more.
     public mutating func flush() {
         while txCount > 0 {
-            let run = min(txCount, txCapacity - txHead)
+            let run = min(txCount, KVServer.txQueueSize - txHead)
             let sent = device.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: txQueue + txHead, count: run)).count
-            txHead = (txHead + sent) & (KVServer.txQueueSize - 1)
+            txHead = (txHead + sent) & KVServer.txQueueMask
             txCount -= sent
             if sent < run { return }
         }
@@ -172,12 +172,12 @@ public struct KVServer<Device: NetDevice> {
 
     @inline(__always)
     mutating func enqueue(_ buf: NetBuf) {
-        guard txCount < txCapacity else {
+        guard txCount < KVServer.txQueueSize else {
             buf.release()
             stats.drop(.txQueueFull)
             return
         }
-        txQueue[(txHead &+ txCount) & (KVServer.txQueueSize - 1)] = buf
+        txQueue[(txHead &+ txCount) & KVServer.txQueueMask] = buf
         txCount += 1
     }
 
@@ -253,7 +253,7 @@ public struct KVServer<Device: NetDevice> {
         case IPProtocol.icmp:
             handleICMP(payload, source: source, senderMAC: senderMAC, vlan: vlan, request: request, now: now)
         default:
-            if let r = request { drop(r.0, .ipUnsupportedProtocol) } else { stats.drop(.ipUnsupportedProtocol) }
+            dropRequest(request?.0, .ipUnsupportedProtocol)
         }
     }
 
@@ -285,14 +285,7 @@ public struct KVServer<Device: NetDevice> {
             reply.release()
             return stats.drop(.icmpTooLarge)
         }
-        var p = reply.data
-        EthernetFrame.writeHeader(at: p, destination: senderMAC, source: config.mac, etherType: vlan == nil ? EtherType.ipv4 : EtherType.vlan)
-        p += 14
-        if let v = vlan {
-            p.storeBytes(of: v.bigEndian, as: UInt16.self)
-            p.storeBytes(of: EtherType.ipv4.bigEndian, toByteOffset: 2, as: UInt16.self)
-            p += 4
-        }
+        let p = reply.data + writeEthernetHeader(at: reply.data, destination: senderMAC, source: config.mac, vlan: vlan)
         IPv4Packet.writeHeader(at: p, source: config.ip, destination: source, protocol: IPProtocol.icmp, payloadLength: payload.count)
         (p + 20).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
         let echo = try! ICMPEcho(UnsafeMutableRawBufferPointer(start: p + 20, count: payload.count))
@@ -324,14 +317,11 @@ public struct KVServer<Device: NetDevice> {
         copyPacketBytes(to: requestCopy, from: base + MemcachedUDP.headerLength, count: bodyLength)
         writer.begin(peer: peer, spare: request)
         engine.execute(UnsafeRawPointer(requestCopy), count: bodyLength, now: now, into: &writer)
-        let unused = writer.end()
-        unused?.release()
-        stats.drops[KVDropReason.noBufferForReply.rawValue] &+= writer.droppedForBuffers
-        writer.droppedForBuffers = 0
-        for i in 0..<writer.frameCount { enqueue(writer.frames[i]) }
-        stats.replyDatagrams &+= UInt64(writer.frameCount)
-        writer.frameCount = 0
-        writer.committed = 0
+        let replies = writer.end()
+        replies.unused?.release()
+        stats.drop(.noBufferForReply, count: replies.dropped)
+        for frame in replies.frames { enqueue(frame) }
+        stats.replyDatagrams &+= UInt64(replies.frames.count)
     }
 
     /// Every key byte above 0x20 (no space, control byte or NUL), checked a word at a time; keys
@@ -355,11 +345,6 @@ public struct KVServer<Device: NetDevice> {
         return !hasControlOrSpace(key.loadUnaligned(fromByteOffset: length &- 8, as: UInt64.self))
     }
 
-    @inline(__always)
-    func put(_ text: StaticString, at p: UnsafeMutableRawPointer) {
-        copyPacketBytes(to: p, from: UnsafeRawPointer(text.utf8Start), count: text.utf8CodeUnitCount)
-    }
-
     /// The common request answered in one pass, straight into its own buffer: untagged
     /// Ethernet to our MAC, a 20-byte IPv4 header with a good checksum, to our address, not a
     /// fragment, UDP to our port with a good (or no) checksum, one memcached datagram holding
@@ -373,7 +358,7 @@ public struct KVServer<Device: NetDevice> {
     @inline(__always)
     mutating func answerLoneGet(_ buf: NetBuf, now: UInt32) -> Bool {
         let length = buf.length
-        guard length >= 14 + 20 + 8 + 8 + 7, buf.next == nil, !buf.isClone else { return false }
+        guard length >= NetBuf.udpHeadersLength + 8 + 7, buf.next == nil, !buf.isClone else { return false }
         let f = buf.data
         guard f.loadUnaligned(as: UInt32.self) == wire.macHead, f.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == wire.macTail,
               f.loadUnaligned(fromByteOffset: 12, as: UInt16.self) == EtherType.ipv4.bigEndian else { return false }
@@ -385,27 +370,17 @@ public struct KVServer<Device: NetDevice> {
               ip.load(fromByteOffset: 9, as: UInt8.self) == IPProtocol.udp,
               ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self) == wire.ip else { return false }
         let total = Int(UInt16(bigEndian: ip.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-        let ipSum = UInt64(ip.loadUnaligned(as: UInt32.self)) &+ UInt64(ip.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-            &+ UInt64(ip.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) &+ UInt64(ip.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
-            &+ UInt64(ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
-        guard total >= 28 + 8, total <= length - 14, InternetChecksum.verifies(nativeSum: ipSum) else { return false }
+        guard total >= 28 + 8, total <= length - 14,
+              InternetChecksum.verifies(nativeSum: InternetChecksum.shortNativeSum(ip, count: 20)) else { return false }
         let udp = ip + 20
         let udpLength = Int(UInt16(bigEndian: udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
         guard udpLength == total - 20, udpLength > 8 + MemcachedUDP.headerLength,
               udp.loadUnaligned(fromByteOffset: 2, as: UInt16.self) == wire.port else { return false }
-        if udp.loadUnaligned(fromByteOffset: 6, as: UInt16.self) != 0 {
-            // Pseudo-header words as they load (native order): both addresses, the protocol
-            // (wire 0x0011), the UDP length (again); then the datagram itself.
-            let pseudo = UInt64(ip.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) &+ UInt64(wire.ip)
-                &+ UInt64(UInt16(IPProtocol.udp).bigEndian) &+ UInt64(udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
-            guard InternetChecksum.verifies(nativeSum: InternetChecksum.nativeSum(udp, count: udpLength, initial: pseudo)) else {
-                return false
-            }
-        }
         let mc = udp + 8
         guard mc.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == UInt16(1).bigEndian else { return false }
 
-        // "get " then a key, then the datagram's only "\n".
+        // "get " then a key, then the datagram's only "\n": checked before the UDP checksum, so
+        // other requests go to the general path without their bytes summed here first.
         let body = UnsafeRawPointer(mc + MemcachedUDP.headerLength)
         let count = udpLength - 8 - MemcachedUDP.headerLength
         guard count >= 7, count <= 4 + ItemStore.maxKeyLength + 2,
@@ -416,10 +391,18 @@ public struct KVServer<Device: NetDevice> {
         let key = body + 4
         let keyLength = lineEnd - 4
         guard keyLength >= 1, isPlainKey(key, keyLength) else { return false }
+        let peerIP = IPv4Address.load(from: ip + 12)
+        if udp.loadUnaligned(fromByteOffset: 6, as: UInt16.self) != 0 {
+            let pseudo = InternetChecksum.pseudoHeaderNativeSum(source: peerIP, destination: config.ip, protocol: IPProtocol.udp,
+                                                                length: udpLength)
+            guard InternetChecksum.verifies(nativeSum: InternetChecksum.nativeSum(udp, count: udpLength, initial: pseudo)) else {
+                return false
+            }
+        }
         let item = engine.store.find(key, keyLength, now: now)
         let blockLength = item?.blockLength ?? 0
         let size = blockLength + 5   // the item's reply block (if a hit), then "END\r\n"
-        let headers = 14 + 20 + 8 + MemcachedUDP.headerLength
+        let headers = NetBuf.udpHeadersLength + MemcachedUDP.headerLength
         // The reply keeps the request's headroom (its headers are as long).
         guard size <= MemcachedUDP.maxPayload, (try? buf.setLength(headers + size)) != nil else { return false }
 
@@ -428,7 +411,6 @@ public struct KVServer<Device: NetDevice> {
         engine.stats.commands &+= 1
         engine.stats.count(.get)
         let peerMAC = MACAddress.load(from: f + 6)
-        let peerIP = IPv4Address.load(from: ip + 12)
         let peerPort = UInt16(bigEndian: udp.loadUnaligned(as: UInt16.self))
         let requestID = UInt16(bigEndian: mc.loadUnaligned(as: UInt16.self))
         let payload = f + headers
@@ -444,7 +426,7 @@ public struct KVServer<Device: NetDevice> {
         } else {
             engine.stats.misses &+= 1
         }
-        put("END\r\n", at: payload + blockLength)
+        putText("END\r\n", at: payload + blockLength)
         writer.writeUntaggedHeaders(f, udpLength: 8 + MemcachedUDP.headerLength + size, mac: peerMAC, ip: peerIP,
                                     port: peerPort, requestID: requestID, payloadSum: endSum)
         stats.replyDatagrams &+= 1

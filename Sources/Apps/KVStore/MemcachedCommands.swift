@@ -1,3 +1,5 @@
+import UKNetdev
+
 /// Storage, arithmetic, delete, touch and flush_all, as memcached 1.6.18's proto_text.c does
 /// them (process_update_command, complete_nread_ascii, do_store_item, do_add_delta, ...).
 extension MemcachedEngine {
@@ -99,29 +101,25 @@ extension MemcachedEngine {
 
     enum StoreResult { case stored, exists, notFound, notStored, outOfMemory }
 
-    /// memcached's do_store_item for a filled, unlinked item.
+    /// memcached's do_store_item for a filled, unlinked item. The key's chain is walked once:
+    /// what is found there is replaced in place (`link(_:at:)`; freeing the new item changes
+    /// no chain), except where an allocation, which may evict, comes in between.
     mutating func storeItem(_ item: ItemStore.Item, _ command: StoreCommand, casUnique: UInt64, now: UInt32) -> StoreResult {
-        let old = store.find(item.key, item.keyLength, now: now)
         switch command {
         case .set:
             store.link(item, now: now)
             return .stored
-        case .add:
-            guard old == nil else {
+        case .add, .replace:
+            let found = store.locate(item.key, item.keyLength, now: now)
+            guard (found.item == nil) == (command == .add) else {
                 store.discard(item)
                 return .notStored
             }
-            store.link(item, now: now)
-            return .stored
-        case .replace:
-            guard old != nil else {
-                store.discard(item)
-                return .notStored
-            }
-            store.link(item, now: now)
+            store.link(item, at: found)
             return .stored
         case .cas:
-            guard let old else {
+            let found = store.locate(item.key, item.keyLength, now: now)
+            guard let old = found.item else {
                 store.discard(item)
                 return .notFound
             }
@@ -129,10 +127,10 @@ extension MemcachedEngine {
                 store.discard(item)
                 return .exists
             }
-            store.link(item, now: now)
+            store.link(item, at: found)
             return .stored
         case .append, .prepend:
-            guard let old else {
+            guard let old = store.find(item.key, item.keyLength, now: now) else {
                 store.discard(item)
                 return .notStored
             }
@@ -147,7 +145,8 @@ extension MemcachedEngine {
                 return .outOfMemory
             }
             // `old` may have been evicted to make room: look again.
-            guard let current = store.find(item.key, item.keyLength, now: now) else {
+            let found = store.locate(item.key, item.keyLength, now: now)
+            guard let current = found.item else {
                 store.discard(joined)
                 store.discard(item)
                 return .notStored
@@ -160,7 +159,7 @@ extension MemcachedEngine {
                 (joined.value + item.valueLength).copyMemory(from: current.value, byteCount: current.valueLength)
             }
             store.discard(item)
-            store.link(joined, now: now)
+            store.link(joined, at: found)
             return .stored
         }
     }

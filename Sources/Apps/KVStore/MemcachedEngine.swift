@@ -1,3 +1,5 @@
+import UKNetdev
+
 /// memcached's text protocol (1.6.18) over one UDP datagram's payload: parses each command
 /// line, runs it against the `ItemStore`, and writes replies byte-identical to memcached's
 /// into a `ResponseSink`. Follows proto_text.c: the same tokenizer (spaces only, at most 24
@@ -175,16 +177,10 @@ public struct MemcachedEngine {
         // Meta commands (mg, ms, ...): two letters and a space. Not supported here.
         if c0 == UInt8(ascii: "m") && length >= 3 && line.load(fromByteOffset: 2, as: UInt8.self) == 32
             && line.load(fromByteOffset: 1, as: UInt8.self) != 32 {
-            stats.unsupported &+= 1
-            out("ERROR", noreply: false, &sink)
-            return .continueAt(rest)
+            return unsupported(rest, &sink)
         }
         let (ntokens, more) = tokenize(line, length)
-        guard ntokens >= 2, tokens[0].length >= 2 else {
-            stats.errors &+= 1
-            out("ERROR", noreply: false, &sink)
-            return .continueAt(rest)
-        }
+        guard ntokens >= 2, tokens[0].length >= 2 else { return error(rest, &sink) }
         switch c0 {
         case UInt8(ascii: "g"):
             guard ntokens >= 3 else { return error(rest, &sink) }

@@ -1,3 +1,5 @@
+import UKNetdev
+
 /// Where the text protocol engine writes replies. memcached builds each reply as "response
 /// objects" and sends them at flush points (after each get, every 20 commands, at the end of
 /// the datagram). At a flush, over UDP, every response object is its own group of datagrams

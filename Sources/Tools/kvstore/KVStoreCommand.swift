@@ -42,10 +42,7 @@ struct KVStoreCommand: ParsableCommand {
     var buffers: Int = 8192
 
     mutating func validate() throws {
-        guard (try? NetdevSpec(parsing: netdev)) != nil else {
-            do { _ = try NetdevSpec(parsing: netdev) } catch { throw ValidationError("--netdev: \(error)") }
-            return
-        }
+        do { _ = try NetdevSpec(parsing: netdev) } catch { throw ValidationError("--netdev: \(error)") }
         guard parseAddress(ip) != nil else { throw ValidationError("--ip: expected A.B.C.D or A.B.C.D/prefix, got '\(ip)'") }
         guard MACAddress(mac) != nil else { throw ValidationError("--mac: expected XX:XX:XX:XX:XX:XX, got '\(mac)'") }
         guard memory >= 1 && memory <= 65536 else { throw ValidationError("--memory: 1...65536 MiB") }
@@ -125,6 +122,7 @@ struct ServerRunner: NetDeviceVisitor {
         for c in KVCommandStats.Command.allCases where e[c] > 0 { commands.append("\(c) \(e[c])") }
         lines.append("commands: \(e.commands)" + (commands.isEmpty ? "" : " (" + commands.joined(separator: ", ") + ")"))
         lines.append("hits: \(e.hits), misses: \(e.misses), errors: \(e.errors), unsupported: \(e.unsupported)")
+        lines.append("incomplete lines: \(e.incompleteLines), values beyond their datagram: \(e.dataBeyondDatagram)")
         lines.append("items: \(s.engine.store.items), evictions: \(s.engine.store.evictions), memory pages: \(s.engine.store.pagesInUse)/\(s.engine.store.pageLimitCount)")
         var drops: [String] = []
         for r in KVDropReason.allCases where s.stats[r] > 0 { drops.append("  \(r.name): \(s.stats[r])") }

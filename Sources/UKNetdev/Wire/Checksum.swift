@@ -90,37 +90,32 @@ public enum InternetChecksum {
         return UInt16(truncatingIfNeeded: folded)
     }
 
-    /// `sum` for a few bytes, inlined: 32-bit loads into a 64-bit accumulator, no call. For
-    /// fixed-size headers (`count` a multiple of 4, at most 64) the loop unrolls away.
+    /// The native sum of a few bytes (`count` a multiple of 4, at most 64: IPv4 headers, other
+    /// fixed headers): 32-bit loads into a 64-bit accumulator, no carries to chase, no call; for
+    /// a constant `count` the loop unrolls away.
     @inlinable @inline(__always)
-    public static func shortSum(_ p: UnsafeRawPointer, count: Int, initial: UInt32 = 0) -> UInt32 {
+    public static func shortNativeSum(_ p: UnsafeRawPointer, count: Int) -> UInt64 {
         var acc: UInt64 = 0
         var i = 0
         while i < count {
             acc &+= UInt64(p.loadUnaligned(fromByteOffset: i, as: UInt32.self))
             i &+= 4
         }
-        // The loads are in native order; `initial` is in wire order and joins after the swap.
-        var folded = (acc & 0xFFFF_FFFF) &+ (acc >> 32)
-        folded = (folded & 0xFFFF) &+ (folded >> 16)
-        folded = (folded & 0xFFFF) &+ (folded >> 16)
-        folded = (folded & 0xFFFF) &+ (folded >> 16)
-        return fold(fold(initial) &+ UInt32(UInt16(truncatingIfNeeded: folded).bigEndian))
+        return acc
     }
 
-    /// The checksum field value of a 20-byte IPv4 header (no options) whose checksum field is
-    /// zero or, to verify, 0 when the header (with its checksum) is intact: five 32-bit loads,
-    /// no loop.
+    /// `sum` for a few bytes (see `shortNativeSum`), folded and in wire order, plus `initial`.
+    @inlinable @inline(__always)
+    public static func shortSum(_ p: UnsafeRawPointer, count: Int, initial: UInt32 = 0) -> UInt32 {
+        // `initial` is in wire order and joins after the swap.
+        fold(fold(initial) &+ UInt32(foldNative(shortNativeSum(p, count: count)).bigEndian))
+    }
+
+    /// The folded sum of a 20-byte IPv4 header (no options) in wire order: the complement of the
+    /// checksum field's value when that field is zero, 0xFFFF when the header is intact.
     @inlinable @inline(__always)
     public static func ipv4HeaderSum(_ p: UnsafeRawPointer) -> UInt32 {
-        var acc = UInt64(p.loadUnaligned(as: UInt32.self)) &+ UInt64(p.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-            &+ UInt64(p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) &+ UInt64(p.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
-            &+ UInt64(p.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
-        acc = (acc & 0xFFFF_FFFF) &+ (acc >> 32)
-        acc = (acc & 0xFFFF) &+ (acc >> 16)
-        acc = (acc & 0xFFFF) &+ (acc >> 16)
-        acc = (acc & 0xFFFF) &+ (acc >> 16)
-        return UInt32(UInt16(truncatingIfNeeded: acc).bigEndian)
+        UInt32(foldNative(shortNativeSum(p, count: 20)).bigEndian)
     }
 
     /// Folds a 32-bit partial sum to 16 bits with end-around carry.
@@ -146,6 +141,24 @@ public enum InternetChecksum {
     public static func pseudoHeaderSum(source: IPv4Address, destination: IPv4Address, protocol proto: UInt8, length: Int) -> UInt32 {
         let s = source.value, d = destination.value
         return (s >> 16) &+ (s & 0xFFFF) &+ (d >> 16) &+ (d & 0xFFFF) &+ UInt32(proto) &+ UInt32(truncatingIfNeeded: length & 0xFFFF)
+    }
+
+    /// The IPv4 pseudo-header (RFC 768 / RFC 793) as a native sum, to start `nativeSum` with:
+    /// each field as it would load from packet memory.
+    @inlinable @inline(__always)
+    public static func pseudoHeaderNativeSum(source: IPv4Address, destination: IPv4Address, protocol proto: UInt8,
+                                             length: Int) -> UInt64 {
+        UInt64(source.value.bigEndian) &+ UInt64(destination.value.bigEndian) &+ UInt64(UInt16(proto).bigEndian)
+            &+ UInt64(UInt16(truncatingIfNeeded: length).bigEndian)
+    }
+
+    /// The value to store (as is, `storeBytes`) in a UDP checksum field, from the native sum of
+    /// the pseudo-header and the datagram with that field zero. RFC 768: a computed 0 is sent as
+    /// all ones (0 means "no checksum").
+    @inlinable @inline(__always)
+    public static func udpChecksumField(nativeSum acc: UInt64) -> UInt16 {
+        let c = ~foldNative(acc)
+        return c == 0 ? 0xFFFF : c
     }
 
     /// RFC 1624 eqn. 3: the checksum after one 16-bit word of the covered data changed from

@@ -72,8 +72,7 @@ public struct IPv4Packet {
 
     /// True if the header checksum verifies.
     @inlinable public var isHeaderChecksumValid: Bool {
-        if headerLength == 20 { return InternetChecksum.ipv4HeaderSum(base) == 0xFFFF }
-        return InternetChecksum.fold(InternetChecksum.sum(base, count: headerLength)) == 0xFFFF
+        InternetChecksum.verifies(nativeSum: InternetChecksum.shortNativeSum(base, count: headerLength))
     }
     /// Recomputes and stores the header checksum.
     @inlinable public func updateHeaderChecksum() {
@@ -152,17 +151,21 @@ public struct UDPDatagram {
     public func computeChecksum(source: IPv4Address, destination: IPv4Address) -> UInt16 {
         let saved = checksum
         checksum = 0
-        let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, protocol: IPProtocol.udp, length: length)
-        let c = InternetChecksum.finish(InternetChecksum.sum(base, count: length, initial: pseudo))
+        let field = InternetChecksum.udpChecksumField(nativeSum: nativeSum(source: source, destination: destination))
         checksum = saved
-        return c == 0 ? 0xFFFF : c   // RFC 768: a computed 0 is sent as all ones
+        return UInt16(bigEndian: field)
     }
     /// True if the checksum verifies, or is 0 (not used).
     @inlinable
     public func isChecksumValid(source: IPv4Address, destination: IPv4Address) -> Bool {
         guard checksum != 0 else { return true }
-        let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, protocol: IPProtocol.udp, length: length)
-        return InternetChecksum.fold(InternetChecksum.sum(base, count: length, initial: pseudo)) == 0xFFFF
+        return InternetChecksum.verifies(nativeSum: nativeSum(source: source, destination: destination))
+    }
+    /// Pseudo-header and datagram as one native sum.
+    @inlinable @inline(__always)
+    func nativeSum(source: IPv4Address, destination: IPv4Address) -> UInt64 {
+        let pseudo = InternetChecksum.pseudoHeaderNativeSum(source: source, destination: destination, protocol: IPProtocol.udp, length: length)
+        return InternetChecksum.nativeSum(base, count: length, initial: pseudo)
     }
     @inlinable
     public func updateChecksum(source: IPv4Address, destination: IPv4Address) {
@@ -222,7 +225,7 @@ public struct ICMPEcho {
         UnsafeMutableRawBufferPointer(start: base + 8, count: length - 8)
     }
     @inlinable public var isChecksumValid: Bool {
-        InternetChecksum.fold(InternetChecksum.sum(base, count: length)) == 0xFFFF
+        InternetChecksum.verifies(nativeSum: InternetChecksum.nativeSum(base, count: length))
     }
 
     /// Turns an echo request into its reply in place: only the type byte changes. The checksum
