@@ -22,7 +22,8 @@ let package = Package(
         // The core: netbufs, pools, the device contract, in-memory devices, middleware, wire views.
         .target(name: "UKNetdev", dependencies: ["CUKAtomics"], path: "Sources/UKNetdev"),
         // What only a Linux process has: eventfd-based RX events, waiting with poll(2).
-        .target(name: "CUKLinux", path: "Sources/CUKLinux"),
+        // DWARF 4: the benchmarks link it (through ToolSupport) and valgrind 3.19 cannot read DWARF 5.
+        .target(name: "CUKLinux", path: "Sources/CUKLinux", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
         .target(name: "UKNetdevLinux", dependencies: ["UKNetdev", "CUKLinux"], path: "Sources/UKNetdevLinux"),
 
         // The memcached-UDP key-value store engine: storage, text protocol, its own IPv4/UDP/ARP/ICMP. [Embedded]
@@ -47,7 +48,7 @@ let package = Package(
         // Benchmarks: counting malloc calls needs an interposer linked into the benchmark only.
         // DWARF 4: valgrind 3.19 (callgrind in the hot-path check) cannot read clang's DWARF 5.
         .target(name: "CBenchSupport", path: "Benchmarks/CBenchSupport", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
-        .target(name: "BenchSupport", dependencies: ["CBenchSupport", "CUKAtomics"], path: "Benchmarks/BenchSupport"),
+        .target(name: "BenchSupport", dependencies: ["CBenchSupport", "ToolSupport"], path: "Benchmarks/BenchSupport"),
         .executableTarget(
             name: "netdev-bench",
             dependencies: ["UKNetdev", "BenchSupport"],

@@ -14,18 +14,8 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0
 
-mallocs() { sed -n 's/.*mallocs=\([0-9]*\).*/\1/p' <<<"$1"; }
-
-# callgrind FUNCTION-GLOB OUTFILE COMMAND...: runs COMMAND collecting only inside the function,
-# sets $total (instructions) and $arc (instructions inside retain/release/alloc/malloc/free).
-callgrind() {
-  local glob=$1 file=$2; shift 2
-  valgrind --tool=callgrind --callgrind-out-file="$file" --toggle-collect="$glob" "$@" >/dev/null 2>&1
-  report=$(callgrind_annotate --auto=no --threshold=100 "$file" 2>/dev/null)
-  total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' <<<"$report")
-  arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_deallocObject|swift_bridgeObjectRetain|swift_bridgeObjectRelease|malloc|__libc_malloc|free|__libc_free)( |$)' <<<"$report" || true; } \
-        | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
-}
+source Benchmarks/lib.sh
+mallocs() { field mallocs "$1"; }
 
 # name of the loop function per mode (callgrind toggles collection on it)
 declare -A loop=([single-ring]=swiftSingleRingLoop [single-null]=swiftSingleNullLoop [class-per-packet]=swiftClassPerPacketLoop)
@@ -74,7 +64,7 @@ for mode in tx-null tx-null-probe; do
   else echo "FAIL: pktgen $mode: $m mallocs in the TX loop"; status=1; fi
   callgrind '*txNullLoop*' "$out/cg.pg.$mode" .build/release/pktgen-bench "$mode" 200000
   if [ "$total" -lt 1000000 ]; then echo "FAIL: callgrind did not find pktgen's TX loop ($mode)"; status=1
-  elif [ "$arc" -eq 0 ]; then echo "ok       pktgen $mode: 0 instructions in retain/release/alloc; $(( total / 210000 )) instructions/packet"
+  elif [ "$arc" -eq 0 ]; then echo "ok       pktgen $mode: 0 instructions in retain/release/alloc; $(( total / (200000 + $(field warmup "$line")) )) instructions/packet"
   else echo "FAIL: pktgen $mode: $arc instructions in retain/release/alloc in the TX loop"; status=1; fi
 done
 exit $status

@@ -19,7 +19,7 @@ mcpid=""
 cleanup() { [ -n "$mcpid" ] && kill "$mcpid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+source Benchmarks/lib.sh
 
 port=$(( 30000 + $$ % 20000 ))
 user=(); [ "$(id -u)" -eq 0 ] && user=(-u root)
@@ -35,15 +35,9 @@ awk -v a="$(field rps "$ours")" -v b="$(field rps "$mc")" 'BEGIN { printf "GET h
 
 # Instructions per GET: the server's poll under callgrind, run twice (no GETs, then CG_REQUESTS),
 # so the preload and start-up polls cancel out: (total(N) - total(0)) / N.
-cg_total() {
-    valgrind --tool=callgrind --callgrind-out-file="$tmp/cg$1" --toggle-collect='*KVServerV4poll*' "$bin" single "$1" >"$tmp/out" 2>/dev/null
-    callgrind_annotate --auto=no --threshold=100 "$tmp/cg$1"
-}
-base=$(cg_total 0 | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-report=$(cg_total "$CG_REQUESTS")
-total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' <<<"$report")
-arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_bridgeObjectRetain|swift_bridgeObjectRelease|malloc|free)( |$)' <<<"$report" || true; } \
-      | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
+callgrind '*KVServerV4poll*' "$tmp/cg0" "$bin" single 0
+base=$total
+callgrind '*KVServerV4poll*' "$tmp/cgN" "$bin" single "$CG_REQUESTS"
 echo "instructions per GET hit (server poll: rx, parse, lookup, reply, checksums, tx): $(( (total - base) / CG_REQUESTS ))"
 echo "instructions in retain/release/malloc inside the server's poll: $arc"
 echo "mallocs in the measured loops: memcached client $(field mallocs "$mc"), store $(field mallocs "$ours")"

@@ -18,7 +18,7 @@ swift build -c release --product pktgen >/dev/null
 bin=.build/release/pktgen-bench
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+source Benchmarks/lib.sh
 
 ours=$("$bin" tx-null "$PACKETS")
 probe=$("$bin" tx-null-probe "$PACKETS")
@@ -32,10 +32,11 @@ if [ -n "$peer" ]; then
 fi
 
 for mode in tx-null tx-null-probe; do
-  # The loop runs a 10,000-packet warm-up first: both runs go through the same function.
-  valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$mode" --toggle-collect='*txNullLoop*' "$bin" "$mode" "$CG_PACKETS" >/dev/null 2>&1
-  total=$(callgrind_annotate --auto=no --threshold=100 "$tmp/cg.$mode" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  awk -v t="$total" -v n="$CG_PACKETS" -v m="$mode" 'BEGIN { printf "instructions per packet (%s, callgrind over the TX loop): %.1f\n", m, t / (n + 10000) }'
+  # The warm-up goes through the same loop function: it counts too.
+  warmup=$(field warmup "$ours")
+  callgrind '*txNullLoop*' "$tmp/cg.$mode" "$bin" "$mode" "$CG_PACKETS"
+  awk -v t="$total" -v n="$CG_PACKETS" -v w="$warmup" -v m="$mode" -v a="$arc" \
+    'BEGIN { printf "instructions per packet (%s, callgrind over the TX loop): %.1f; in retain/release/alloc: %d\n", m, t / (n + w), a }'
 done
 echo "mallocs in the TX loops: $(field mallocs "$ours") and $(field mallocs "$probe")"
 

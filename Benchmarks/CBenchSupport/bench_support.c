@@ -35,9 +35,3 @@ int posix_memalign(void **out, size_t a, size_t n) {
     return 0;
 }
 
-int bench_pin_to_cpu(int cpu) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : errno;
-}

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,9 +26,7 @@ final class MemcachedPeer {
         }
     }
 
-    static var binary: String? {
-        ["/usr/bin/memcached", "/usr/local/bin/memcached"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
+    static var binary: String? { Tools.memcached }
 
     init() throws {
         guard let binary = MemcachedPeer.binary else { throw Failure.notInstalled }

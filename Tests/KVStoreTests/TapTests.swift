@@ -17,30 +17,11 @@ import TestSupport
 
 /// Child processes for the TAP tests.
 enum TapHarness {
-    static let ip = Processes.executable(["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"])
+    static let ip = Tools.ip
     static let pythonPath = Processes.executable(["/usr/bin/python3", "/usr/local/bin/python3"])
     static let pingPath = Processes.executable(["/usr/bin/ping", "/bin/ping"])
     static let canRun = getuid() == 0 && access("/dev/net/tun", R_OK | W_OK) == 0 && ip != nil && pythonPath != nil
     static let skipReason: Comment = "needs root (CAP_NET_ADMIN), /dev/net/tun, ip (iproute2) and python3"
-
-    /// The `kvstore` executable SwiftPM built beside the test bundle, if any.
-    static var kvstore: String? {
-        var starts: [URL] = []
-        if let arg0 = CommandLine.arguments.first, !arg0.isEmpty { starts.append(URL(fileURLWithPath: arg0)) }
-        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            starts.append(URL(fileURLWithPath: exe))
-        }
-        for start in starts {
-            // .../debug/UKNetPackageTests.xctest (a file on Linux, a bundle elsewhere)
-            var dir = start.deletingLastPathComponent()
-            for _ in 0..<4 {
-                let candidate = dir.appendingPathComponent("kvstore").path
-                if access(candidate, X_OK) == 0 { return candidate }
-                dir = dir.deletingLastPathComponent()
-            }
-        }
-        return nil
-    }
 
     @discardableResult
     static func ipCommand(_ arguments: String...) throws -> String { try Processes.check([ip!] + arguments) }
@@ -431,9 +412,9 @@ final class TapServerThread: @unchecked Sendable {
     /// The real `kvstore` command on a TAP interface it creates itself, moved into a namespace:
     /// one set/get round trip, then SIGINT ends it cleanly with its final statistics.
     @Test(.enabled(if: TapHarness.canRun, TapHarness.skipReason),
-          .enabled(if: TapHarness.kvstore != nil, "no kvstore executable beside the test binary (swift build builds it)"))
+          .enabled(if: Tools.executable("kvstore") != nil, "no kvstore executable beside the test binary (swift build builds it)"))
     func kvstoreCommandOverTAP() throws {
-        let binary = try #require(TapHarness.kvstore)
+        let binary = try #require(Tools.executable("kvstore"))
         let pid = getpid()
         let namespace = "uknet-kvcmd-\(pid)"
         let ifname = "kvc\(pid % 10_000)"

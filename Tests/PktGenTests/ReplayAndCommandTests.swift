@@ -132,15 +132,13 @@ let tracesDirectory: String = {
 /// answers the kernel's ARP). Every reply byte pktgen checks is memcached's own, so what the
 /// load generator expects is what memcached sends, not only what our store sends.
 @Suite(.serialized) struct RealMemcachedTests {
-    static let ip = Processes.executable(["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"])
-    static let memcached = Processes.executable(["/usr/bin/memcached", "/usr/local/bin/memcached"])
-    static let canRun = getuid() == 0 && access("/dev/net/tun", R_OK | W_OK) == 0 && ip != nil && memcached != nil
+    static let canRun = getuid() == 0 && access("/dev/net/tun", R_OK | W_OK) == 0 && Tools.ip != nil && Tools.memcached != nil
         && CommandTests.pktgen != nil
 
     @Test(.enabled(if: canRun, "needs root, /dev/net/tun, ip (iproute2), memcached and the pktgen executable"))
     func kvLoadAgainstRealMemcachedOverATap() throws {
         let ns = "uknet-pgmc-\(getpid())"
-        let ip = Self.ip!
+        let ip = Tools.ip!
         _ = try? Processes.run([ip, "netns", "del", ns])   // a leftover from a killed run
         try Processes.check([ip, "netns", "add", ns])
         defer { _ = try? Processes.run([ip, "netns", "del", ns]) }
@@ -150,7 +148,7 @@ let tracesDirectory: String = {
         try Processes.check([ip, "-n", ns, "link", "set", "pg0", "up"])
         let log = Processes.outputPath()
         defer { unlink(log) }
-        let server = try Processes.spawn([ip, "netns", "exec", ns, Self.memcached!, "-U", "11211", "-p", "0", "-l", "192.0.2.2",
+        let server = try Processes.spawn([ip, "netns", "exec", ns, Tools.memcached!, "-U", "11211", "-p", "0", "-l", "192.0.2.2",
                                           "-t", "1", "-m", "64", "-u", "root"], output: log)
         defer {
             kill(server, SIGTERM)

@@ -4,14 +4,6 @@ import Testing
 import TestSupport
 import UKNetdev
 
-/// Two ring endpoints, started: what the generator sends on `a` arrives on `b`.
-func ringPair(slots: Int = 1024) throws -> (RingDevice, RingDevice) {
-    var (a, b) = RingDevice.pair(slots: slots)
-    try a.bringUp(rx: RxQueueConfig(descriptors: slots), tx: TxQueueConfig(descriptors: slots))
-    try b.bringUp(rx: RxQueueConfig(descriptors: slots), tx: TxQueueConfig(descriptors: slots))
-    return (a, b)
-}
-
 /// Checks one received frame the way a peer would: Ethernet/IPv4/UDP, both checksums valid.
 func checkFrame(_ buf: NetBuf, length: Int, spec: FrameSpec) -> (port: UInt16, source: IPv4Address)? {
     guard buf.length == length, let eth = try? EthernetFrame(buf.unsafeBytes), eth.etherType == EtherType.ipv4,

@@ -152,7 +152,10 @@ public func runProgram(_ path: String, _ arguments: [String], seconds: Double = 
 }
 
 public enum Tools {
-    public static let tshark: String? = ["/usr/bin/tshark", "/usr/local/bin/tshark"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    /// The peers and system tools the tests use, where Debian puts them.
+    public static let tshark = Processes.executable(["/usr/bin/tshark", "/usr/local/bin/tshark"])
+    public static let memcached = Processes.executable(["/usr/bin/memcached", "/usr/local/bin/memcached"])
+    public static let ip = Processes.executable(["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"])
 
     /// An executable product of this build (`kvstore`, `pktgen`): next to the test binary
     /// (Linux: .build/<config>/), or a level up (a bundle).

@@ -42,3 +42,11 @@ public final class TemporaryDirectory {
     public func file(_ name: String) -> String { path + "/" + name }
     deinit { try? FileManager.default.removeItem(atPath: path) }
 }
+
+/// Two ring endpoints, started: what the generator sends on `a` arrives on `b`.
+public func ringPair(slots: Int = 1024) throws -> (RingDevice, RingDevice) {
+    var (a, b) = RingDevice.pair(slots: slots)
+    try a.bringUp(rx: RxQueueConfig(descriptors: slots), tx: TxQueueConfig(descriptors: slots))
+    try b.bringUp(rx: RxQueueConfig(descriptors: slots), tx: TxQueueConfig(descriptors: slots))
+    return (a, b)
+}

@@ -4,6 +4,4 @@
 /* Calls to malloc, calloc, realloc, posix_memalign, aligned_alloc and memalign in this process
  * since it started (counted by the wrappers in bench_support.c, which replace glibc's). */
 uint64_t malloc_counter_calls(void);
-/* Pins the calling thread to one CPU; returns 0 or an errno. */
-int bench_pin_to_cpu(int cpu);
 #endif

@@ -5,7 +5,7 @@ public enum PktGenError: Error, Equatable, Sendable {
     /// Frame lengths are 60...1514 bytes without the FCS (64...1518 on the wire).
     case frameLength(Int)
     case flows(Int)
-    /// A probe (sequence number and timestamp) needs 18 payload bytes: a 60-byte frame at least.
+    /// Bursts are 1...1024 frames.
     case burstSize(Int)
     case window(Int)
     case keySize(needed: Int, given: Int)
@@ -89,11 +89,6 @@ public struct FrameTemplate {
     /// The frame of flow 0 with a zero probe.
     @usableFromInline let bytes: UnsafeMutableRawPointer
     @usableFromInline let flows: UnsafeMutablePointer<FlowFields>
-    /// Copied out of `spec` for the per-packet path.
-    @usableFromInline let length: Int
-    @usableFromInline let flowCount: Int
-    @usableFromInline let probe: Bool
-    @usableFromInline let udpChecksum: Bool
 
     /// What differs per flow, as stored on the wire (native loads of wire bytes).
     @usableFromInline
@@ -105,13 +100,6 @@ public struct FrameTemplate {
         /// Native-order sum of the UDP pseudo-header and datagram with a zero checksum field
         /// and a zero probe: a probe packet's checksum adds its sequence and time words.
         @usableFromInline var udpSum: UInt64
-        init(sourceAddress: UInt32, sourcePort: UInt16, ipChecksum: UInt16, udpChecksum: UInt16, udpSum: UInt64) {
-            self.sourceAddress = sourceAddress
-            self.sourcePort = sourcePort
-            self.ipChecksum = ipChecksum
-            self.udpChecksum = udpChecksum
-            self.udpSum = udpSum
-        }
     }
 
     @inlinable static var headers: Int { 14 + 20 + 8 }
@@ -123,10 +111,6 @@ public struct FrameTemplate {
         guard spec.flows >= 1, spec.flows <= FrameSpec.maxFlows else { throw .flows(spec.flows) }
         self.spec = spec
         let length = spec.frameLength
-        self.length = length
-        flowCount = spec.flows
-        probe = spec.probe
-        udpChecksum = spec.udpChecksum
         bytes = .allocate(byteCount: length, alignment: 64)
         bytes.initializeMemory(as: UInt8.self, repeating: 0, count: length)
         flows = .allocate(capacity: spec.flows)
@@ -149,15 +133,10 @@ public struct FrameTemplate {
             IPv4Packet.writeHeader(at: scratch + 14, source: address, destination: spec.destination, protocol: IPProtocol.udp,
                                    payloadLength: 8 + payloadLength)
             UDPDatagram.writeHeader(at: scratch + 34, sourcePort: port, destinationPort: spec.destinationPort, payloadLength: payloadLength)
-            let pseudo = UInt64(scratch.loadUnaligned(fromByteOffset: 26, as: UInt32.self))
-                &+ UInt64(scratch.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
-                &+ UInt64(UInt16(IPProtocol.udp).bigEndian) &+ UInt64(scratch.loadUnaligned(fromByteOffset: 38, as: UInt16.self))
+            let pseudo = InternetChecksum.pseudoHeaderNativeSum(source: address, destination: spec.destination,
+                                                                protocol: IPProtocol.udp, length: 8 + payloadLength)
             let sum = InternetChecksum.nativeSum(scratch + 34, count: 8 + payloadLength, initial: pseudo)
-            var udp: UInt16 = 0
-            if spec.udpChecksum {
-                udp = ~InternetChecksum.foldNative(sum)
-                if udp == 0 { udp = 0xFFFF }
-            }
+            let udp = spec.udpChecksum ? InternetChecksum.udpChecksumField(nativeSum: sum) : 0
             scratch.storeBytes(of: udp, toByteOffset: 40, as: UInt16.self)
             flows[f] = FlowFields(sourceAddress: scratch.loadUnaligned(fromByteOffset: 26, as: UInt32.self),
                                   sourcePort: scratch.loadUnaligned(fromByteOffset: 34, as: UInt16.self),
@@ -172,43 +151,42 @@ public struct FrameTemplate {
         flows.deallocate()
     }
 
-    @inlinable public var frameLength: Int { length }
+    @inlinable public var frameLength: Int { spec.frameLength }
 
     /// Writes the frame of `flow` (0..<flows) into `frame`, stamped with `sequence` and `time`
     /// when the spec asks for probes. Every checksum valid (or the UDP one zero if told so).
     @inlinable @inline(__always)
     public func write(into frame: UnsafeMutableRawPointer, flow: Int, sequence: UInt64, time: UInt64) {
-        copyPacketBytes(to: frame, from: bytes, count: length)
+        copyPacketBytes(to: frame, from: bytes, count: spec.frameLength)
         patch(frame, flow: flow, sequence: sequence, time: time)
     }
 
     /// Whether `patch` has anything to write (several flows or probes).
-    @inlinable public var varies: Bool { flowCount > 1 || probe }
+    @inlinable public var varies: Bool { spec.flows > 1 || spec.probe }
 
     /// Writes only what differs from flow 0's frame with a zero probe: the flow's address, port
     /// and checksums, and the probe stamp. Over a frame that already holds the template (see
     /// `TxGenerator`'s prefilled pools) this is a complete frame.
     @inlinable @inline(__always)
     public func patch(_ frame: UnsafeMutableRawPointer, flow: Int, sequence: UInt64, time: UInt64) {
-        if flowCount > 1 {
-            let fields = flows[flow]
+        let fields = flows[flow]
+        let checksummedProbe = spec.probe && spec.udpChecksum
+        if spec.flows > 1 {
             frame.storeBytes(of: fields.sourceAddress, toByteOffset: 26, as: UInt32.self)
             frame.storeBytes(of: fields.ipChecksum, toByteOffset: 24, as: UInt16.self)
             frame.storeBytes(of: fields.sourcePort, toByteOffset: 34, as: UInt16.self)
-            frame.storeBytes(of: fields.udpChecksum, toByteOffset: 40, as: UInt16.self)
+            if !checksummedProbe { frame.storeBytes(of: fields.udpChecksum, toByteOffset: 40, as: UInt16.self) }
         }
-        if probe {
+        if spec.probe {
             let s = sequence.bigEndian, t = time.bigEndian
             frame.storeBytes(of: s, toByteOffset: FrameTemplate.headers + Probe.sequenceOffset, as: UInt64.self)
             frame.storeBytes(of: t, toByteOffset: FrameTemplate.headers + Probe.timeOffset, as: UInt64.self)
-            if udpChecksum {
-                let fields = flows[flow]
+            if checksummedProbe {
                 // Both fields start at even offsets of the datagram: their words join its native sum as stored.
                 let sum = fields.udpSum &+ (s & 0xFFFF_FFFF) &+ (s >> 32) &+ (t & 0xFFFF_FFFF) &+ (t >> 32)
-                var c = ~InternetChecksum.foldNative(sum)
-                if c == 0 { c = 0xFFFF }
-                frame.storeBytes(of: c, toByteOffset: 40, as: UInt16.self)
+                frame.storeBytes(of: InternetChecksum.udpChecksumField(nativeSum: sum), toByteOffset: 40, as: UInt16.self)
             }
         }
     }
+
 }

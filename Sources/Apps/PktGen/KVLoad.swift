@@ -42,6 +42,15 @@ public struct KVLoadConfig: Sendable {
         self.seed = seed
     }
 
+    /// Checks the window, key space, key size and value size.
+    public func validate() throws(PktGenError) {
+        guard window >= 1, window <= 1024 else { throw .window(window) }
+        guard keys >= 1 else { throw .keys(keys) }
+        let digits = decimalLength(UInt64(keys - 1))
+        guard keySize >= digits + 1, keySize <= 250 else { throw .keySize(needed: digits + 1, given: keySize) }
+        guard valueSize >= 0, valueSize <= maxValueSize else { throw .valueSize(valueSize, max: maxValueSize) }
+    }
+
     /// The largest value a SET can carry in one datagram (memcached drops requests that span
     /// datagrams) of a 1500-byte IP packet, for this key size.
     public var maxValueSize: Int {
@@ -126,6 +135,8 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
     var txCount = 0
     /// Scratch for the expected reply text.
     let expected: UnsafeMutableRawPointer
+    /// "ABC...Z" repeated, 26 + valueSize bytes: the values of all keys.
+    let letters: UnsafeMutableRawPointer
 
     var ipIdentification: UInt16 = 0
     var nextTimeoutScan: UInt64 = 0
@@ -134,12 +145,10 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
     var preloadNext: Int?
 
     public init(config: KVLoadConfig, pool: NetBufPool, sampler: Sampler, latency: Latency) throws(PktGenError) {
-        guard config.window >= 1, config.window <= 1 << KVLoadClient.slotBits else { throw .window(config.window) }
-        guard config.keys >= 1 else { throw .keys(config.keys) }
-        let digits = decimalDigits(UInt64(config.keys - 1))
-        guard config.keySize >= digits + 1, config.keySize <= 250 else { throw .keySize(needed: digits + 1, given: config.keySize) }
-        guard config.valueSize >= 0, config.valueSize <= config.maxValueSize else { throw .valueSize(config.valueSize, max: config.maxValueSize) }
-        guard pool.roomSize - pool.headroom >= 1514 else { throw .buffersTooSmall(needed: 1514, available: pool.roomSize - pool.headroom) }
+        try config.validate()
+        guard pool.roomSize - pool.headroom >= 1514 - NetBuf.udpHeadersLength, pool.headroom >= NetBuf.udpHeadersLength else {
+            throw .buffersTooSmall(needed: 1514, available: pool.roomSize)
+        }
         self.config = config
         self.sampler = sampler
         self.latency = latency
@@ -157,6 +166,9 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
         txCapacity = config.window + KVLoadClient.rxBurstSize + 8
         txQueue = .allocate(capacity: txCapacity)
         expected = .allocate(byteCount: 512, alignment: 64)
+        // Every key's value is a window of this run of letters (see `valueStart`).
+        letters = .allocate(byteCount: 26 + config.valueSize, alignment: 64)
+        for i in 0..<(26 + config.valueSize) { letters.storeBytes(of: UInt8(65 + i % 26), toByteOffset: i, as: UInt8.self) }
     }
 
     /// Frees the client's memory and any frame still queued; the pool and device are the caller's.
@@ -169,7 +181,11 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
         rxBurst.deallocate()
         txQueue.deallocate()
         expected.deallocate()
+        letters.deallocate()
     }
+
+    /// Zeroes the counters (after a preload, so a report shows the measured load only).
+    public mutating func resetStats() { stats = KVLoadStats() }
 
     public var inFlight: Int { config.window - freeCount }
     public var isPreloading: Bool { preloadNext != nil }
@@ -258,8 +274,8 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
     mutating func transmit(slot s: Int) -> Bool {
         guard let mac = serverMAC, let buf = pool.allocate() else { stats.noBuffer &+= 1; return false }
         let slot = slots[s]
-        let frame = buf.data
-        let mc = frame + 42
+        // The memcached datagram first, then the Ethernet/IPv4/UDP headers in front of it.
+        let mc = buf.data
         let id = UInt16(truncatingIfNeeded: Int(slot.attempt & 0x3F) << KVLoadClient.slotBits | s)
         mc.storeBytes(of: id.bigEndian, as: UInt16.self)
         mc.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self)
@@ -267,32 +283,22 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
         mc.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
         var p = mc + 8
         if slot.isSet {
-            p = writeItemLine(put("set ", p), key: slot.key, beforeLength: " 0 ")
+            p = writeItemLine(putText("set ", at: p), key: slot.key, beforeLength: " 0 ")
             writeValue(slot.key, p)
-            p += config.valueSize
-            p = put("\r\n", p)
+            p = putText("\r\n", at: p + config.valueSize)
         } else {
-            p = put("get ", p)
-            p = writeKey(slot.key, p)
-            p = put("\r\n", p)
+            p = putText("\r\n", at: writeKey(slot.key, putText("get ", at: p)))
         }
-        let payload = p - (frame + 42)
-        EthernetFrame.writeHeader(at: frame, destination: mac, source: config.clientMAC, etherType: EtherType.ipv4)
         ipIdentification &+= 1
-        IPv4Packet.writeHeader(at: frame + 14, source: config.clientIP, destination: config.serverIP, protocol: IPProtocol.udp,
-                               payloadLength: 8 + payload, identification: ipIdentification)
-        UDPDatagram.writeHeader(at: frame + 34, sourcePort: config.clientPort, destinationPort: config.serverPort, payloadLength: payload)
-        let pseudo = UInt64(frame.loadUnaligned(fromByteOffset: 26, as: UInt32.self)) &+ UInt64(frame.loadUnaligned(fromByteOffset: 30, as: UInt32.self))
-            &+ UInt64(UInt16(IPProtocol.udp).bigEndian) &+ UInt64(frame.loadUnaligned(fromByteOffset: 38, as: UInt16.self))
-        var c = ~InternetChecksum.foldNative(InternetChecksum.nativeSum(frame + 34, count: 8 + payload, initial: pseudo))
-        if c == 0 { c = 0xFFFF }
-        frame.storeBytes(of: c, toByteOffset: 40, as: UInt16.self)
-        var length = 42 + payload
-        if length < 60 {
-            (frame + length).initializeMemory(as: UInt8.self, repeating: 0, count: 60 - length)
-            length = 60
+        let flow = UDPFlow(sourceMAC: config.clientMAC, destinationMAC: mac, source: config.clientIP, destination: config.serverIP,
+                           sourcePort: config.clientPort, destinationPort: config.serverPort)
+        // Room and headroom were checked against the pool at init.
+        buf.unsafeSetLength(p - mc)
+        try? buf.prependUDPHeaders(flow, identification: ipIdentification)
+        if buf.length < 60 {   // Ethernet minimum: pad with zeros (not counted by IPv4 or UDP)
+            let short = 60 - buf.length
+            if let pad = try? buf.append(short) { pad.initializeMemory(as: UInt8.self, repeating: 0, count: short) }
         }
-        try? buf.setLength(length)
         guard enqueue(buf) else { stats.txDeferred &+= 1; return false }
         stats.sent &+= 1
         return true
@@ -341,7 +347,7 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
               ip.destination == config.clientIP, ip.source == config.serverIP,
               let udp = try? UDPDatagram(ip.payload) else { stats.ignored &+= 1; return }
         guard udp.sourcePort == config.serverPort, udp.destinationPort == config.clientPort else { stats.ignored &+= 1; return }
-        guard udp.checksum == 0 || udp.isChecksumValid(source: ip.source, destination: ip.destination) else {
+        guard udp.isChecksumValid(source: ip.source, destination: ip.destination) else {
             stats.badChecksums &+= 1
             return
         }
@@ -386,11 +392,11 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
             stats.misses &+= 1
         } else {
             // "VALUE <key> <flags> <bytes>\r\n<value>\r\nEND\r\n", every byte as stored.
-            let head = writeItemLine(put("VALUE ", expected), key: slot.key, beforeLength: " ") - expected
+            let head = writeItemLine(putText("VALUE ", at: expected), key: slot.key, beforeLength: " ") - expected
             let total = head + config.valueSize + 7
-            guard length == total, memoryEquals(reply, UnsafeRawPointer(expected), head),
+            guard length == total, memoryEqual(reply, UnsafeRawPointer(expected), head),
                   valueMatches(slot.key, reply + head), matches(reply + head + config.valueSize, 7, "\r\nEND\r\n") else {
-                if length >= 6 && memoryEquals(reply, UnsafeRawPointer(expected), 6) { stats.wrongValues &+= 1 } else { stats.badReplies &+= 1 }
+                if length >= 6 && memoryEqual(reply, UnsafeRawPointer(expected), 6) { stats.wrongValues &+= 1 } else { stats.badReplies &+= 1 }
                 return
             }
             stats.gets &+= 1
@@ -447,27 +453,24 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
     /// (exptime " 0 " before the length) and of a GET hit's VALUE line (" ").
     func writeItemLine(_ p: UnsafeMutableRawPointer, key: Int, beforeLength: StaticString) -> UnsafeMutableRawPointer {
         var p = writeKey(key, p)
-        p = put(" ", p)
-        p = writeDecimal(UInt64(flags(of: key)), p)
-        p = put(beforeLength, p)
-        p = writeDecimal(UInt64(config.valueSize), p)
-        return put("\r\n", p)
+        p = putText(" ", at: p)
+        p += writeDecimal(UInt64(flags(of: key)), to: p)
+        p = putText(beforeLength, at: p)
+        p += writeDecimal(UInt64(config.valueSize), to: p)
+        return putText("\r\n", at: p)
     }
 
     func flags(of key: Int) -> UInt32 { UInt32(truncatingIfNeeded: key & 0xFFFF) }
 
-    /// Value byte j of key k: letters that shift with both, so a value from another key or an
-    /// offset copy does not pass.
-    @inline(__always) func valueByte(_ key: Int, _ j: Int) -> UInt8 { UInt8(65 + (key &* 7 &+ j) % 26) }
+    /// Key k's value: the letters from (7k mod 26) on, so a value from another key or an offset
+    /// copy does not pass.
+    @inline(__always) func value(of key: Int) -> UnsafeRawPointer { UnsafeRawPointer(letters + (key &* 7) % 26) }
 
     func writeValue(_ key: Int, _ p: UnsafeMutableRawPointer) {
-        for j in 0..<config.valueSize { p.storeBytes(of: valueByte(key, j), toByteOffset: j, as: UInt8.self) }
+        copyPacketBytes(to: p, from: value(of: key), count: config.valueSize)
     }
 
-    func valueMatches(_ key: Int, _ p: UnsafeRawPointer) -> Bool {
-        for j in 0..<config.valueSize where p.load(fromByteOffset: j, as: UInt8.self) != valueByte(key, j) { return false }
-        return true
-    }
+    func valueMatches(_ key: Int, _ p: UnsafeRawPointer) -> Bool { memoryEqual(p, value(of: key), config.valueSize) }
 }
 
 /// memcached's UDP frame: 8-byte header, at most 1392 payload bytes per datagram.
@@ -475,34 +478,6 @@ enum MemcachedFrame {
     static var maxPayload: Int { 1392 }
 }
 
-@inline(__always)
-func put(_ text: StaticString, _ p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
-    p.copyMemory(from: UnsafeRawPointer(text.utf8Start), byteCount: text.utf8CodeUnitCount)
-    return p + text.utf8CodeUnitCount
-}
-
 func matches(_ p: UnsafeRawPointer, _ length: Int, _ text: StaticString) -> Bool {
-    length == text.utf8CodeUnitCount && memoryEquals(p, UnsafeRawPointer(text.utf8Start), length)
-}
-
-func memoryEquals(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ n: Int) -> Bool {
-    for i in 0..<n where a.load(fromByteOffset: i, as: UInt8.self) != b.load(fromByteOffset: i, as: UInt8.self) { return false }
-    return true
-}
-
-func decimalDigits(_ v: UInt64) -> Int {
-    var n = 1
-    var x = v
-    while x >= 10 { x /= 10; n += 1 }
-    return n
-}
-
-func writeDecimal(_ v: UInt64, _ p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
-    let n = decimalDigits(v)
-    var x = v
-    for i in stride(from: n - 1, through: 0, by: -1) {
-        p.storeBytes(of: UInt8(48 + x % 10), toByteOffset: i, as: UInt8.self)
-        x /= 10
-    }
-    return p + n
+    length == text.utf8CodeUnitCount && memoryEqual(p, UnsafeRawPointer(text.utf8Start), length)
 }

@@ -39,6 +39,9 @@ public struct FrameList {
         UnsafeRawBufferPointer(start: arena + starts[i], count: lengths[i])
     }
 
+    /// Bytes in all frames.
+    public var bytes: Int { used }
+
     /// The longest frame (buffers must hold it).
     public var longest: Int {
         var m = 0
@@ -82,12 +85,6 @@ public struct Replayer {
     /// Every frame of every loop taken by the device.
     public var finished: Bool { (loop >= loops || frames.count == 0) && pending.count == 0 }
 
-    /// Frames still to send.
-    public var remaining: UInt64 {
-        guard loop < loops else { return UInt64(pending.count) }
-        return (loops - loop) * UInt64(frames.count) - UInt64(nextFrame) + UInt64(pending.count)
-    }
-
     /// Sends up to `limit` frames (at most one burst); returns how many the device took.
     public mutating func send<Device: NetDevice>(on device: inout Device, queue: Int = 0, limit: Int) -> Int {
         let want = min(pending.capacity, limit)
@@ -107,8 +104,7 @@ public struct Replayer {
                 next += 1
                 if next == frames.count { next = 0; loop += 1 }
             }
-            let got = fresh.count
-            if got < target - (pending.count - got) { stats.allocationShortfalls &+= 1 }
+            if pending.count < target { stats.allocationShortfalls &+= 1 }
             nextFrame = next
             self.loop = loop
             builtBytes &+= bytes

@@ -88,7 +88,6 @@ public struct TxGenerator {
     @usableFromInline let prefilled: Bool
     /// The next sequence number to stamp, and the next flow.
     @usableFromInline var sequence: UInt64 = 0
-    public var nextSequence: UInt64 { sequence }
     @usableFromInline var flow = 0
     @usableFromInline var counters = TxStats()
     public var stats: TxStats { counters }
@@ -115,7 +114,6 @@ public struct TxGenerator {
     /// Releases frames not yet taken and the burst array; the template and pool are the caller's.
     public mutating func deallocate() { pending.deallocate() }
 
-    public var burstSize: Int { pending.capacity }
     /// Frames built but not yet taken by the device.
     public var unsent: Int { pending.count }
 
@@ -130,16 +128,17 @@ public struct TxGenerator {
             let length = template.frameLength
             let fresh = pending.reserve(upTo: want, from: pool, length: length)
             if fresh.count < missing { counters.allocationShortfalls &+= 1 }
-            if template.varies {
+            // A prefilled frame already holds everything that does not vary.
+            if !prefilled || template.varies {
                 var sequence = self.sequence
                 var flow = self.flow
-                let flows = template.flowCount
+                let flows = template.spec.flows
                 for i in fresh {
-                    let buf = pending[i]
+                    let frame = pending[i].data
                     if prefilled {
-                        template.patch(buf.data, flow: flow, sequence: sequence, time: now)
+                        template.patch(frame, flow: flow, sequence: sequence, time: now)
                     } else {
-                        template.write(into: buf.data, flow: flow, sequence: sequence, time: now)
+                        template.write(into: frame, flow: flow, sequence: sequence, time: now)
                     }
                     sequence &+= 1
                     flow &+= 1
@@ -147,11 +146,6 @@ public struct TxGenerator {
                 }
                 self.sequence = sequence
                 self.flow = flow
-            } else {
-                if !prefilled {
-                    for i in fresh { template.write(into: pending[i].data, flow: 0, sequence: 0, time: 0) }
-                }
-                sequence &+= UInt64(fresh.count)
             }
         }
         let offered = min(pending.count, want)

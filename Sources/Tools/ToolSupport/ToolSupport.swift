@@ -1,4 +1,5 @@
-// What the command-line tools share: stop signals, clocks, and pinned threads.
+// What the command-line tools and the benchmarks share: stop signals, clocks, pinned threads,
+// flags and values handed between threads.
 import CUKAtomics
 import CUKLinux
 import Glibc
@@ -30,35 +31,43 @@ public func printError(_ message: String, terminator: String = "\n") {
     _ = text.withCString { write(2, $0, strlen($0)) }
 }
 
-/// A thread running `body`, optionally pinned to one CPU; `join` waits for it.
-public final class ToolThread: @unchecked Sendable {
+/// Runs `body` on its own pthread, pinned to `cpu` if given; `join` waits for it.
+public final class PinnedThread: @unchecked Sendable {
     var thread = pthread_t()
     let body: () -> Void
     let cpu: Int?
 
-    public init(cpu: Int? = nil, _ body: @escaping () -> Void) {
+    public init(cpu: Int?, _ body: @escaping () -> Void) {
         self.body = body
         self.cpu = cpu
         let context = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&thread, nil, { raw in
-            let me = Unmanaged<ToolThread>.fromOpaque(raw!).takeRetainedValue()
-            if let cpu = me.cpu { pinCurrentThread(to: cpu) }
+        let rc = pthread_create(&thread, nil, { raw in
+            let me = Unmanaged<PinnedThread>.fromOpaque(raw!).takeRetainedValue()
+            if let cpu = me.cpu { pin(toCPU: cpu) }
             me.body()
             return nil
         }, context)
+        if rc != 0 { fatalError("pthread_create: \(String(cString: strerror(rc)))") }
     }
 
     public func join() { pthread_join(thread, nil) }
 }
 
-/// Pins the calling thread to one CPU (best effort: a failure is reported, not fatal).
-public func pinCurrentThread(to cpu: Int) {
+/// Pins the calling thread to one CPU (two pollers must never share one: see platform facts).
+/// Best effort: a failure is reported, not fatal.
+public func pin(toCPU cpu: Int) {
     let rc = uk_pin_to_cpu(Int32(cpu))
-    if rc != 0 { printError("warning: cannot pin to CPU \(cpu): \(String(cString: strerror(rc)))") }
+    if rc != 0 { printError("warning: cannot pin to CPU \(cpu): \(String(cString: strerror(rc))); figures may suffer") }
 }
 
-/// A flag one thread raises and another polls.
-public final class ToolFlag: @unchecked Sendable {
+/// A value two threads hand over; each uses its own part (or they take turns).
+public final class Shared<T>: @unchecked Sendable {
+    public var value: T
+    public init(_ value: T) { self.value = value }
+}
+
+/// A flag one thread raises and another polls, with release/acquire ordering.
+public final class StopFlag: @unchecked Sendable {
     let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     public init() { word.initialize(to: 0) }
     deinit { word.deallocate() }

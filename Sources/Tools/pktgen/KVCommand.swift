@@ -60,17 +60,27 @@ struct KVCommand: ParsableCommand {
         guard getRatio >= 0, getRatio <= 1 else { throw ValidationError("--get-ratio: 0...1") }
         guard timeoutMs > 0, timeoutMs <= 60_000 else { throw ValidationError("--timeout-ms: more than 0, at most 60000") }
         guard retries >= 0, retries <= 63 else { throw ValidationError("--retries: 0...63") }
-        guard window >= 1, window <= 1024 else { throw ValidationError("--window: 1...1024") }
         var c = KVLoadConfig(clientMAC: try parseMAC(mac, "--mac"), clientIP: try parseIP(ip, "--ip"), clientPort: port,
                              serverMAC: try serverMac.map { try parseMAC($0, "--server-mac") }, serverIP: try parseIP(serverIp, "--server-ip"),
                              serverPort: serverPort, window: window, keys: keys, keySize: keySize, valueSize: valueSize,
                              getPerMille: Int((getRatio * 1000).rounded()), timeout: UInt64(timeoutMs * 1e6), retries: retries, seed: seed)
-        let digits = String(max(0, keys - 1)).count
-        guard keySize >= digits + 1, keySize <= 250 else { throw ValidationError("--key-size: \(digits + 1)...250 for \(keys) keys") }
-        guard valueSize >= 0, valueSize <= c.maxValueSize else { throw ValidationError("--value-size: 0...\(c.maxValueSize) (a SET must fit one datagram)") }
-        if case .ring = try device.spec() { c.serverMAC = c.serverMAC ?? MACAddress(0x02, 0, 0, 0, 0, 0x02) }
+        do {
+            try c.validate()
+        } catch {
+            switch error {
+            case .window: throw ValidationError("--window: 1...1024")
+            case .keys: throw ValidationError("--keys: at least 1")
+            case .keySize(let needed, _): throw ValidationError("--key-size: \(needed)...250 for \(keys) keys")
+            case .valueSize(_, let max): throw ValidationError("--value-size: 0...\(max) (a SET must fit one datagram)")
+            default: throw ValidationError("\(error)")
+            }
+        }
+        if case .ring = try device.spec() { c.serverMAC = c.serverMAC ?? KVCommand.inProcessStoreMAC }
         return c
     }
+
+    /// The in-process store's MAC (--netdev ring), unless --server-mac says otherwise.
+    static let inProcessStoreMAC = MACAddress(0x02, 0, 0, 0, 0, 0x02)
 
     func run() throws {
         installStopSignals()
@@ -89,15 +99,17 @@ struct KVCommand: ParsableCommand {
         print(output.json ? JSON.object([("command", .string("kv")), ("netdev", .string(device.netdev))] + result.fields).text : result.text)
         if pool.inUse != 0 { printError("warning: \(pool.inUse) buffers still in use at exit") }
         if let failure = result.failure { printError("pktgen kv: \(failure)") }
-        if result.stats.wrongValues + result.stats.badReplies > 0 { throw ExitCode(2) }
-        if result.stats.timeouts > 0 || result.failure != nil { throw ExitCode(1) }
+        let all = [result.setup, result.stats]
+        if all.contains(where: { $0.wrongValues + $0.badReplies > 0 }) { throw ExitCode(2) }
+        if all.contains(where: { $0.timeouts > 0 }) || result.failure != nil { throw ExitCode(1) }
     }
 }
 
 struct KVResult {
-    /// The measured load only (the preload's requests subtracted).
+    /// The measured load only.
     let stats: KVLoadStats
-    let preloaded: UInt64
+    /// What came before it: ARP and the preload.
+    let setup: KVLoadStats
     let latency: HdrLatency
     let seconds: Double
     let failure: String?
@@ -110,7 +122,11 @@ struct KVResult {
                 ("gets", .int(s.gets)), ("sets", .int(s.sets)), ("hits", .int(s.hits)), ("misses", .int(s.misses)),
                 ("stored", .int(s.stored)), ("sent", .int(s.sent)), ("retries", .int(s.retries)), ("timeouts", .int(s.timeouts)),
                 ("wrong_values", .int(s.wrongValues)), ("bad_replies", .int(s.badReplies)), ("late_replies", .int(s.lateReplies)),
-                ("bad_checksums", .int(s.badChecksums)), ("ignored_frames", .int(s.ignored)), ("preloaded", .int(preloaded)),
+                ("bad_checksums", .int(s.badChecksums)), ("ignored_frames", .int(s.ignored)), ("tx_deferred", .int(s.txDeferred)),
+                ("no_buffer", .int(s.noBuffer)), ("arp_answered", .int(s.arpAnswered)),
+                ("preloaded", .int(setup.stored)), ("setup", .object([("arp_requests", .int(setup.arpRequests)),
+                    ("requests", .int(setup.completed)), ("timeouts", .int(setup.timeouts)),
+                    ("errors", .int(setup.wrongValues + setup.badReplies))])),
                 ("latency", latencyJSON(latency)), ("failure", failure.map { .string($0) } ?? .string(""))]
     }
 
@@ -118,8 +134,10 @@ struct KVResult {
         let s = stats
         return """
             kv: \(s.completed) requests in \(fixed(seconds, 3)) s: \(fixed(rps, 0)) replies/s
-            gets \(s.gets) (hits \(s.hits), misses \(s.misses)), sets \(s.sets) (stored \(s.stored))\(preloaded > 0 ? ", preloaded \(preloaded) keys" : "")
+            gets \(s.gets) (hits \(s.hits), misses \(s.misses)), sets \(s.sets) (stored \(s.stored))
             sent \(s.sent) datagrams, retries \(s.retries), timeouts \(s.timeouts); wrong values \(s.wrongValues), bad replies \(s.badReplies), late replies \(s.lateReplies), bad checksums \(s.badChecksums), other frames \(s.ignored)
+            deferred by the device \(s.txDeferred), no buffer \(s.noBuffer), ARP requests answered \(s.arpAnswered)
+            setup: ARP requests \(setup.arpRequests), preloaded \(setup.stored) keys, timeouts \(setup.timeouts), errors \(setup.wrongValues + setup.badReplies)
             \(latency.text())
             """
     }
@@ -157,7 +175,6 @@ struct KVRunner: NetDeviceVisitor {
             if now - start > 3_000_000_000 { failure = "no ARP reply from \(config.serverIP) in 3 s"; break }
             if client.poll(&device, now: now, issue: 0) == 0 { usleep(200) }
         }
-        var preloaded: UInt64 = 0
         if failure == nil && preload {
             client.startPreload()
             let limit = monotonicNanoseconds() + 60_000_000_000
@@ -166,14 +183,14 @@ struct KVRunner: NetDeviceVisitor {
                 if now > limit { failure = "preload did not finish in 60 s"; break }
                 _ = client.poll(&device, now: now, issue: 0)
             }
-            preloaded = client.stats.stored
         }
-        let base = client.stats
+        let setup = client.stats
+        client.resetStats()
         client.latency = HdrLatency()
         let loadStart = monotonicNanoseconds()
         let deadline = duration.map { loadStart + UInt64($0 * 1e9) } ?? .max
         var line = LiveLine(enabled: live, start: loadStart, duration: duration.map { UInt64($0 * 1e9) })
-        var lastCompleted = base.completed
+        var lastCompleted: UInt64 = 0
         var now = loadStart
         if failure == nil {
             while now < deadline && stopRequested == 0 {
@@ -182,8 +199,9 @@ struct KVRunner: NetDeviceVisitor {
                 _ = client.poll(&device, now: now, issue: left)
                 now = monotonicNanoseconds()
                 if line.due(now) {
-                    let done = client.stats.completed - base.completed
-                    line.show(now, "kv \(client.stats.completed - lastCompleted) replies/s  total \(done)  timeouts \(client.stats.timeouts - base.timeouts)  errors \(client.stats.wrongValues + client.stats.badReplies - base.wrongValues - base.badReplies)",
+                    let s = client.stats
+                    let done = s.completed
+                    line.show(now, "kv \(done - lastCompleted) replies/s  total \(done)  timeouts \(s.timeouts)  errors \(s.wrongValues + s.badReplies)",
                               progress: requests.map { Double(done) / Double($0) })
                     lastCompleted = client.stats.completed
                 }
@@ -196,7 +214,7 @@ struct KVRunner: NetDeviceVisitor {
             _ = client.poll(&device, now: monotonicNanoseconds(), issue: 0)
         }
         line.finish()
-        return KVResult(stats: client.stats.since(base), preloaded: preloaded, latency: client.latency,
+        return KVResult(stats: client.stats, setup: setup, latency: client.latency,
                         seconds: Double(loadEnd - loadStart) / 1e9, failure: failure)
     }
 
@@ -207,24 +225,24 @@ struct KVRunner: NetDeviceVisitor {
         try b.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
         // Each side allocates from its own pool: the store's thread and ours never share one.
         let storePool = try NetBufPool(count: 8192, roomSize: 2048, headroom: 128, threading: .threadSafe)
-        let storeConfig = KVServerConfig(mac: config.serverMAC ?? MACAddress(0x02, 0, 0, 0, 0, 0x02), ip: config.serverIP,
+        let storeConfig = KVServerConfig(mac: config.serverMAC ?? KVCommand.inProcessStoreMAC, ip: config.serverIP,
                                          port: config.serverPort, memoryBytes: memoryMiB << 20)
         let server = try KVServer(device: b, pool: storePool, config: storeConfig, now: unixTime())
-        let stop = ToolFlag()
-        let box = ServerBox(server)
-        let thread = ToolThread(cpu: 1) {
-            while !stop.isRaised { box.server.poll(now: unixTime()) }
-            box.server.flush()
+        let stop = StopFlag()
+        let box = Shared(server)
+        let thread = PinnedThread(cpu: 1) {
+            while !stop.isRaised { box.value.poll(now: unixTime()) }
+            box.value.flush()
         }
-        pinCurrentThread(to: 0)
+        pin(toCPU: 0)
         defer {
             stop.raise()
             thread.join()
-            box.server.shutdown()
+            box.value.shutdown()
             // Frames still in the rings go back to their pools before the pools are checked.
             var drain = RxDrain()
             drain.drain(&a)
-            drain.drain(&box.server.device)
+            drain.drain(&box.value.device)
             drain.deallocate()
         }
         if let record {
@@ -233,37 +251,5 @@ struct KVRunner: NetDeviceVisitor {
             return try run(on: &recorded)
         }
         return try run(on: &a)
-    }
-}
-
-/// The in-process store, shared with its polling thread (which alone touches it until joined).
-final class ServerBox: @unchecked Sendable {
-    var server: KVServer<RingDevice>
-    init(_ server: KVServer<RingDevice>) { self.server = server }
-}
-
-extension KVLoadStats {
-    /// What happened after `base` was taken.
-    func since(_ base: KVLoadStats) -> KVLoadStats {
-        var d = KVLoadStats()
-        d.completed = completed - base.completed
-        d.gets = gets - base.gets
-        d.sets = sets - base.sets
-        d.hits = hits - base.hits
-        d.misses = misses - base.misses
-        d.stored = stored - base.stored
-        d.sent = sent - base.sent
-        d.retries = retries - base.retries
-        d.timeouts = timeouts - base.timeouts
-        d.wrongValues = wrongValues - base.wrongValues
-        d.badReplies = badReplies - base.badReplies
-        d.lateReplies = lateReplies - base.lateReplies
-        d.badChecksums = badChecksums - base.badChecksums
-        d.ignored = ignored - base.ignored
-        d.arpRequests = arpRequests - base.arpRequests
-        d.arpAnswered = arpAnswered - base.arpAnswered
-        d.txDeferred = txDeferred - base.txDeferred
-        d.noBuffer = noBuffer - base.noBuffer
-        return d
     }
 }

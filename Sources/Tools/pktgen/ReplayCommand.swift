@@ -104,9 +104,7 @@ struct ReplayRunner: NetDeviceVisitor {
         defer { drain.deallocate() }
         let start = monotonicNanoseconds()
         let deadline = duration.map { start + UInt64($0 * 1e9) } ?? .max
-        var bytes = 0
-        for i in 0..<frames.count { bytes += frames.frame(i).count }
-        var pacer = limit.pacer(frameLength: bytes / max(1, frames.count), burst: burst, start: start)
+        var pacer = limit.pacer(frameLength: frames.bytes / max(1, frames.count), burst: burst, start: start)
         var line = LiveLine(enabled: live, start: start, duration: duration.map { UInt64($0 * 1e9) })
         let total = UInt64(frames.count) * loops
         var now = start

@@ -108,5 +108,3 @@ struct LiveLine {
 
     func finish() { if enabled && terminal { printError("") } }
 }
-
-func mpps(_ packets: UInt64, _ seconds: Double) -> Double { seconds > 0 ? Double(packets) / seconds / 1e6 : 0 }

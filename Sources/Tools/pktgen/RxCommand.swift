@@ -55,19 +55,20 @@ struct RxResult {
         return stats.lost + (expect - stats.expected)
     }
 
+    var pps: Double { seconds > 0 ? Double(stats.packets) / seconds : 0 }
+    /// Frame bits with FCS.
+    var gbps: Double { seconds > 0 ? Double(stats.bytes + 4 * stats.packets) * 8 / seconds / 1e9 : 0 }
+
     var fields: [(String, JSON)] {
         [("packets", .int(stats.packets)), ("bytes", .int(stats.bytes)), ("seconds", .number(seconds)),
-         ("pps", .number(seconds > 0 ? Double(stats.packets) / seconds : 0)),
-         ("gbps", .number(seconds > 0 ? Double(stats.bytes + 4 * stats.packets) * 8 / seconds / 1e9 : 0)),
+         ("pps", .number(pps)), ("gbps", .number(gbps)),
          ("probes", .int(stats.probes)), ("lost", .int(lost)), ("reordered", .int(stats.reordered)),
          ("duplicates", .int(stats.duplicates)), ("too_late", .int(stats.tooLate)), ("other", .int(stats.other)),
          ("latency", latencyJSON(latency))]
     }
 
     var text: String {
-        let pps = seconds > 0 ? Double(stats.packets) / seconds : 0
-        let gbps = seconds > 0 ? Double(stats.bytes + 4 * stats.packets) * 8 / seconds / 1e9 : 0
-        return """
+        """
             rx: \(stats.packets) frames, \(stats.bytes) bytes in \(fixed(seconds, 3)) s: \(fixed(pps / 1e6, 3)) Mpps, \(fixed(gbps, 3)) Gbit/s
             probes: \(stats.probes), lost \(lost), reordered \(stats.reordered), duplicates \(stats.duplicates), too late to tell \(stats.tooLate); other frames \(stats.other)
             \(latency.text())

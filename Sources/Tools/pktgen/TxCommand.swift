@@ -168,7 +168,8 @@ struct TxRunner: NetDeviceVisitor {
         let total = count ?? .max
         let deadline = duration.map { start + UInt64($0 * 1e9) } ?? .max
         var pacer = limit.pacer(frameLength: template.frameLength, burst: burst, start: start)
-        // Read the clock every burst when it matters (pacing, timestamps), else every 64 bursts.
+        // Read the clock every burst when it matters (pacing, timestamps), else every 64 bursts
+        // (a power of two: the test is a mask).
         let clockEvery = pacer != nil || template.spec.probe ? 1 : 64
         var line = LiveLine(enabled: live, start: start, duration: duration.map { UInt64($0 * 1e9) })
         var lastPackets: UInt64 = 0
@@ -185,7 +186,7 @@ struct TxRunner: NetDeviceVisitor {
                 waitFor(p)
             }
             rounds &+= 1
-            if rounds % clockEvery == 0 {
+            if rounds & (clockEvery - 1) == 0 {
                 now = monotonicNanoseconds()
                 if rounds & 255 == 0 { drain.drain(&device) }
                 if line.due(now) {
