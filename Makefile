@@ -5,7 +5,7 @@ SWIFT ?= swift
 
 # Debian packages per job.
 TEST_PACKAGES  := valgrind libpcap-dev tshark memcached iproute2 iputils-ping python3
-BENCH_PACKAGES := valgrind libdpdk-dev dpdk-dev pkg-config gcc memcached
+BENCH_PACKAGES := valgrind libdpdk-dev dpdk-dev pkg-config gcc memcached iproute2 python3
 DEMO_PACKAGES  := iproute2
 
 .PHONY: all build test unit-tests embedded-check hotpath-check bench demo deps-test deps-bench deps-demo clean
@@ -41,11 +41,13 @@ hotpath-check: deps-test
 	Benchmarks/check-hotpath.sh
 
 ## Speed beside its peers: the core vs DPDK's rte_ring/rte_mempool, the KV store vs memcached,
-## pktgen TX vs testpmd txonly on net_null, and pktgen kv against the store.
+## pktgen TX vs testpmd txonly on net_null, pktgen kv against the store, and through TAPs
+## against the store and against memcached.
 bench: deps-bench
 	Benchmarks/run-netdev-bench.sh
 	Benchmarks/run-kv-bench.sh
 	Benchmarks/run-pktgen-bench.sh
+	Benchmarks/run-tap-kv-bench.sh
 
 ## The main job: the KV store on a TAP in a private network namespace, driven by pktgen kv on a
 ## second TAP across a bridge (in-process over a ring pair where there is no root).

@@ -4,6 +4,7 @@
 #     (pktgen-bench tx-null: TxGenerator, prefilled pool, bursts of 32, NullDevice bulk free) and
 #     of DPDK's testpmd txonly on its net_null PMD (Benchmarks/DPDKPeer/testpmd-txonly.sh), and
 #     our instructions per packet from callgrind over the loop function;
+#   - the pktgen command itself over the null device (`pktgen tx --netdev null --size 64`);
 #   - the same with 16 flows and probes (sequence number + timestamp + UDP checksum per packet);
 #   - 0 mallocs in the loops;
 #   - pktgen kv against the KV store over a ring pair, one core each: replies/s, p50/p99.
@@ -26,9 +27,14 @@ echo "$ours"
 echo "$probe"
 peer=$(SECONDS=5 Benchmarks/DPDKPeer/testpmd-txonly.sh) || { echo "testpmd peer failed"; peer=""; }
 echo "$peer"
+# The pktgen command itself (clock reads, live-line checks), the same frames for 3 s.
+cli=$(.build/release/pktgen tx --netdev null --size 64 --duration 3 --quiet --json \
+      | python3 -c 'import json, sys; print("%.1f" % (json.load(sys.stdin)["results"][0]["pps"] / 1e6))')
+echo "pktgen tx --netdev null --size 64 --duration 3: $cli Mpps"
 if [ -n "$peer" ]; then
-  awk -v a="$(field mpps "$ours")" -v b="$(sed -n 's/.*Mpps=\([0-9.]*\).*/\1/p' <<<"$peer")" \
-    'BEGIN { printf "TX 64-byte frames, one core, null device: pktgen %.1f Mpps, testpmd txonly %.1f Mpps, ratio %.2f\n", a, b, a / b }'
+  testpmd=$(sed -n 's/.*Mpps=\([0-9.]*\).*/\1/p' <<<"$peer")
+  awk -v a="$(field mpps "$ours")" -v c="$cli" -v b="$testpmd" \
+    'BEGIN { printf "TX 64-byte frames, one core, null device: pktgen loop %.1f Mpps, pktgen command %.1f Mpps, testpmd txonly %.1f Mpps, ratios %.2f and %.2f\n", a, c, b, a / b, c / b }'
 fi
 
 for mode in tx-null tx-null-probe; do
