@@ -182,8 +182,12 @@ func twoCore(packets: Int) -> Measurement {
     let stop = StopFlag()
     let reflectorSide = Shared(a)
     let deadline = now() + 60
+    // The measured side starts once the other side has made its burst array: the malloc count
+    // is process-wide, and that allocation must not fall inside the measured loop.
+    let ready = StopFlag()
     let reflector = PinnedThread(cpu: 0) {
         let burst = makeBurst()
+        ready.raise()
         var polls = 0
         while !stop.isRaised {
             let n = reflectorSide.value.rxBurst(queue: 0, into: burst).count
@@ -199,6 +203,7 @@ func twoCore(packets: Int) -> Measurement {
     var m = Measurement(packets: 0, seconds: 0, mallocs: 0)
     let forwarder = PinnedThread(cpu: 1) {
         let burst = makeBurst()
+        while !ready.isRaised {}
         // Forward in slices so a 60 s wall-clock bound holds even if the reflector stalls.
         m = measure {
             var done = 0
@@ -226,8 +231,10 @@ func twoCorePool(packets: Int) -> Measurement {
     let stop = StopFlag()
     let generatorSide = Shared(a)
     let deadline = now() + 60
+    let ready = StopFlag()   // as in twoCore: the generator's setup stays out of the measured loop
     let generator = PinnedThread(cpu: 0) {
         let burst = makeBurst()
+        ready.raise()
         var held = 0
         var polls = 0
         while !stop.isRaised {
@@ -248,6 +255,7 @@ func twoCorePool(packets: Int) -> Measurement {
     var m = Measurement(packets: 0, seconds: 0, mallocs: 0)
     let sink = PinnedThread(cpu: 1) {
         let burst = makeBurst()
+        while !ready.isRaised {}
         m = measure {
             var done = 0
             var polls = 0
