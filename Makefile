@@ -3,38 +3,53 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 
-# Debian packages per job.
-TEST_PACKAGES  := valgrind libpcap-dev tshark memcached iproute2 iputils-ping python3
-BENCH_PACKAGES := valgrind libdpdk-dev dpdk-dev pkg-config gcc memcached iproute2 python3
+# The one list of Debian packages that building the Swift package needs (headers and libraries
+# of its C and system-library targets). Every target that builds depends on deps-build, so any
+# of them can be the first command on a fresh machine; scripts/check-build-deps.py (in make test)
+# fails when a target, a Package.swift provider, a linked library or an included header is not
+# covered. A new backend adds its -dev package here, not to a job's list.
+BUILD_PACKAGES := libpcap-dev pkg-config
+
+# Debian packages per job, beyond the build's.
+TEST_PACKAGES  := valgrind tshark memcached iproute2 iputils-ping python3
+BENCH_PACKAGES := valgrind libdpdk-dev dpdk-dev gcc memcached iproute2 python3
 DEMO_PACKAGES  := iproute2
 
-.PHONY: all build test unit-tests embedded-check hotpath-check bench demo deps-test deps-bench deps-demo clean
+.PHONY: all build test unit-tests embedded-check hotpath-check build-deps-check bench demo deps-build deps-test deps-bench deps-demo clean
 
 all: build
 
-build:
+build: deps-build
 	$(SWIFT) build
 
-deps-test:
+deps-build:
+	scripts/install-deps.sh $(BUILD_PACKAGES)
+
+deps-test: deps-build
 	scripts/install-deps.sh $(TEST_PACKAGES)
 
-deps-bench:
+deps-bench: deps-build
 	scripts/install-deps.sh $(BENCH_PACKAGES)
 
-deps-demo:
+deps-demo: deps-build
 	scripts/install-deps.sh $(DEMO_PACKAGES)
 
 ## Everything CI checks: unit tests, the Embedded build of the core, and the hot-path proof.
-test: deps-test unit-tests embedded-check hotpath-check
+test: deps-test build-deps-check unit-tests embedded-check hotpath-check
 	@echo "make test: all checks passed"
 
-unit-tests:
+unit-tests: deps-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 
 ## The core modules compiled as Embedded Swift for x86_64-unknown-none-elf (the unikernel target).
-embedded-check:
+embedded-check: deps-build
 	scripts/embedded-check.sh
+
+## Every target that builds installs the build's packages first; every library and header the
+## C targets use comes from them (with a negative control: the check must fail without them).
+build-deps-check: deps-build
+	scripts/check-build-deps.py --self-test
 
 ## Zero mallocs and zero retain/release per packet in the burst loops (counted, not timed).
 hotpath-check: deps-test
