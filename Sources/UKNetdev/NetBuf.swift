@@ -104,6 +104,15 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     @inlinable public var isClone: Bool {
         @inline(__always) get { load(Field.kind, as: UInt32.self) == Kind.clone }
     }
+    /// True when the holder may write this segment's data in place (replies written over their
+    /// request, a device's header written into the headroom): the data room is this buffer's own
+    /// (not a clone's view of another buffer's room) and nobody else holds a reference (a clone of
+    /// it, a tracer, a second queue). Writers that find it false build their output in a fresh buffer.
+    @inlinable public var isWritable: Bool {
+        @inline(__always) get {
+            uk_load_relaxed_u64((header + Field.refcount).assumingMemoryBound(to: UInt64.self)) == 1
+        }
+    }
     /// The buffer that owns the data room a clone points into (self when not a clone).
     @inlinable var roomOwner: NetBuf { NetBuf(header: room - NetBuf.headerSize) }
 
