@@ -34,7 +34,7 @@ func report(_ mode: String, requests: Int, seconds: Double, mallocs: UInt64) {
 struct RequestTemplates {
     let frames: [[UInt8]]
     init(payloads: [String]) {
-        let pool = try! NetBufPool(count: 4, roomSize: 2048)
+        let pool = try! NetBufPool(count: 4, roomSize: 2048, threading: .threadSafe)
         var built: [[UInt8]] = []
         for (i, p) in payloads.enumerated() {
             let buf = pool.allocate()!
@@ -97,7 +97,7 @@ struct Client {
 }
 
 func setUp() -> (NetBufPool, RingDevice, KVServer<RingDevice>, RequestTemplates) {
-    let pool = try! NetBufPool(count: 4096, roomSize: 2048)
+    let pool = try! NetBufPool(count: 4096, roomSize: 2048, threading: .threadSafe)
     var (a, b) = RingDevice.pair(slots: 1024)
     try! a.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
     try! b.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))

@@ -174,7 +174,7 @@ func swiftForwardLoop(_ dev: inout RingDevice, _ burst: UnsafeMutableBufferPoint
 }
 
 func twoCore(packets: Int) -> Measurement {
-    let pool = try! NetBufPool(count: 2048, roomSize: 2048)
+    let pool = try! NetBufPool(count: 2048, roomSize: 2048, threading: .threadSafe)
     var (a, b) = RingDevice.pair(slots: 1024)
     upQueues(&a)
     upQueues(&b)
@@ -224,7 +224,7 @@ func twoCore(packets: Int) -> Measurement {
 }
 
 func twoCorePool(packets: Int) -> Measurement {
-    let pool = try! NetBufPool(count: 4096, roomSize: 2048)
+    let pool = try! NetBufPool(count: 4096, roomSize: 2048, threading: .threadSafe)
     var (a, b) = RingDevice.pair(slots: 1024)
     upQueues(&a)
     upQueues(&b)

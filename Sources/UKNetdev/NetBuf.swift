@@ -18,27 +18,38 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     public init(header: UnsafeMutableRawPointer) { self.header = header }
 
     // MARK: Header layout (byte offsets); one cache line.
-    // refcount and kind sit together so "sole owner, own data" is one 64-bit compare on free.
+    // refcount and kind sit together so "sole owner, own data" is one 64-bit compare on free;
+    // everything an allocation resets (refcount to flags, checksum request, tag) is 32 contiguous
+    // bytes from offset 24, written as four 8-byte stores.
     @usableFromInline enum Field {
         @inlinable static var pool: Int { 0 }           // UnsafeMutableRawPointer: NetBufPool state
         @inlinable static var next: Int { 8 }           // UnsafeMutableRawPointer?: next segment's header
-        @inlinable static var refcount: Int { 16 }      // UInt32: atomic when above 1
-        @inlinable static var kind: Int { 20 }          // UInt32: 0 own data, 1 clone (reads another buffer's room)
-        @inlinable static var dataOffset: Int { 24 }    // UInt32: start of data within the room
-        @inlinable static var length: Int { 28 }        // UInt32: data bytes in this segment
-        @inlinable static var room: Int { 32 }          // UnsafeMutableRawPointer: data room (a clone's points into its origin's)
+        @inlinable static var room: Int { 16 }          // UnsafeMutableRawPointer: data room (a clone's points into its origin's)
+        @inlinable static var refcount: Int { 24 }      // UInt32: atomic when above 1; 0 while free (a release then is caught)
+        @inlinable static var kind: Int { 28 }          // UInt32: Kind
+        @inlinable static var dataOffset: Int { 32 }    // UInt32: start of data within the room
+        @inlinable static var length: Int { 36 }        // UInt32: data bytes in this segment
         @inlinable static var packetLength: Int { 40 }  // UInt32: bytes in the whole chain (head segment)
-        @inlinable static var index: Int { 44 }         // UInt32: slot index in the pool
-        @inlinable static var capacity: Int { 48 }      // UInt32: size of the data room
-        @inlinable static var flags: Int { 52 }         // UInt16: OffloadFlags
-        @inlinable static var segments: Int { 54 }      // UInt16: segments in the chain (head segment)
-        @inlinable static var checksumStart: Int { 56 } // UInt16: where a requested checksum's coverage starts
-        @inlinable static var checksumOffset: Int { 58 } // UInt16: where, from checksumStart, the checksum goes
-        @inlinable static var userTag: Int { 60 }       // UInt32: free for the app
+        @inlinable static var flags: Int { 44 }         // UInt16: OffloadFlags
+        @inlinable static var segments: Int { 46 }      // UInt16: segments in the chain (head segment)
+        @inlinable static var checksumStart: Int { 48 } // UInt16: where a requested checksum's coverage starts
+        @inlinable static var checksumOffset: Int { 50 } // UInt16: where, from checksumStart, the checksum goes
+        @inlinable static var userTag: Int { 52 }       // UInt32: free for the app
+        @inlinable static var index: Int { 56 }         // UInt32: slot index in the pool
+        @inlinable static var capacity: Int { 60 }      // UInt32: size of the data room
     }
+    /// Where a segment's data room lives and who frees it.
     @usableFromInline enum Kind {
+        /// The room behind the header, in the pool's slab.
         @inlinable static var own: UInt32 { 0 }
+        /// A read-only view of another buffer's room; the origin's header is kept in the clone's
+        /// own (unused) room, so a clone can point into any kind of room.
         @inlinable static var clone: UInt32 { 1 }
+        /// Memory another library owns (a DPDK mbuf, an lwIP pbuf), writable; the attachment
+        /// behind the header says how to give it back.
+        @inlinable static var external: UInt32 { 2 }
+        /// The same, read-only (e.g. a pbuf over constant data).
+        @inlinable static var externalReadOnly: UInt32 { 3 }
     }
     /// Bytes of metadata in front of every data room.
     @inlinable public static var headerSize: Int { 64 }
@@ -100,26 +111,64 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     @inlinable var refcountPointer: UnsafeMutablePointer<UInt32> {
         @inline(__always) get { (header + Field.refcount).assumingMemoryBound(to: UInt32.self) }
     }
+    @inlinable var kind: UInt32 { @inline(__always) get { load(Field.kind, as: UInt32.self) } }
     /// True when this buffer is a clone that reads another buffer's data room.
-    @inlinable public var isClone: Bool {
-        @inline(__always) get { load(Field.kind, as: UInt32.self) == Kind.clone }
-    }
+    @inlinable public var isClone: Bool { @inline(__always) get { kind == Kind.clone } }
+    /// True when this buffer's data room is memory another library owns (see `NetBufPool.attach`).
+    @inlinable public var isExternal: Bool { @inline(__always) get { kind >= Kind.external } }
     /// True when the holder may write this segment's data in place (replies written over their
-    /// request, a device's header written into the headroom): the data room is this buffer's own
-    /// (not a clone's view of another buffer's room) and nobody else holds a reference (a clone of
-    /// it, a tracer, a second queue). Writers that find it false build their output in a fresh buffer.
+    /// request, a device's header written into the headroom): the data room may be written (own or
+    /// writable external memory, not a clone's view of another buffer's room) and nobody else holds
+    /// a reference (a clone of it, a tracer, a second queue). Writers that find it false build
+    /// their output in a fresh buffer.
     @inlinable public var isWritable: Bool {
         @inline(__always) get {
-            uk_load_relaxed_u64((header + Field.refcount).assumingMemoryBound(to: UInt64.self)) == 1
+            let word = uk_load_relaxed_u64((header + Field.refcount).assumingMemoryBound(to: UInt64.self))
+            return word == 1 || word == UInt64(Kind.external) << 32 | 1   // refcount 1, kind own or external
         }
     }
+    /// Writable kinds (own, external) are even, read-only ones (clone, external read-only) odd.
+    @inlinable @inline(__always)
+    func requireWritableRoom() throws(NetBufError) {
+        let k = kind
+        guard k & 1 == 0 else { throw k == Kind.clone ? .readOnlyClone : .readOnlyExternal }
+    }
+
+    /// What follows the header in its slot. For an own buffer it is the data room; for a clone it
+    /// holds the origin's header (the clone's own room is unused); for an external buffer it holds
+    /// the `Attachment`. Header-only pools give each header just this much.
+    @inlinable var attachment: UnsafeMutableRawPointer { @inline(__always) get { header + NetBuf.headerSize } }
+    /// Layout of an external buffer's attachment (byte offsets).
+    @usableFromInline enum Attachment {
+        @inlinable static var function: Int { 0 }      // ExternalRelease.Function
+        @inlinable static var context: Int { 8 }       // UnsafeMutableRawPointer?
+        @inlinable static var token: Int { 16 }        // UnsafeMutableRawPointer?: the foreign object (mbuf, pbuf)
+        @inlinable static var deviceBase: Int { 24 }   // UInt64: device address of the room's first byte
+        @inlinable static var origin: Int { 0 }        // a clone's: UnsafeMutableRawPointer, its origin's header
+        /// Bytes the attachment needs behind the header.
+        @inlinable static var size: Int { 64 }
+    }
+
     /// The buffer that owns the data room a clone points into (self when not a clone).
-    @inlinable var roomOwner: NetBuf { NetBuf(header: room - NetBuf.headerSize) }
+    @inlinable var roomOwner: NetBuf {
+        @inline(__always) get {
+            isClone ? NetBuf(header: attachment.load(fromByteOffset: Attachment.origin, as: UnsafeMutableRawPointer.self)) : self
+        }
+    }
+    /// For an external buffer: the foreign object given to `NetBufPool.attach` (e.g. an mbuf).
+    @inlinable public var externalToken: UnsafeMutableRawPointer? {
+        isExternal ? attachment.load(fromByteOffset: Attachment.token, as: UnsafeMutableRawPointer?.self) : nil
+    }
 
     /// Address of the first data byte as a device sees it (a guest-physical or IOVA address when the
-    /// pool was built over shared memory; the virtual address otherwise).
+    /// pool was built over shared memory, or what `attach` was told for external memory; the
+    /// virtual address otherwise).
     @inlinable public var deviceAddress: UInt64 {
         let owner = roomOwner
+        if owner.isExternal {
+            let base = owner.attachment.load(fromByteOffset: Attachment.deviceBase, as: UInt64.self)
+            return base &+ UInt64(UInt(bitPattern: data - owner.room))
+        }
         return owner.pool.deviceAddress(of: data)
     }
 
@@ -193,7 +242,7 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     public func prepend(_ count: Int) throws(NetBufError) -> UnsafeMutableRawPointer {
         let offset = dataOffset
         guard count >= 0, count <= offset else { throw .noHeadroom(requested: count, available: offset) }
-        guard !isClone else { throw .readOnlyClone }
+        try requireWritableRoom()
         store(Field.dataOffset, UInt32(truncatingIfNeeded: offset - count))
         setLengths(segment: length + count, packet: packetLength + count)
         return room + (offset - count)
@@ -214,7 +263,7 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     public func append(_ count: Int) throws(NetBufError) -> UnsafeMutableRawPointer {
         let room = tailroom
         guard count >= 0, count <= room else { throw .noTailroom(requested: count, available: room) }
-        guard !isClone else { throw .readOnlyClone }
+        try requireWritableRoom()
         let len = length
         setLengths(segment: len + count, packet: packetLength + count)
         return data + len
@@ -241,7 +290,7 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     @inlinable
     public func reset(headroom: Int) throws(NetBufError) {
         guard headroom >= 0, headroom <= capacity else { throw .noHeadroom(requested: headroom, available: capacity) }
-        guard !isClone else { throw .readOnlyClone }
+        try requireWritableRoom()
         store(Field.dataOffset, UInt32(headroom))
         setLengths(segment: 0, packet: 0)
     }
@@ -256,7 +305,7 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     /// This segment's data as a bounds-checked mutable span. Fails on a clone, whose data is shared.
     @inlinable
     public func withMutableBytes<R>(_ body: (inout MutableRawSpan) -> R) throws(NetBufError) -> R {
-        guard !isClone else { throw .readOnlyClone }
+        try requireWritableRoom()
         var span = MutableRawSpan(_unsafeStart: data, byteCount: length)
         return body(&span)
     }
@@ -321,21 +370,35 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     }
 
     /// Drops one reference from this segment alone; returns true if it went back to its pool.
+    /// A segment already free (refcount 0: a double release) is counted in its pool's
+    /// `invalidReleases` and left alone, so the free stack never holds it twice.
     @inlinable @inline(__always)
     @discardableResult
     func releaseSegment() -> Bool {
         let rc = refcountPointer
+        let count = uk_load_relaxed_u32(rc)
         // Sole owner: no atomic read-modify-write needed (DPDK's rte_pktmbuf_prefree_seg).
-        if uk_load_relaxed_u32(rc) != 1 {
+        if count != 1 {
+            guard count != 0 else {
+                pool.countInvalidRelease()
+                return false
+            }
             if uk_sub_fetch_u32(rc, 1) != 0 { return false }
-            uk_store_relaxed_u32(rc, 1)
         }
-        if isClone {
+        uk_store_relaxed_u32(rc, 0)   // free: a second release is caught above
+        let k = kind
+        if k != Kind.own {
             let origin = roomOwner
-            store(Field.room, header + NetBuf.headerSize)
+            if k >= Kind.external {
+                let a = attachment
+                let function = a.load(fromByteOffset: Attachment.function, as: ExternalRelease.Function.self)
+                function(a.load(fromByteOffset: Attachment.context, as: UnsafeMutableRawPointer?.self),
+                         a.load(fromByteOffset: Attachment.token, as: UnsafeMutableRawPointer?.self))
+            }
+            store(Field.room, attachment)
             store(Field.capacity, pool.state.pointee.roomSize)
             store(Field.kind, Kind.own)
-            origin.releaseSegment()
+            if k == Kind.clone { origin.releaseSegment() }
         }
         setNext(nil)
         pool.putBack(self)
@@ -358,7 +421,8 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
             let origin = s.roomOwner
             _ = uk_add_fetch_u32(origin.refcountPointer, 1)
             c.store(Field.kind, Kind.clone)
-            c.store(Field.room, origin.header + NetBuf.headerSize)
+            c.attachment.storeBytes(of: origin.header, toByteOffset: Attachment.origin, as: UnsafeMutableRawPointer.self)
+            c.store(Field.room, origin.room)
             c.store(Field.capacity, UInt32(origin.capacity))
             c.store(Field.dataOffset, UInt32(s.dataOffset))
             c.setLengths(segment: s.length, packet: s.length)
@@ -389,10 +453,30 @@ public enum NetBufError: Error, Equatable {
     case beyondData(requested: Int, available: Int)
     /// A clone's data room belongs to another buffer and may not be written through the clone.
     case readOnlyClone
+    /// The buffer's data is foreign memory attached read-only.
+    case readOnlyExternal
+    /// The pool had no header left.
+    case poolEmpty
+    /// An attachment's data offset and length do not fit its room (or exceed 4 GiB).
+    case invalidAttachment(capacity: Int, dataOffset: Int, length: Int)
     /// The operation needs a single segment but the buffer is chained.
     case chained
     case chainLoop
     case chainTooLong
+}
+
+/// How memory another library owns goes back to it: called once, on the last release of a
+/// buffer attached over it, with the attach call's context and token (Unikraft's and DPDK's
+/// shape: a C function pointer and a context, no reference counting, usable in a kernel).
+public struct ExternalRelease {
+    public typealias Function = @convention(c) (_ context: UnsafeMutableRawPointer?, _ token: UnsafeMutableRawPointer?) -> Void
+    public let context: UnsafeMutableRawPointer?
+    public let function: Function
+    @inlinable
+    public init(context: UnsafeMutableRawPointer?, function: Function) {
+        self.context = context
+        self.function = function
+    }
 }
 
 /// Checksum offload requests (TX) and results (RX), as virtio-net and DPDK carry them.

@@ -23,6 +23,9 @@ public struct NetBufPoolState {
     public var allocationFailures: UInt64
     /// Most buffers ever in use at once.
     public var highWater: UInt32
+    /// Releases of buffers that were already free (double releases), or that would have
+    /// overfilled the free stack: caught and ignored, never written to the stack.
+    public var invalidReleases: UInt64
 }
 
 /// Why a pool could not be built or torn down.
@@ -48,7 +51,9 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
     @inlinable @inline(__always)
     public init(state: UnsafeMutablePointer<NetBufPoolState>) { self.state = state }
 
-    /// Whether buffers may be allocated and freed from several threads at once.
+    /// Whether buffers may be allocated and freed from several threads at once. One poller that
+    /// owns its pool (the common case, and the only one in the unikernel) needs no lock; a pool
+    /// shared by threads (a ring pair polled from two cores) asks for `.threadSafe`.
     public enum Threading { case threadSafe, singleThread }
 
     /// Bytes of slab needed for `count` buffers of `roomSize` bytes at `alignment`.
@@ -65,7 +70,7 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
     /// `headroom` bytes in. Each data room starts on an `alignment` boundary (a power of two; at
     /// least 64, the header's cache line).
     public init(count: Int, roomSize: Int = 2048, headroom: Int = 128, alignment: Int = 64,
-                threading: Threading = .threadSafe) throws(NetBufPoolError) {
+                threading: Threading = .singleThread) throws(NetBufPoolError) {
         try Self.validate(count: count, roomSize: roomSize, headroom: headroom, alignment: alignment)
         let a = max(alignment, 64)
         let bytes = count * Self.slotStride(roomSize: roomSize, alignment: a)
@@ -74,12 +79,18 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
                   count: count, roomSize: roomSize, headroom: headroom, alignment: a, threading: threading)
     }
 
+    /// A pool of `count` bare headers for buffers over memory another library owns (see
+    /// `attach`): each slot is a header and its 64-byte attachment, no data room.
+    public static func headersOnly(count: Int, threading: Threading = .singleThread) throws(NetBufPoolError) -> NetBufPool {
+        try NetBufPool(count: count, roomSize: NetBuf.Attachment.size, headroom: 0, threading: threading)
+    }
+
     /// A pool whose slab lives in memory the caller provides, such as a mapping a vhost-user
     /// backend also maps; `deviceAddress` is the address of `region`'s first byte as the device
     /// sees it. The region must outlive the pool and start on an `alignment` boundary.
     public init(count: Int, region: UnsafeMutableRawBufferPointer, deviceAddress: UInt64,
                 roomSize: Int = 2048, headroom: Int = 128, alignment: Int = 64,
-                threading: Threading = .threadSafe) throws(NetBufPoolError) {
+                threading: Threading = .singleThread) throws(NetBufPoolError) {
         try Self.validate(count: count, roomSize: roomSize, headroom: headroom, alignment: alignment)
         let a = max(alignment, 64)
         let bytes = count * Self.slotStride(roomSize: roomSize, alignment: a)
@@ -112,7 +123,7 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
             count: UInt32(count), free: UInt32(count), freeStack: stack,
             roomSize: UInt32(roomSize), headroom: UInt32(headroom), deviceBase: deviceBase,
             threadSafe: threading == .threadSafe, ownsSlab: ownsSlab, lock: lock,
-            allocationFailures: 0, highWater: 0))
+            allocationFailures: 0, highWater: 0, invalidReleases: 0))
         self.init(state: state)
         for i in 0..<count {
             let header = slab + i * stride + headerOffset
@@ -121,10 +132,9 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
             buf.store(NetBuf.Field.next, UnsafeMutableRawPointer?.none)
             buf.store(NetBuf.Field.room, header + NetBuf.headerSize)
             buf.store(NetBuf.Field.capacity, UInt32(roomSize))
-            buf.store(NetBuf.Field.refcount, UInt32(1))
-            buf.store(NetBuf.Field.kind, NetBuf.Kind.own)
             buf.store(NetBuf.Field.index, UInt32(i))
             Self.resetHeader(buf, headroom: UInt32(headroom))
+            buf.store(NetBuf.Field.refcount, UInt32(0))   // free
             // Lowest index on top: buffers come out in address order, which the prefetcher likes.
             stack[i] = UInt32(count - 1 - i)
         }
@@ -155,6 +165,8 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
     @inlinable public var allocationFailures: UInt64 { state.pointee.allocationFailures }
     /// Most buffers ever in use at once.
     @inlinable public var highWater: Int { Int(state.pointee.highWater) }
+    /// Releases caught as invalid (a buffer released twice): each is a bug in the caller.
+    @inlinable public var invalidReleases: UInt64 { state.pointee.invalidReleases }
     /// Data room per buffer, and where new buffers' data starts in it.
     @inlinable public var roomSize: Int { Int(state.pointee.roomSize) }
     @inlinable public var headroom: Int { Int(state.pointee.headroom) }
@@ -183,14 +195,15 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
     @inlinable @inline(__always)
     func unlock() { if state.pointee.threadSafe { uk_spin_unlock(state.pointee.lock) } }
 
-    /// Puts a buffer's header back to the state of a fresh allocation: data at the headroom,
-    /// empty, one segment, no flags or tags.
+    /// Puts a buffer's header back to the state of a fresh allocation: one reference, own data
+    /// at the headroom, `length` bytes, one segment, no flags, checksum request or tag. Four
+    /// 8-byte stores over the header's bytes 24..<56 (see `NetBuf.Field`).
     @inlinable @inline(__always)
     static func resetHeader(_ buf: NetBuf, headroom: UInt32, length: UInt32 = 0) {
-        buf.store(NetBuf.Field.dataOffset, UInt64(headroom) | UInt64(length) << 32)   // dataOffset, length
-        buf.store(NetBuf.Field.packetLength, length)
-        buf.store(NetBuf.Field.flags, UInt64(1) << 16)            // flags 0, segments 1, checksum request 0
-        buf.store(NetBuf.Field.userTag, UInt32(0))
+        buf.store(NetBuf.Field.refcount, UInt64(1))                                     // refcount 1, kind own
+        buf.store(NetBuf.Field.dataOffset, UInt64(headroom) | UInt64(length) << 32)     // dataOffset, length
+        buf.store(NetBuf.Field.packetLength, UInt64(length) | UInt64(1) << 48)          // packetLength, flags 0, segments 1
+        buf.store(NetBuf.Field.checksumStart, UInt64(0))                                // checksum request, userTag
     }
 
     @inlinable @inline(__always)
@@ -256,14 +269,57 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
         return n
     }
 
-    /// Returns one buffer whose last reference is gone (its header already tidied).
+    /// Returns one buffer whose last reference is gone (its header already tidied). A full
+    /// stack means a buffer came back that was never out: counted, not written.
     @inlinable @inline(__always)
     func putBack(_ buf: NetBuf) {
         lock()
         let top = state.pointee.free
-        state.pointee.freeStack[Int(top)] = buf.load(NetBuf.Field.index, as: UInt32.self)
-        state.pointee.free = top &+ 1
+        if top < state.pointee.count {
+            state.pointee.freeStack[Int(top)] = buf.load(NetBuf.Field.index, as: UInt32.self)
+            state.pointee.free = top &+ 1
+        } else {
+            state.pointee.invalidReleases &+= 1
+        }
         unlock()
+    }
+
+    /// Counts a release of a buffer that was already free.
+    @usableFromInline
+    func countInvalidRelease() {
+        lock()
+        state.pointee.invalidReleases &+= 1
+        unlock()
+    }
+
+    /// A buffer over `capacity` bytes at `room` that another library owns (a DPDK mbuf's data
+    /// room, an lwIP pbuf's payload): no copy. Its data starts `dataOffset` bytes in and is
+    /// `length` long; `deviceAddress` is `room`'s address as a device sees it. On the buffer's
+    /// last release, `release.function(release.context, token)` gives the memory back, then the
+    /// header returns to this pool (a `headersOnly` pool is made for this, but any pool serves).
+    /// Read-only memory (`writable: false`) refuses every in-place write (`NetBufError.readOnlyExternal`).
+    /// Throws, attaching nothing, when the pool is empty or the geometry does not fit; the memory
+    /// then stays the caller's.
+    @inlinable
+    public func attach(room: UnsafeMutableRawPointer, capacity: Int, dataOffset: Int = 0, length: Int,
+                       deviceAddress: UInt64, writable: Bool = true, release: ExternalRelease,
+                       token: UnsafeMutableRawPointer?) throws(NetBufError) -> NetBuf {
+        guard capacity >= 0, capacity <= Int(UInt32.max), dataOffset >= 0, length >= 0,
+              dataOffset <= capacity, length <= capacity - dataOffset else {
+            throw .invalidAttachment(capacity: capacity, dataOffset: dataOffset, length: length)
+        }
+        guard let buf = allocate() else { throw .poolEmpty }
+        let a = buf.attachment
+        a.storeBytes(of: release.function, toByteOffset: NetBuf.Attachment.function, as: ExternalRelease.Function.self)
+        a.storeBytes(of: release.context, toByteOffset: NetBuf.Attachment.context, as: UnsafeMutableRawPointer?.self)
+        a.storeBytes(of: token, toByteOffset: NetBuf.Attachment.token, as: UnsafeMutableRawPointer?.self)
+        a.storeBytes(of: deviceAddress, toByteOffset: NetBuf.Attachment.deviceBase, as: UInt64.self)
+        buf.store(NetBuf.Field.room, room)
+        buf.store(NetBuf.Field.capacity, UInt32(capacity))
+        buf.store(NetBuf.Field.kind, writable ? NetBuf.Kind.external : NetBuf.Kind.externalReadOnly)
+        buf.store(NetBuf.Field.dataOffset, UInt32(dataOffset))
+        buf.setLengths(segment: length, packet: length)
+        return buf
     }
 
     /// The pool as an RX-refill allocator (Unikraft's `alloc_rxpkts`).
@@ -296,11 +352,20 @@ extension NetBuf {
             pool.lock()
             let stack = pool.state.pointee.freeStack
             var top = Int(pool.state.pointee.free)
+            let limit = Int(pool.state.pointee.count)
+            guard top < limit else {   // a buffer that was never out: counted, never written
+                pool.state.pointee.invalidReleases &+= 1
+                pool.unlock()
+                i &+= 1
+                continue
+            }
             repeat {
-                stack[top] = base[i].load(Field.index, as: UInt32.self)
+                let buf = base[i]
+                buf.store(Field.refcount, UInt32(0))   // free: a second release is caught
+                stack[top] = buf.load(Field.index, as: UInt32.self)
                 top &+= 1
                 i &+= 1
-            } while i < n && base[i].isPlain && base[i].load(Field.pool, as: UnsafeMutableRawPointer.self) == poolState
+            } while i < n && top < limit && base[i].isPlain && base[i].load(Field.pool, as: UnsafeMutableRawPointer.self) == poolState
             pool.state.pointee.free = UInt32(truncatingIfNeeded: top)
             pool.unlock()
         }

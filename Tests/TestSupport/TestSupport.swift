@@ -23,11 +23,13 @@ public final class Burst {
 /// Runs `body` with a fresh pool and checks, afterwards, that every buffer came back and the
 /// pool can be torn down.
 public func withPool(count: Int = 256, roomSize: Int = 2048, headroom: Int = 128,
+                     threading: NetBufPool.Threading = .singleThread,
                      _ body: (NetBufPool) throws -> Void) throws {
-    let pool = try NetBufPool(count: count, roomSize: roomSize, headroom: headroom)
+    let pool = try NetBufPool(count: count, roomSize: roomSize, headroom: headroom, threading: threading)
     try body(pool)
     #expect(pool.inUse == 0, "buffers leaked")
     #expect(pool.available == count)
+    #expect(pool.invalidReleases == 0, "a buffer was released twice")
     try pool.destroy()
 }
 

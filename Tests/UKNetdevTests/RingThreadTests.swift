@@ -8,7 +8,7 @@ import UKNetdev
     /// reordered, none leaked.
     @Test func tenMillionPacketsAcrossTwoThreads() throws {
         let total: UInt32 = 10_000_000
-        try withPool(count: 2048, roomSize: 256, headroom: 64) { pool in
+        try withPool(count: 2048, roomSize: 256, headroom: 64, threading: .threadSafe) { pool in
             var (a, b) = RingDevice.pair(slots: 512)
             try a.bringUp(rx: RxQueueConfig(descriptors: 512), tx: TxQueueConfig(descriptors: 512))
             try b.bringUp(rx: RxQueueConfig(descriptors: 512), tx: TxQueueConfig(descriptors: 512))
