@@ -12,7 +12,8 @@ import UKNetdev
 /// longer than the buffer's room is counted as an RX error and skipped, a frame captured
 /// shorter than it was on the wire (caplen < len) is delivered as captured and counted in
 /// `rxTruncatedFrames`. When the allocator runs dry the next frame stays pending for the next
-/// burst (status `.underrun`), so nothing is lost. `rxExhausted` says when the file is done.
+/// burst (status `.underrun`), so nothing is lost. The burst that delivers the last frame (and
+/// every one after it) carries `.endOfInput`; `rxExhausted` says the same outside a burst.
 ///
 /// TX writes Ethernet frames (DLT_EN10MB, snapshot length 65535) with timestamps from
 /// `PcapTimestamps`; the file is flushed by `stop()`, `flush()` and when the last copy of the
@@ -174,7 +175,8 @@ public struct PcapDevice: NetDevice {
     public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
         guard lifecycle.canReceive(on: queue), let out = packets.baseAddress else { return .refused }
         // Allocate only when a frame is known to be waiting: polling an exhausted file is free.
-        guard readAhead(), let allocator = allocator.pointee else { return BurstResult(count: 0, status: .success) }
+        guard readAhead() else { return BurstResult(count: 0, status: [.success, .endOfInput]) }
+        guard let allocator = allocator.pointee else { return BurstResult(count: 0, status: .success) }
         let got = allocator.allocate(into: packets)
         var n = 0
         var bytes = 0
@@ -203,6 +205,8 @@ public struct PcapDevice: NetDevice {
         if readAhead() {
             status.insert(.more)
             if got < packets.count { status.insert(.underrun) }
+        } else {
+            status.insert(.endOfInput)
         }
         return BurstResult(count: n, status: status)
     }

@@ -34,13 +34,9 @@ public protocol NetDevice {
     /// `rxEventSource` once when packets arrive, then disarms. Arm, then poll once more before
     /// waiting, or a packet that arrived in between waits for the next one.
     mutating func setRxEvents(queue: Int, enabled: Bool) throws(NetDeviceError)
-    /// What to wait on for RX events of `queue` (a file descriptor in a Linux process, an
-    /// interrupt vector in a kernel), or `.none` if the queue only polls.
+    /// What to wait on for RX events of `queue` (a platform handle such as a Linux file
+    /// descriptor, an interrupt vector in a kernel), or `.none` if the queue only polls.
     func rxEventSource(queue: Int) -> RxEventSource
-
-    /// True once a device with finite input (a pcap file) has delivered all of it, so a
-    /// program can finish. Devices on a wire never run out: false.
-    var rxExhausted: Bool { get }
 }
 
 extension NetDevice {
@@ -57,7 +53,6 @@ extension NetDevice {
         throw .notSupported
     }
     public func rxEventSource(queue: Int) -> RxEventSource { .none }
-    public var rxExhausted: Bool { false }
 
     /// Configures `rxQueues`/`txQueues` queues with the same settings each and starts the device.
     public mutating func bringUp(rxQueues: Int = 1, txQueues: Int = 1, rx: RxQueueConfig, tx: TxQueueConfig) throws(NetDeviceError) {
@@ -92,6 +87,10 @@ public struct BurstStatus: OptionSet, Equatable, Sendable {
     @inlinable public static var more: BurstStatus { BurstStatus(rawValue: 1 << 1) }
     /// RX: the queue could not be refilled because the allocator ran dry.
     @inlinable public static var underrun: BurstStatus { BurstStatus(rawValue: 1 << 2) }
+    /// RX: the device's input is finite (a capture file) and all of it has now been delivered;
+    /// later bursts bring nothing. Devices on a wire never say it. A program that reads to the
+    /// end stops when it sees this flag.
+    @inlinable public static var endOfInput: BurstStatus { BurstStatus(rawValue: 1 << 3) }
 }
 
 public enum DeviceState: Equatable, Sendable {
@@ -177,10 +176,31 @@ public struct DeviceFeatures: OptionSet, Equatable, Sendable {
     @inlinable public static var scatterGather: DeviceFeatures { DeviceFeatures(rawValue: 1 << 3) }
 }
 
-/// What the device can do, before configuration (Unikraft's uk_netdev_info).
+/// A device's link, as of the moment its info was read.
+public struct LinkStatus: Equatable, Sendable {
+    public var up: Bool
+    /// Megabits per second; 0 when the device cannot tell (software devices, virtio without
+    /// VIRTIO_NET_F_SPEED_DUPLEX).
+    public var speedMbps: UInt32
+    public var fullDuplex: Bool
+    public init(up: Bool, speedMbps: UInt32 = 0, fullDuplex: Bool = true) {
+        self.up = up
+        self.speedMbps = speedMbps
+        self.fullDuplex = fullDuplex
+    }
+    /// Up, speed unknown: what in-memory and file devices report.
+    public static var up: LinkStatus { LinkStatus(up: true) }
+}
+
+/// What the device can do, before configuration (Unikraft's uk_netdev_info), and its address
+/// and link as of the read.
 public struct DeviceInfo: Equatable, Sendable {
     public var maxRxQueues: Int
     public var maxTxQueues: Int
+    /// The device's own MAC address (a virtio-net config's, a DPDK port's), or nil when it has
+    /// none (rings, files, a TAP's far side): programs then use the address they are given.
+    public var mac: MACAddress?
+    public var link: LinkStatus
     /// Largest IP packet, without the Ethernet header.
     public var mtu: Int
     /// Headroom the device needs in front of RX data (e.g. virtio's net header).
@@ -192,11 +212,13 @@ public struct DeviceInfo: Equatable, Sendable {
     public var features: DeviceFeatures
     public var rxDescriptors: DescriptorLimits
     public var txDescriptors: DescriptorLimits
-    public init(maxRxQueues: Int, maxTxQueues: Int, mtu: Int = 1500, nbEncapRx: Int = 0, nbEncapTx: Int = 0,
-                ioAlign: Int = 1, features: DeviceFeatures = [], rxDescriptors: DescriptorLimits,
-                txDescriptors: DescriptorLimits) {
+    public init(maxRxQueues: Int, maxTxQueues: Int, mac: MACAddress? = nil, link: LinkStatus = .up, mtu: Int = 1500,
+                nbEncapRx: Int = 0, nbEncapTx: Int = 0, ioAlign: Int = 1, features: DeviceFeatures = [],
+                rxDescriptors: DescriptorLimits, txDescriptors: DescriptorLimits) {
         self.maxRxQueues = maxRxQueues
         self.maxTxQueues = maxTxQueues
+        self.mac = mac
+        self.link = link
         self.mtu = mtu
         self.nbEncapRx = nbEncapRx
         self.nbEncapTx = nbEncapTx
@@ -225,8 +247,10 @@ public enum NetDeviceError: Error, Equatable {
 /// How a device signals RX in event mode.
 public enum RxEventSource: Equatable, Sendable {
     case none
-    /// Readable when packets arrived (Linux processes: poll/epoll it, then read to clear).
-    case fileDescriptor(Int32)
+    /// Something the platform waits on, such as a Linux file descriptor (readable when packets
+    /// arrived: poll it, then read to clear). The hosted module spells it `.fileDescriptor(fd)`;
+    /// the contract itself knows no operating system.
+    case platformHandle(Int)
     /// An interrupt vector (kernels).
     case interrupt(vector: Int)
 }

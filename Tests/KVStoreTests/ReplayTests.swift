@@ -149,7 +149,7 @@ func replay(input: String, output: String) throws -> ReplayOutcome {
     while polls < 1_000_000 {
         polls += 1
         let n = server.poll(now: UInt32(time(nil)))
-        if n == 0 && server.device.rxExhausted && server.pendingTransmit == 0 { break }
+        if n == 0 && server.inputEnded && server.pendingTransmit == 0 { break }
     }
     server.flush()
     let inUse = pool.inUse

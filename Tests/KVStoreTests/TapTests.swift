@@ -264,7 +264,7 @@ final class TapServerThread: @unchecked Sendable {
     private func loop() {
         defer { done.signal() }
         let deadline = time(nil) + 30
-        guard case .fileDescriptor(let fd) = server!.device.rxEventSource(queue: 0) else { return }
+        guard let fd = server!.device.rxEventSource(queue: 0).fileDescriptor else { return }
         while !stopFlag.load(ordering: .acquiring) {
             if time(nil) >= deadline {
                 hitDeadline = true

@@ -37,6 +37,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
         NetBuf.releaseBulk(burst.prefix(r.count))
         // .more exactly while frames remain.
         #expect(r.status.contains(.more) == !dev.rxExhausted)
+        #expect(r.status.contains(.endOfInput) == dev.rxExhausted)
     }
     dev.stop()
     return (frames, dev)
@@ -79,11 +80,11 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
             NetBuf.releaseBulk(burst.prefix(2))
             // The burst that delivers the last frame already says the file is done.
             r = dev.rxBurst(queue: 0, into: burst.prefix(2))
-            #expect(r == BurstResult(count: 1, status: .success))
+            #expect(r == BurstResult(count: 1, status: [.success, .endOfInput]))
             #expect(dev.rxExhausted)
             NetBuf.releaseBulk(burst.prefix(1))
             let failuresBefore = pool.allocationFailures
-            for _ in 0..<10 { #expect(dev.rxBurst(queue: 0, into: burst.prefix(2)) == BurstResult(count: 0, status: .success)) }
+            for _ in 0..<10 { #expect(dev.rxBurst(queue: 0, into: burst.prefix(2)) == BurstResult(count: 0, status: [.success, .endOfInput])) }
             #expect(pool.allocationFailures == failuresBefore)
             #expect(pool.inUse == 0)
             dev.stop()
@@ -218,7 +219,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
         try txOnly.bringUp(rx: RxQueueConfig(descriptors: 16), tx: TxQueueConfig(descriptors: 16))
         #expect(txOnly.rxExhausted)
         let burst = Burst(4)
-        #expect(txOnly.rxBurst(queue: 0, into: burst.prefix(4)) == BurstResult(count: 0, status: .success))
+        #expect(txOnly.rxBurst(queue: 0, into: burst.prefix(4)) == BurstResult(count: 0, status: [.success, .endOfInput]))
         // The lifecycle is the shared one.
         #expect(throws: NetDeviceError.invalidQueueCount(requested: 2, max: 1)) { try dev.configure(DeviceConfig(rxQueues: 2, txQueues: 1)) }
     }

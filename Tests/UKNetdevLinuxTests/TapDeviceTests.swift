@@ -38,7 +38,7 @@ func receive(_ tap: inout TapDevice, within seconds: Double, _ match: (NetBuf) -
     let burst = Burst(8)
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
-        guard case .fileDescriptor(let fd) = tap.rxEventSource(queue: 0) else { return nil }
+        guard let fd = tap.rxEventSource(queue: 0).fileDescriptor else { return nil }
         guard waitReadable(fd, milliseconds: 100) else { continue }
         let r = tap.rxBurst(queue: 0, into: burst.prefix(8))
         var found: NetBuf? = nil

@@ -144,6 +144,9 @@ public struct KVServer<Device: NetDevice> {
         engine.deallocate()
     }
 
+    /// True once the device said its input is all delivered (`BurstStatus.endOfInput`).
+    public private(set) var inputEnded = false
+
     /// Reply frames queued and not yet taken by the device.
     public var pendingTransmit: Int { txCount }
 
@@ -153,6 +156,7 @@ public struct KVServer<Device: NetDevice> {
         stats.drop(.fragmentTimeout, count: UInt64(fragments.expire(now: now)))
         let result = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(start: burst, count: KVServer.burstSize))
         let n = result.count
+        if result.status.contains(.endOfInput) { inputEnded = true }
         stats.framesReceived &+= UInt64(n)
         for i in 0..<n { handle(burst[i], now: now) }
         flush()

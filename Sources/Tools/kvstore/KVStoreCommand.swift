@@ -88,7 +88,7 @@ struct ServerRunner: NetDeviceVisitor {
         while stopRequested == 0 {
             let n = server.poll(now: unixTime())
             if n == 0 {
-                if server.device.rxExhausted && server.pendingTransmit == 0 { break }
+                if server.inputEnded && server.pendingTransmit == 0 { break }
                 idlePolls += 1
                 // Busy-poll briefly, then yield the CPU while idle (a TAP or pcap device).
                 if idlePolls > 1000 { usleep(100) }

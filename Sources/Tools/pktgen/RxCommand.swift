@@ -96,12 +96,13 @@ struct RxRunner: NetDeviceVisitor {
         var now = start
         while meter.stats.packets < total && now < deadline && stopRequested == 0 {
             let want = Int(min(64, total - meter.stats.packets))
-            let n = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(rebasing: burst[0..<want])).count
+            let received = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(rebasing: burst[0..<want]))
+            let n = received.count
             now = monotonicNanoseconds()
             for i in 0..<n { meter.count(burst[i], now: now) }
             NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[0..<n]))
             if n == 0 {
-                if device.rxExhausted { break }
+                if received.status.contains(.endOfInput) { break }
                 idle += 1
                 if idle > 1000 { usleep(50) }
             } else {

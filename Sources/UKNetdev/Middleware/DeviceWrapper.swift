@@ -17,7 +17,6 @@ extension NetDeviceWrapper {
     public func txQueueStats(_ queue: Int) -> QueueStats { inner.txQueueStats(queue) }
     public mutating func setRxEvents(queue: Int, enabled: Bool) throws(NetDeviceError) { try inner.setRxEvents(queue: queue, enabled: enabled) }
     public func rxEventSource(queue: Int) -> RxEventSource { inner.rxEventSource(queue: queue) }
-    public var rxExhausted: Bool { inner.rxExhausted }
     public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
         inner.rxBurst(queue: queue, into: packets)
     }
