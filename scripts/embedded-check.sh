@@ -18,5 +18,6 @@ compile() { # module-name, object, sources...
 }
 
 compile UKNetdev UKNetdev.o $(find Sources/UKNetdev -name '*.swift' | sort)
+compile HostStack HostStack.o $(find Sources/HostStack -name '*.swift' | sort)
 compile KVStore KVStore.o $(find Sources/Apps/KVStore -name '*.swift' | sort)
 compile PktGen PktGen.o $(find Sources/Apps/PktGen -name '*.swift' | sort)

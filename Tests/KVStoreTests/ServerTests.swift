@@ -11,7 +11,8 @@ let clientIP = IPv4Address(192, 0, 2, 1)
 struct Harness {
     let pool: NetBufPool
     var client: RingDevice
-    var server: KVServer<RingDevice>
+    var serverDevice: RingDevice
+    var server: KVServer
     var now: UInt32 = 1_800_000_000
 
     init() throws {
@@ -20,7 +21,8 @@ struct Harness {
         try a.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
         try b.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
         client = a
-        server = try KVServer(device: b, pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 4 << 20), now: now)
+        serverDevice = b
+        server = try KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 4 << 20), now: now)
     }
 
     mutating func finish() throws {
@@ -36,8 +38,11 @@ struct Harness {
         var one = buf
         let sent = withUnsafeMutablePointer(to: &one) { client.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: $0, count: 1)).count }
         #expect(sent == 1)
-        server.poll(now: now)
+        poll()
     }
+
+    /// One server poll of its end of the ring.
+    mutating func poll() { server.poll(&serverDevice, now: now) }
 
     mutating func send(bytes: [UInt8]) throws {
         try send { buf in try bytes.withUnsafeBytes { try buf.copyIn($0) } }
@@ -291,7 +296,7 @@ struct Harness {
         // An incomplete datagram times out.
         try fragment(0, 1480, more: true, id: 11)
         h.now += 31
-        h.server.poll(now: h.now)
+        h.poll()
         #expect(h.server.stats[.fragmentTimeout] == 1)
         try h.sendRequest(Array("get frag\r\n".utf8))
         let body = h.receive().flatMap { $0[50...] }

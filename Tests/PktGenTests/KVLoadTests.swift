@@ -13,13 +13,15 @@ let storeIP = IPv4Address(192, 0, 2, 2), clientIP = IPv4Address(192, 0, 2, 3)
 struct LoadRun<Sampler: KeySampler> {
     var client: KVLoadClient<Sampler, LatencySummary>
     var clientDevice: FaultInjector<RingDevice>
-    var server: KVServer<RingDevice>
+    var serverDevice: RingDevice
+    var server: KVServer
     var now: UInt64 = 1_000_000_000
 
     init(pool: NetBufPool, config: KVLoadConfig, sampler: Sampler, faults: FaultConfig = FaultConfig(seed: 1)) throws {
         let (a, b) = try ringPair(slots: 1024)
         clientDevice = FaultInjector(inner: a, config: faults)
-        server = try KVServer(device: b, pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 8 << 20),
+        serverDevice = b
+        server = try KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 8 << 20),
                               now: 1_800_000_000)
         client = try KVLoadClient(config: config, pool: pool, sampler: sampler, latency: LatencySummary())
     }
@@ -30,7 +32,7 @@ struct LoadRun<Sampler: KeySampler> {
         while !done(client) && now < deadline {
             now += 10_000
             _ = client.poll(&clientDevice, now: now, issue: issue(client))
-            server.poll(now: 1_800_000_000)
+            server.poll(&serverDevice, now: 1_800_000_000)
         }
     }
 
@@ -46,7 +48,7 @@ struct LoadRun<Sampler: KeySampler> {
 
     mutating func finish() {
         client.deallocate()
-        server.poll(now: 1_800_000_000)
+        server.poll(&serverDevice, now: 1_800_000_000)
         server.shutdown()
         var d = clientDevice
         let burst = Burst(64)
