@@ -76,6 +76,7 @@ let package = Package(
         // Helpers shared by the test targets (burst arrays, pools checked for leaks).
         .target(name: "TestSupport", dependencies: ["UKNetdev"], path: "Tests/TestSupport"),
         .testTarget(name: "KVStoreTests", dependencies: ["TestSupport", "KVStore", "HostStack", "UKNetdev", "PcapNet", "UKNetdevLinux"], path: "Tests/KVStoreTests"),
+        .testTarget(name: "HostStackTests", dependencies: ["TestSupport", "HostStack", "UKNetdev"], path: "Tests/HostStackTests"),
         .testTarget(name: "UKNetdevTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevTests"),
         .testTarget(name: "UKNetdevLinuxTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevLinuxTests"),
         .testTarget(name: "PcapNetTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet"], path: "Tests/PcapNetTests"),

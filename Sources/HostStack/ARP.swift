@@ -43,8 +43,10 @@ struct ARPTable {
             used += 1
             return used - 1
         }
-        nextReplaced = (nextReplaced + 1) % ARPTable.capacity
-        return nextReplaced
+        // Full: the entries in turn, oldest first.
+        let replaced = nextReplaced
+        nextReplaced = (replaced + 1) % ARPTable.capacity
+        return replaced
     }
 }
 
