@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "UKNetdevLinux", targets: ["UKNetdevLinux"]),
         .library(name: "PcapNet", targets: ["PcapNet"]),
         .library(name: "NetdevSpec", targets: ["NetdevSpec"]),
+        .library(name: "HostStack", targets: ["HostStack"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -26,17 +27,20 @@ let package = Package(
         .target(name: "CUKLinux", path: "Sources/CUKLinux", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
         .target(name: "UKNetdevLinux", dependencies: ["UKNetdev", "CUKLinux"], path: "Sources/UKNetdevLinux"),
 
-        // The memcached-UDP key-value store engine: storage, text protocol, its own IPv4/UDP/ARP/ICMP. [Embedded]
-        .target(name: "KVStore", dependencies: ["UKNetdev"], path: "Sources/Apps/KVStore"),
+        // The host stack both apps share: ARP, IPv4 checks, ICMP echo, reassembly, chained RX frames. [Embedded]
+        .target(name: "HostStack", dependencies: ["UKNetdev"], path: "Sources/HostStack"),
+
+        // The memcached-UDP key-value store engine: storage, text protocol, memcached over UDP. [Embedded]
+        .target(name: "KVStore", dependencies: ["UKNetdev", "HostStack"], path: "Sources/Apps/KVStore"),
 
         // The packet generator engine: template TX, pacing, RX meter, memcached load, replay. [Embedded]
-        .target(name: "PktGen", dependencies: ["UKNetdev"], path: "Sources/Apps/PktGen"),
+        .target(name: "PktGen", dependencies: ["UKNetdev", "HostStack"], path: "Sources/Apps/PktGen"),
 
         // Command-line tools: thin entry points over the libraries.
         .target(name: "ToolSupport", dependencies: ["CUKAtomics", "CUKLinux"], path: "Sources/Tools/ToolSupport"),
         .executableTarget(
             name: "kvstore",
-            dependencies: ["KVStore", "NetdevSpec", "UKNetdev", "ToolSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["KVStore", "HostStack", "NetdevSpec", "UKNetdev", "ToolSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/kvstore"),
         .executableTarget(
             name: "pktgen",
@@ -71,11 +75,12 @@ let package = Package(
 
         // Helpers shared by the test targets (burst arrays, pools checked for leaks).
         .target(name: "TestSupport", dependencies: ["UKNetdev"], path: "Tests/TestSupport"),
-        .testTarget(name: "KVStoreTests", dependencies: ["TestSupport", "KVStore", "UKNetdev", "PcapNet", "UKNetdevLinux"], path: "Tests/KVStoreTests"),
+        .testTarget(name: "KVStoreTests", dependencies: ["TestSupport", "KVStore", "HostStack", "UKNetdev", "PcapNet", "UKNetdevLinux"], path: "Tests/KVStoreTests"),
+        .testTarget(name: "HostStackTests", dependencies: ["TestSupport", "HostStack", "UKNetdev"], path: "Tests/HostStackTests"),
         .testTarget(name: "UKNetdevTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevTests"),
         .testTarget(name: "UKNetdevLinuxTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevLinuxTests"),
         .testTarget(name: "PcapNetTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet"], path: "Tests/PcapNetTests"),
-        .testTarget(name: "PktGenTests", dependencies: ["TestSupport", "PktGen", "KVStore", "UKNetdev", "PcapNet"], path: "Tests/PktGenTests"),
+        .testTarget(name: "PktGenTests", dependencies: ["TestSupport", "PktGen", "KVStore", "HostStack", "UKNetdev", "PcapNet"], path: "Tests/PktGenTests"),
         .testTarget(name: "NetdevSpecTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet", "NetdevSpec"], path: "Tests/NetdevSpecTests"),
     ]
 )

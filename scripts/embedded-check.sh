@@ -93,6 +93,7 @@ link() { # elf, objects...: static, no libc, unreached sections dropped; fails o
 can_run() { [ "$(uname -sm)" = "Linux x86_64" ]; }
 
 compile UKNetdev UKNetdev.o $(find Sources/UKNetdev -name '*.swift' | sort)
+compile HostStack HostStack.o $(find Sources/HostStack -name '*.swift' | sort)
 compile KVStore KVStore.o $(find Sources/Apps/KVStore -name '*.swift' | sort)
 compile PktGen PktGen.o $(find Sources/Apps/PktGen -name '*.swift' | sort)
 

@@ -96,12 +96,12 @@ struct Client {
     }
 }
 
-func setUp() -> (NetBufPool, RingDevice, KVServer<RingDevice>, RequestTemplates) {
+func setUp() -> (NetBufPool, RingDevice, KVServer, RingDevice, RequestTemplates) {
     let pool = try! NetBufPool(count: 4096, roomSize: 2048, threading: .threadSafe)
     var (a, b) = RingDevice.pair(slots: 1024)
     try! a.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
     try! b.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
-    var server = try! KVServer(device: b, pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 64 << 20),
+    var server = try! KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 64 << 20),
                                now: UInt32(time(nil)))
     // Preload every key through the protocol itself.
     let sets = RequestTemplates(payloads: (0..<keys).map { "set \(key($0)) 0 0 32 noreply\r\n\(value32)\r\n" })
@@ -109,23 +109,23 @@ func setUp() -> (NetBufPool, RingDevice, KVServer<RingDevice>, RequestTemplates)
     while loader.sent < keys {
         loader.send(limit: keys)
         loader.received = loader.sent   // noreply: nothing comes back
-        server.poll(now: UInt32(time(nil)))
+        server.poll(&b, now: UInt32(time(nil)))
     }
     guard server.engine.store.items == keys else { fail("preload stored \(server.engine.store.items) of \(keys)") }
     let gets = RequestTemplates(payloads: (0..<keys).map { "get \(key($0))\r\n" })
-    return (pool, a, server, gets)
+    return (pool, a, server, b, gets)
 }
 
 /// One thread, lock step: a burst of GETs in, one server poll, the replies out.
 func single(requests: Int) {
-    var (pool, a, server, gets) = setUp()
+    var (pool, a, server, serverDevice, gets) = setUp()
     var client = Client(device: a, pool: pool, templates: gets)
     let t = UInt32(time(nil))
     let m0 = malloc_counter_calls()
     let t0 = now()
     while client.received < requests {
         client.send(limit: requests)
-        server.poll(now: t)
+        server.poll(&serverDevice, now: t)
         _ = client.receive()
     }
     let t1 = now()
@@ -137,15 +137,16 @@ func single(requests: Int) {
 
 /// Store on CPU 1, client on CPU 0.
 func twoCores(requests: Int) {
-    let (pool, a, server, gets) = setUp()
+    let (pool, a, server, serverDevice, gets) = setUp()
     let stop = StopFlag()
     let serverBox = Shared(server)
     let deadline = now() + 60
     let serverThread = PinnedThread(cpu: 1) {
         let t = UInt32(time(nil))
         var polls = 0
+        var device = serverDevice
         while !stop.isRaised {
-            _ = serverBox.value.poll(now: t)
+            _ = serverBox.value.poll(&device, now: t)
             polls &+= 1
             if polls & 0xFFFF == 0 && now() > deadline { break }
         }

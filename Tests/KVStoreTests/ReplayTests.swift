@@ -1,4 +1,5 @@
 import Foundation
+import HostStack
 import KVStore
 import PcapNet
 import Testing
@@ -48,18 +49,21 @@ enum Traces {
     static let knownIssues: [String: KnownIssue] = [:
     ]
 
-    /// Drops each trace must produce, by reason; every other reason must stay at zero.
-    static let expectedDrops: [String: [KVDropReason: UInt64]] = [
+    /// Drops each trace must produce, by reason (the host stack's, then the server's); every
+    /// other reason must stay at zero.
+    static let expectedHostDrops: [String: [HostDropReason: UInt64]] = [
         "malformed": [
             .truncatedFrame: 1, .notForUs: 1, .unsupportedEtherType: 1,
             .ipMalformed: 5, .ipBadChecksum: 1, .ipWrongAddress: 1, .ipUnsupportedProtocol: 1,
             .udpMalformed: 2, .udpBadChecksum: 1, .udpWrongPort: 1,
-            .memcachedTooShort: 2, .memcachedMultiDatagram: 2,
             .fragmentMalformed: 1, .fragmentTooLarge: 1,
         ],
         "arp": [.notForUs: 1, .arpNotForUs: 3, .arpMalformed: 1],
         "icmp": [.icmpBadChecksum: 1, .icmpNotEchoRequest: 3, .icmpMalformed: 1],
         "fragments": [.fragmentOverlap: 2],
+    ]
+    static let expectedDrops: [String: [KVDropReason: UInt64]] = [
+        "malformed": [.memcachedTooShort: 2, .memcachedMultiDatagram: 2],
     ]
 }
 
@@ -144,19 +148,19 @@ func replay(input: String, output: String) throws -> ReplayOutcome {
     let pool = try NetBufPool(count: 1024, roomSize: 2048, headroom: 128)
     var device = try PcapDevice(rx: input, tx: output, timestamps: .fixed(seconds: Traces.timestamp))
     try device.bringUp(rx: RxQueueConfig(descriptors: 256, allocator: pool.rxAllocator), tx: TxQueueConfig(descriptors: 256))
-    var server = try KVServer(device: device, pool: pool, config: Traces.config, now: UInt32(time(nil)))
+    var server = try KVServer(pool: pool, config: Traces.config, now: UInt32(time(nil)))
     var polls = 0
     while polls < 1_000_000 {
         polls += 1
-        let n = server.poll(now: UInt32(time(nil)))
+        let n = server.poll(&device, now: UInt32(time(nil)))
         if n == 0 && server.inputEnded && server.pendingTransmit == 0 { break }
     }
-    server.flush()
+    server.flush(&device)
     let inUse = pool.inUse
     let stats = server.stats
     server.shutdown()
-    server.device.stop()
-    try server.device.flush()
+    device.stop()
+    try device.flush()
     let after = pool.inUse
     if after == 0 { try pool.destroy() }
     return ReplayOutcome(frames: try readPcapFrames(output), stats: stats, inUseAfterRun: inUse,
@@ -198,6 +202,11 @@ func replay(input: String, output: String) throws -> ReplayOutcome {
         #expect(outcome.inUseAfterRun == 0, "\(name): \(outcome.inUseAfterRun) buffers still out after the trace")
         #expect(outcome.inUseAfterShutdown == 0, "\(name): \(outcome.inUseAfterShutdown) buffers still out after shutdown")
         #expect(outcome.stats.framesReceived == UInt64(inputFrames.count), "\(name): not every frame was received")
+        let wantedHost = Traces.expectedHostDrops[name] ?? [:]
+        for reason in HostDropReason.allCases {
+            #expect(outcome.stats[reason] == wantedHost[reason] ?? 0,
+                    "\(name): \(outcome.stats[reason]) drops for '\(reason.name)', expected \(wantedHost[reason] ?? 0)")
+        }
         let wanted = Traces.expectedDrops[name] ?? [:]
         for reason in KVDropReason.allCases {
             #expect(outcome.stats[reason] == wanted[reason] ?? 0,

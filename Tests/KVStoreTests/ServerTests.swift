@@ -11,7 +11,8 @@ let clientIP = IPv4Address(192, 0, 2, 1)
 struct Harness {
     let pool: NetBufPool
     var client: RingDevice
-    var server: KVServer<RingDevice>
+    var serverDevice: RingDevice
+    var server: KVServer
     var now: UInt32 = 1_800_000_000
 
     init() throws {
@@ -20,7 +21,8 @@ struct Harness {
         try a.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
         try b.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
         client = a
-        server = try KVServer(device: b, pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 4 << 20), now: now)
+        serverDevice = b
+        server = try KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 4 << 20), now: now)
     }
 
     mutating func finish() throws {
@@ -33,11 +35,19 @@ struct Harness {
     mutating func send(_ build: (NetBuf) throws -> Void) throws {
         let buf = try #require(pool.allocate())
         try build(buf)
+        transmit(buf)
+    }
+
+    /// Sends `buf` (one buffer or a chain) to the store, which polls once.
+    mutating func transmit(_ buf: NetBuf) {
         var one = buf
         let sent = withUnsafeMutablePointer(to: &one) { client.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: $0, count: 1)).count }
         #expect(sent == 1)
-        server.poll(now: now)
+        poll()
     }
+
+    /// One server poll of its end of the ring.
+    mutating func poll() { server.poll(&serverDevice, now: now) }
 
     mutating func send(bytes: [UInt8]) throws {
         try send { buf in try bytes.withUnsafeBytes { try buf.copyIn($0) } }
@@ -46,14 +56,7 @@ struct Harness {
     /// A UDP request from the client to the store, memcached header included.
     mutating func sendRequest(_ payload: [UInt8], id: UInt16 = 1, total: UInt16 = 1, port: UInt16 = 11211,
                               corruptUDP: Bool = false, destination: IPv4Address = storeIP) throws {
-        let flow = UDPFlow(sourceMAC: clientMAC, destinationMAC: storeMAC, source: clientIP, destination: destination,
-                           sourcePort: 40000, destinationPort: port)
-        try send { buf in
-            let header: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), 0, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 0]
-            try (header + payload).withUnsafeBytes { try buf.copyIn($0) }
-            try buf.prependUDPHeaders(flow)
-            if corruptUDP { buf.data.storeBytes(of: buf.data.load(fromByteOffset: buf.length - 1, as: UInt8.self) ^ 0xFF, toByteOffset: buf.length - 1, as: UInt8.self) }
-        }
+        try send { try writeRequest(into: $0, payload, id: id, total: total, port: port, corruptUDP: corruptUDP, destination: destination) }
     }
 
     /// Frames the store sent since the last call, as byte arrays; their buffers are freed.
@@ -154,35 +157,17 @@ struct Harness {
 
     @Test func arpAndPing() throws {
         var h = try Harness()
-        try h.send { buf in
-            try buf.setLength(60)
-            EthernetFrame.writeHeader(at: buf.data, destination: .broadcast, source: clientMAC, etherType: EtherType.arp)
-            ARPPacket.write(at: buf.data + 14, operation: ARPPacket.Operation.request, senderHardware: clientMAC,
-                            senderProtocol: clientIP, targetHardware: .zero, targetProtocol: storeIP)
-        }
+        try h.send { try writeARPRequest(into: $0) }
         let arp = try #require(h.receive().first)
         #expect(Array(arp[0..<6]) == [2, 0, 0, 0, 0, 1])
         #expect(arp[21] == 2, "an ARP reply")
         #expect(Array(arp[22..<28]) == [2, 0, 0, 0, 0, 2] && Array(arp[28..<32]) == [192, 0, 2, 2])
         // ARP for someone else: nothing.
-        try h.send { buf in
-            try buf.setLength(60)
-            EthernetFrame.writeHeader(at: buf.data, destination: .broadcast, source: clientMAC, etherType: EtherType.arp)
-            ARPPacket.write(at: buf.data + 14, operation: ARPPacket.Operation.request, senderHardware: clientMAC,
-                            senderProtocol: clientIP, targetHardware: .zero, targetProtocol: IPv4Address(192, 0, 2, 99))
-        }
+        try h.send { try writeARPRequest(into: $0, target: IPv4Address(192, 0, 2, 99)) }
         #expect(h.receive().isEmpty)
         #expect(h.server.stats[.arpNotForUs] == 1)
         // Echo request -> echo reply with a valid checksum.
-        try h.send { buf in
-            let icmp: [UInt8] = [8, 0, 0, 0, 0x12, 0x34, 0, 1] + Array("ping data".utf8)
-            try icmp.withUnsafeBytes { try buf.copyIn($0) }
-            let c = InternetChecksum.checksum(buf.data, count: buf.length)
-            buf.data.storeBytes(of: c.bigEndian, toByteOffset: 2, as: UInt16.self)
-            let ip = try buf.prepend(20)
-            IPv4Packet.writeHeader(at: ip, source: clientIP, destination: storeIP, protocol: IPProtocol.icmp, payloadLength: icmp.count)
-            EthernetFrame.writeHeader(at: try buf.prepend(14), destination: storeMAC, source: clientMAC, etherType: EtherType.ipv4)
-        }
+        try h.send { try writeEchoRequest(into: $0) }
         let reply = try #require(h.receive().first)
         try reply.withUnsafeBytes { raw in
             let eth = try EthernetFrame(UnsafeMutableRawBufferPointer(mutating: raw))
@@ -245,28 +230,10 @@ struct Harness {
         var h = try Harness()
         // A 3000-byte set, as three fragments sent out of order.
         let value = String(repeating: "f", count: 3000)
-        let payload: [UInt8] = [0, 5, 0, 0, 0, 1, 0, 0] + Array("set frag 0 0 3000\r\n\(value)\r\n".utf8)
-        var udp = [UInt8](repeating: 0, count: 8) + payload
+        let udp = udpDatagram([0, 5, 0, 0, 0, 1, 0, 0] + Array("set frag 0 0 3000\r\n\(value)\r\n".utf8))
         let udpLength = udp.count
-        udp[0] = 0x9C; udp[1] = 0x40; udp[2] = 0x2B; udp[3] = 0xCB
-        udp[4] = UInt8(udpLength >> 8); udp[5] = UInt8(udpLength & 0xFF)
-        let sum = udp.withUnsafeBytes {
-            InternetChecksum.finish(InternetChecksum.sum($0.baseAddress!, count: udpLength,
-                initial: InternetChecksum.pseudoHeaderSum(source: clientIP, destination: storeIP, protocol: IPProtocol.udp, length: udpLength)))
-        }
-        udp[6] = UInt8(sum >> 8); udp[7] = UInt8(sum & 0xFF)
         func fragment(_ offset: Int, _ length: Int, more: Bool, id: UInt16 = 0x4242) throws {
-            try h.send { buf in
-                try Array(udp[offset..<(offset + length)]).withUnsafeBytes { try buf.copyIn($0) }
-                let ip = try buf.prepend(20)
-                IPv4Packet.writeHeader(at: ip, source: clientIP, destination: storeIP, protocol: IPProtocol.udp,
-                                       payloadLength: length, identification: id)
-                let flags = UInt16(offset / 8) | (more ? 0x2000 : 0)
-                ip.storeBytes(of: flags.bigEndian, toByteOffset: 6, as: UInt16.self)
-                ip.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
-                ip.storeBytes(of: InternetChecksum.checksum(ip, count: 20).bigEndian, toByteOffset: 10, as: UInt16.self)
-                EthernetFrame.writeHeader(at: try buf.prepend(14), destination: storeMAC, source: clientMAC, etherType: EtherType.ipv4)
-            }
+            try h.send { try writeFragment(into: $0, of: udp, offset: offset, length: length, more: more, id: id) }
         }
         try fragment(1480, 1480, more: true)
         try fragment(2960, udpLength - 2960, more: false)
@@ -291,7 +258,7 @@ struct Harness {
         // An incomplete datagram times out.
         try fragment(0, 1480, more: true, id: 11)
         h.now += 31
-        h.server.poll(now: h.now)
+        h.poll()
         #expect(h.server.stats[.fragmentTimeout] == 1)
         try h.sendRequest(Array("get frag\r\n".utf8))
         let body = h.receive().flatMap { $0[50...] }

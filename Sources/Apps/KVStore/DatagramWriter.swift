@@ -1,3 +1,4 @@
+import HostStack
 import UKNetdev
 
 /// Turns the engine's response objects into reply frames: each object becomes a group of
@@ -326,18 +327,4 @@ struct DatagramWriter: ResponseSink {
         writeEthernetHeader(at: frame, destination: mac, source: ownMAC, vlan: vlan)
         (frame + 18).copyMemory(from: template + 14, byteCount: 28)
     }
-}
-
-/// An Ethernet header for an IPv4 packet, behind an 802.1Q tag when `vlan` is set; returns its
-/// length (14 or 18).
-@discardableResult
-func writeEthernetHeader(at p: UnsafeMutableRawPointer, destination: MACAddress, source: MACAddress, vlan: UInt16?) -> Int {
-    guard let vlan else {
-        EthernetFrame.writeHeader(at: p, destination: destination, source: source, etherType: EtherType.ipv4)
-        return 14
-    }
-    EthernetFrame.writeHeader(at: p, destination: destination, source: source, etherType: EtherType.vlan)
-    p.storeBytes(of: vlan.bigEndian, toByteOffset: 14, as: UInt16.self)
-    p.storeBytes(of: EtherType.ipv4.bigEndian, toByteOffset: 16, as: UInt16.self)
-    return 18
 }

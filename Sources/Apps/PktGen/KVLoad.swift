@@ -1,3 +1,4 @@
+import HostStack
 import UKNetdev
 
 /// A memcached-UDP load: who talks to whom, how many requests in flight, which keys and values.
@@ -105,6 +106,9 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
     public private(set) var serverMAC: MACAddress?
     var random: SplitMix64
     let pool: NetBufPool
+    /// ARP (resolving the server, answering for our address), IPv4 checks, ICMP echo,
+    /// reassembly and chained frames: the layer the KV server uses too.
+    public private(set) var host: HostStack
 
     struct Slot {
         var busy = false
@@ -154,6 +158,8 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
         self.latency = latency
         self.pool = pool
         serverMAC = config.serverMAC
+        host = HostStack(config: HostConfig(mac: config.clientMAC, ip: config.clientIP, udpPort: config.clientPort,
+                                            reassemblySlots: 2), pool: pool)
         random = SplitMix64(seed: config.seed)
         slots = .allocate(capacity: config.window)
         slots.initialize(repeating: Slot(), count: config.window)
@@ -175,6 +181,7 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
     public mutating func deallocate() {
         for i in 0..<txCount { txQueue[i].release() }
         txCount = 0
+        host.deallocate()
         slots.deallocate()
         freeSlots.deallocate()
         replies.deallocate()
@@ -201,15 +208,21 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
     /// allow; a running preload goes first), TX. Returns the requests completed in this round.
     public mutating func poll<Device: NetDevice>(_ device: inout Device, now: UInt64, issue: Int) -> Int {
         let before = stats.completed
+        host.expire(now: KVLoadClient.seconds(now))
         let n = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(start: rxBurst, count: KVLoadClient.rxBurstSize)).count
         for i in 0..<n { receive(rxBurst[i], now: now) }
+        if serverMAC == nil { serverMAC = host.peerMAC(config.serverIP) }
         if now >= nextTimeoutScan {
             expireSlots(now: now)
             nextTimeoutScan = now + max(1, config.timeout / 8)
         }
         if serverMAC == nil {
             if now >= nextARP {
-                sendARPRequest()
+                if let request = host.arpRequest(for: config.serverIP) {
+                    if enqueue(request) { stats.arpRequests &+= 1 }
+                } else {
+                    stats.noBuffer &+= 1
+                }
                 nextARP = now + 100_000_000
             }
         } else if issue > 0 || preloadNext != nil {
@@ -329,29 +342,30 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
 
     // MARK: Replies
 
+    /// The host stack's clock: whole seconds (reassembly timeouts).
+    static func seconds(_ nanoseconds: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: nanoseconds / 1_000_000_000) }
+
+    /// One received frame through the host stack: its ARP and ICMP replies sent, server replies
+    /// matched, everything else counted.
     mutating func receive(_ buf: NetBuf, now: UInt64) {
-        var keep = false
-        defer { if !keep { buf.release() } }
-        let length = buf.length
-        let f = buf.data
-        guard buf.next == nil, length >= 14 else { stats.ignored &+= 1; return }
-        let type = UInt16(bigEndian: f.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
-        let destination = MACAddress.load(from: f)
-        guard destination == config.clientMAC || destination.isBroadcast else { stats.ignored &+= 1; return }
-        if type == EtherType.arp {
-            keep = handleARP(buf)
-            return
-        }
-        guard type == EtherType.ipv4, let ip = try? IPv4Packet(UnsafeMutableRawBufferPointer(start: f + 14, count: length - 14)),
-              ip.isHeaderChecksumValid, !ip.isFragment, ip.protocolNumber == IPProtocol.udp,
-              ip.destination == config.clientIP, ip.source == config.serverIP,
-              let udp = try? UDPDatagram(ip.payload) else { stats.ignored &+= 1; return }
-        guard udp.sourcePort == config.serverPort, udp.destinationPort == config.clientPort else { stats.ignored &+= 1; return }
-        guard udp.isChecksumValid(source: ip.source, destination: ip.destination) else {
+        switch host.receive(buf, now: KVLoadClient.seconds(now)) {
+        case .reply(let frame, let kind):
+            if enqueue(frame), kind == .arp { stats.arpAnswered &+= 1 }
+        case .datagram(let datagram):
+            receiveReply(datagram, now: now)
+            datagram.frame?.release()
+        case .absorbed:
+            break
+        case .dropped(.udpBadChecksum):
             stats.badChecksums &+= 1
-            return
+        case .dropped:
+            stats.ignored &+= 1
         }
-        let data = udp.payload
+    }
+
+    mutating func receiveReply(_ datagram: ReceivedDatagram, now: UInt64) {
+        guard datagram.source == config.serverIP, datagram.sourcePort == config.serverPort else { stats.ignored &+= 1; return }
+        let data = datagram.payload
         guard data.count >= 8 else { stats.badReplies &+= 1; return }
         let mc = UnsafeRawPointer(data.baseAddress!)
         let id = Int(UInt16(bigEndian: mc.loadUnaligned(as: UInt16.self)))
@@ -404,34 +418,6 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
         }
         stats.completed &+= 1
         latency.record(nanoseconds: now &- slot.firstSent)
-    }
-
-    // MARK: ARP
-
-    mutating func sendARPRequest() {
-        guard let buf = pool.allocate() else { stats.noBuffer &+= 1; return }
-        let f = buf.data
-        f.initializeMemory(as: UInt8.self, repeating: 0, count: 60)
-        EthernetFrame.writeHeader(at: f, destination: .broadcast, source: config.clientMAC, etherType: EtherType.arp)
-        ARPPacket.write(at: f + 14, operation: ARPPacket.Operation.request, senderHardware: config.clientMAC,
-                        senderProtocol: config.clientIP, targetHardware: .zero, targetProtocol: config.serverIP)
-        try? buf.setLength(60)
-        if enqueue(buf) { stats.arpRequests &+= 1 }
-    }
-
-    /// Learns the server's MAC from its ARP reply; answers ARP requests for our address. True
-    /// when the buffer was reused for a reply.
-    mutating func handleARP(_ buf: NetBuf) -> Bool {
-        guard let eth = try? EthernetFrame(buf.unsafeBytes), let arp = try? ARPPacket(eth.payload) else { stats.ignored &+= 1; return false }
-        if arp.operation == ARPPacket.Operation.reply, arp.senderProtocol == config.serverIP {
-            if serverMAC == nil { serverMAC = arp.senderHardware }
-            return false
-        }
-        guard arp.operation == ARPPacket.Operation.request, arp.targetProtocol == config.clientIP else { stats.ignored &+= 1; return false }
-        arp.makeReply(hardware: config.clientMAC, address: config.clientIP)
-        eth.reply(from: config.clientMAC)
-        if enqueue(buf) { stats.arpAnswered &+= 1 }
-        return true
     }
 
     // MARK: Keys and values

@@ -81,12 +81,12 @@ struct ServerRunner: NetDeviceVisitor {
     let live: Bool
 
     mutating func visit<D: NetDevice>(_ device: inout D) throws -> String {
-        var server = try KVServer(device: device, pool: pool, config: config, now: unixTime())
+        var server = try KVServer(pool: pool, config: config, now: unixTime())
         defer { server.shutdown() }
         var lastReport = monotonicSeconds()
         var idlePolls = 0
         while stopRequested == 0 {
-            let n = server.poll(now: unixTime())
+            let n = server.poll(&device, now: unixTime())
             if n == 0 {
                 if server.inputEnded && server.pendingTransmit == 0 { break }
                 idlePolls += 1
@@ -101,22 +101,24 @@ struct ServerRunner: NetDeviceVisitor {
                 fflush(nil)
             }
         }
-        server.flush()
+        server.flush(&device)
         if live { print("") }
         return report(server)
     }
 
-    func liveLine(_ s: KVServer<some NetDevice>) -> String {
+    func liveLine(_ s: KVServer) -> String {
         "frames \(s.stats.framesReceived)  requests \(s.stats.requests)  replies \(s.stats.replyDatagrams)  "
             + "hits \(s.engine.stats.hits)  misses \(s.engine.stats.misses)  drops \(s.stats.totalDrops)  pool \(pool.inUse)/\(pool.capacity)"
     }
 
-    func report(_ s: KVServer<some NetDevice>) -> String {
+    func report(_ s: KVServer) -> String {
         var lines: [String] = []
         lines.append("kvstore \(config.ip)/\(config.prefixLength) \(config.mac) port \(config.port)")
         lines.append("frames received: \(s.stats.framesReceived)")
         lines.append("memcached requests: \(s.stats.requests), reply datagrams: \(s.stats.replyDatagrams)")
-        lines.append("ARP replies: \(s.stats.arpReplies), ICMP echo replies: \(s.stats.icmpReplies), reassembled datagrams: \(s.stats.reassembled)")
+        let host = s.stats.host
+        lines.append("ARP replies: \(host.arpReplies), ICMP echo replies: \(host.icmpReplies), reassembled datagrams: \(host.reassembled), "
+                     + "chained frames: \(host.linearised), lone GETs on the fast path: \(s.stats.loneGetReplies)")
         let e = s.engine.stats
         var commands: [String] = []
         for c in KVCommandStats.Command.allCases where e[c] > 0 { commands.append("\(c) \(e[c])") }
@@ -125,7 +127,7 @@ struct ServerRunner: NetDeviceVisitor {
         lines.append("incomplete lines: \(e.incompleteLines), values beyond their datagram: \(e.dataBeyondDatagram)")
         lines.append("items: \(s.engine.store.items), evictions: \(s.engine.store.evictions), memory pages: \(s.engine.store.pagesInUse)/\(s.engine.store.pageLimitCount)")
         var drops: [String] = []
-        for r in KVDropReason.allCases where s.stats[r] > 0 { drops.append("  \(r.name): \(s.stats[r])") }
+        s.stats.forEachDrop { name, count in if count > 0 { drops.append("  \(name): \(count)") } }
         lines.append("drops: \(s.stats.totalDrops)" + (drops.isEmpty ? "" : "\n" + drops.joined(separator: "\n")))
         return lines.joined(separator: "\n")
     }

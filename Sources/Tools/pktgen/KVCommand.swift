@@ -227,18 +227,21 @@ struct KVRunner: NetDeviceVisitor {
         let storePool = try NetBufPool(count: 8192, roomSize: 2048, headroom: 128, threading: .threadSafe)
         let storeConfig = KVServerConfig(mac: config.serverMAC ?? KVCommand.inProcessStoreMAC, ip: config.serverIP,
                                          port: config.serverPort, memoryBytes: memoryMiB << 20)
-        let server = try KVServer(device: b, pool: storePool, config: storeConfig, now: unixTime())
+        let server = try KVServer(pool: storePool, config: storeConfig, now: unixTime())
         let stop = StopFlag()
-        let box = Shared(server)
+        let box = Shared((server: server, device: b))
         let thread = PinnedThread(cpu: 1) {
-            while !stop.isRaised { box.value.poll(now: unixTime()) }
-            box.value.flush()
+            // This thread's alone until it is joined; handed back for the shutdown.
+            var store = box.value
+            while !stop.isRaised { store.server.poll(&store.device, now: unixTime()) }
+            store.server.flush(&store.device)
+            box.value = store
         }
         pin(toCPU: 0)
         defer {
             stop.raise()
             thread.join()
-            box.value.shutdown()
+            box.value.server.shutdown()
             // Frames still in the rings go back to their pools before the pools are checked.
             var drain = RxDrain()
             drain.drain(&a)

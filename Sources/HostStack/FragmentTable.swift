@@ -22,7 +22,7 @@ struct FragmentTable {
         case pending
         /// Complete: the payload is in `buffer(slot)`, `total` bytes; free the slot after use.
         case complete(slot: Int)
-        case dropped(KVDropReason)
+        case dropped(HostDropReason)
     }
 
     static let maxPayload = 65535 - 20
@@ -61,13 +61,7 @@ struct FragmentTable {
         (bitmaps + slot * words).update(repeating: 0, count: words)
     }
 
-    /// Frees slots older than the timeout; returns how many. Runs every poll: the check for
-    /// none in use is all it costs then.
-    @inline(__always)
-    mutating func expire(now: UInt32) -> Int {
-        inUse == 0 ? 0 : expireSlots(now: now)
-    }
-
+    /// Frees slots older than the timeout; returns how many.
     mutating func expireSlots(now: UInt32) -> Int {
         var n = 0
         for i in 0..<count where slots[i].inUse && now &- slots[i].firstSeen >= timeout {

@@ -1,0 +1,42 @@
+import HostStack
+
+/// Why the server dropped a datagram the host stack delivered, or a reply. Drops below
+/// memcached (Ethernet, ARP, IPv4, ICMP, UDP) are the host stack's: `HostDropReason`.
+public enum KVDropReason: Int, CaseIterable, Sendable {
+    case memcachedTooShort, memcachedMultiDatagram
+    case noBufferForReply, txQueueFull
+
+    public var name: String {
+        switch self {
+        case .memcachedTooShort: "memcached datagram of 8 bytes or fewer"
+        case .memcachedMultiDatagram: "memcached multi-datagram request"
+        case .noBufferForReply: "no buffer for a reply"
+        case .txQueueFull: "transmit queue full"
+        }
+    }
+}
+
+public struct KVServerStats: Sendable {
+    public var framesReceived: UInt64 = 0
+    public var requests: UInt64 = 0
+    public var replyDatagrams: UInt64 = 0
+    /// Requests answered by the lone-GET fast path (counted in `requests` too).
+    public var loneGetReplies: UInt64 = 0
+    /// The host stack's: ARP and ICMP replies, reassembly, chains, and its drops.
+    public var host = HostStackStats()
+    public var drops = ReasonCounters<KVDropReason, 4>()
+    public init() {}
+
+    public subscript(_ r: KVDropReason) -> UInt64 { drops[r] }
+    public subscript(_ r: HostDropReason) -> UInt64 { host[r] }
+    public var arpReplies: UInt64 { host.arpReplies }
+    public var icmpReplies: UInt64 { host.icmpReplies }
+    public var reassembled: UInt64 { host.reassembled }
+    public var totalDrops: UInt64 { host.totalDrops &+ drops.total }
+
+    /// Every drop counter with its reason's name, the host stack's first, in declaration order.
+    public func forEachDrop(_ body: (_ reason: String, _ count: UInt64) -> Void) {
+        for r in HostDropReason.allCases { body(r.name, host[r]) }
+        for r in KVDropReason.allCases { body(r.name, drops[r]) }
+    }
+}
