@@ -1,6 +1,10 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// Devices are ~Copyable (one live handle per device); middleware names its inner device as an
+// associated type that may be ~Copyable, which needs this (also passed by make embedded-check).
+let swiftSettings: [SwiftSetting] = [.enableExperimentalFeature("SuppressedAssociatedTypes")]
+
 // Core modules (UKNetdev and its Wire views) must also build as Embedded Swift for
 // x86_64-unknown-none-elf: `make embedded-check` compiles them that way. Keep Foundation,
 // Glibc and existentials out of them; OS code goes in UKNetdevLinux.
@@ -21,66 +25,66 @@ let package = Package(
         // Atomics, fences and CPU hints as static inline C (freestanding, Embedded-safe).
         .target(name: "CUKAtomics", path: "Sources/CUKAtomics"),
         // The core: netbufs, pools, the device contract, in-memory devices, middleware, wire views.
-        .target(name: "UKNetdev", dependencies: ["CUKAtomics"], path: "Sources/UKNetdev"),
+        .target(name: "UKNetdev", dependencies: ["CUKAtomics"], path: "Sources/UKNetdev", swiftSettings: swiftSettings),
         // What only a Linux process has: eventfd-based RX events, waiting with poll(2).
         // DWARF 4: the benchmarks link it (through ToolSupport) and valgrind 3.19 cannot read DWARF 5.
         .target(name: "CUKLinux", path: "Sources/CUKLinux", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
-        .target(name: "UKNetdevLinux", dependencies: ["UKNetdev", "CUKLinux"], path: "Sources/UKNetdevLinux"),
+        .target(name: "UKNetdevLinux", dependencies: ["UKNetdev", "CUKLinux"], path: "Sources/UKNetdevLinux", swiftSettings: swiftSettings),
 
         // The host stack both apps share: ARP, IPv4 checks, ICMP echo, reassembly, chained RX frames. [Embedded]
-        .target(name: "HostStack", dependencies: ["UKNetdev"], path: "Sources/HostStack"),
+        .target(name: "HostStack", dependencies: ["UKNetdev"], path: "Sources/HostStack", swiftSettings: swiftSettings),
 
         // The memcached-UDP key-value store engine: storage, text protocol, memcached over UDP. [Embedded]
-        .target(name: "KVStore", dependencies: ["UKNetdev", "HostStack"], path: "Sources/Apps/KVStore"),
+        .target(name: "KVStore", dependencies: ["UKNetdev", "HostStack"], path: "Sources/Apps/KVStore", swiftSettings: swiftSettings),
 
         // The packet generator engine: template TX, pacing, RX meter, memcached load, replay. [Embedded]
-        .target(name: "PktGen", dependencies: ["UKNetdev", "HostStack"], path: "Sources/Apps/PktGen"),
+        .target(name: "PktGen", dependencies: ["UKNetdev", "HostStack"], path: "Sources/Apps/PktGen", swiftSettings: swiftSettings),
 
         // Command-line tools: thin entry points over the libraries.
-        .target(name: "ToolSupport", dependencies: ["CUKAtomics", "CUKLinux"], path: "Sources/Tools/ToolSupport"),
+        .target(name: "ToolSupport", dependencies: ["CUKAtomics", "CUKLinux"], path: "Sources/Tools/ToolSupport", swiftSettings: swiftSettings),
         .executableTarget(
             name: "kvstore",
             dependencies: ["KVStore", "HostStack", "NetdevSpec", "UKNetdev", "ToolSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Sources/Tools/kvstore"),
+            path: "Sources/Tools/kvstore", swiftSettings: swiftSettings),
         .executableTarget(
             name: "pktgen",
             dependencies: ["PktGen", "KVStore", "NetdevSpec", "PcapNet", "UKNetdev", "ToolSupport",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Histogram", package: "hdrhistogram-swift")],
-            path: "Sources/Tools/pktgen"),
+            path: "Sources/Tools/pktgen", swiftSettings: swiftSettings),
 
         // Benchmarks: counting malloc calls needs an interposer linked into the benchmark only.
         // DWARF 4: valgrind 3.19 (callgrind in the hot-path check) cannot read clang's DWARF 5.
         .target(name: "CBenchSupport", path: "Benchmarks/CBenchSupport", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
-        .target(name: "BenchSupport", dependencies: ["CBenchSupport", "ToolSupport"], path: "Benchmarks/BenchSupport"),
+        .target(name: "BenchSupport", dependencies: ["CBenchSupport", "ToolSupport"], path: "Benchmarks/BenchSupport", swiftSettings: swiftSettings),
         .executableTarget(
             name: "netdev-bench",
             dependencies: ["UKNetdev", "BenchSupport"],
-            path: "Benchmarks/NetdevBench"),
+            path: "Benchmarks/NetdevBench", swiftSettings: swiftSettings),
 
         // pcap backend (hosted): PcapDevice and the PcapWriter middleware over libpcap.
         .systemLibrary(name: "CPcap", path: "Sources/CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
-        .target(name: "PcapNet", dependencies: ["UKNetdev", "CPcap"], path: "Sources/PcapNet"),
+        .target(name: "PcapNet", dependencies: ["UKNetdev", "CPcap"], path: "Sources/PcapNet", swiftSettings: swiftSettings),
         // Device specs for command-line tools ("pcap:rx=F", "tap:ifname=N", "null", "ring").
-        .target(name: "NetdevSpec", dependencies: ["UKNetdev", "UKNetdevLinux", "PcapNet"], path: "Sources/NetdevSpec"),
+        .target(name: "NetdevSpec", dependencies: ["UKNetdev", "UKNetdevLinux", "PcapNet"], path: "Sources/NetdevSpec", swiftSettings: swiftSettings),
 
         .executableTarget(
             name: "pktgen-bench",
             dependencies: ["PktGen", "UKNetdev", "BenchSupport"],
-            path: "Benchmarks/PktGenBench"),
+            path: "Benchmarks/PktGenBench", swiftSettings: swiftSettings),
         .executableTarget(
             name: "kv-bench",
             dependencies: ["KVStore", "UKNetdev", "BenchSupport"],
-            path: "Benchmarks/KVBench"),
+            path: "Benchmarks/KVBench", swiftSettings: swiftSettings),
 
         // Helpers shared by the test targets (burst arrays, pools checked for leaks).
-        .target(name: "TestSupport", dependencies: ["UKNetdev"], path: "Tests/TestSupport"),
-        .testTarget(name: "KVStoreTests", dependencies: ["TestSupport", "KVStore", "HostStack", "UKNetdev", "PcapNet", "UKNetdevLinux"], path: "Tests/KVStoreTests"),
-        .testTarget(name: "HostStackTests", dependencies: ["TestSupport", "HostStack", "UKNetdev"], path: "Tests/HostStackTests"),
-        .testTarget(name: "UKNetdevTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevTests"),
-        .testTarget(name: "UKNetdevLinuxTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevLinuxTests"),
-        .testTarget(name: "PcapNetTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet"], path: "Tests/PcapNetTests"),
-        .testTarget(name: "PktGenTests", dependencies: ["TestSupport", "PktGen", "KVStore", "HostStack", "UKNetdev", "PcapNet"], path: "Tests/PktGenTests"),
-        .testTarget(name: "NetdevSpecTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet", "NetdevSpec"], path: "Tests/NetdevSpecTests"),
+        .target(name: "TestSupport", dependencies: ["UKNetdev"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "KVStoreTests", dependencies: ["TestSupport", "KVStore", "HostStack", "UKNetdev", "PcapNet", "UKNetdevLinux"], path: "Tests/KVStoreTests", swiftSettings: swiftSettings),
+        .testTarget(name: "HostStackTests", dependencies: ["TestSupport", "HostStack", "UKNetdev"], path: "Tests/HostStackTests", swiftSettings: swiftSettings),
+        .testTarget(name: "UKNetdevTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevTests", swiftSettings: swiftSettings),
+        .testTarget(name: "UKNetdevLinuxTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevLinuxTests", swiftSettings: swiftSettings),
+        .testTarget(name: "PcapNetTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet"], path: "Tests/PcapNetTests", swiftSettings: swiftSettings),
+        .testTarget(name: "PktGenTests", dependencies: ["TestSupport", "PktGen", "KVStore", "HostStack", "UKNetdev", "PcapNet"], path: "Tests/PktGenTests", swiftSettings: swiftSettings),
+        .testTarget(name: "NetdevSpecTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet", "NetdevSpec"], path: "Tests/NetdevSpecTests", swiftSettings: swiftSettings),
     ]
 )

@@ -17,7 +17,7 @@ tools=$(dirname "$(readlink -f "$swiftc_bin")")   # the toolchain's own llvm-nm,
 nm=$tools/llvm-nm clang=$tools/clang lld=$tools/ld.lld
 out=.build-embedded
 # -function-sections lets the link's --gc-sections drop Swift code nothing reaches.
-flags=(-target x86_64-unknown-none-elf -enable-experimental-feature Embedded -wmo -parse-as-library
+flags=(-target x86_64-unknown-none-elf -enable-experimental-feature Embedded -enable-experimental-feature SuppressedAssociatedTypes -wmo -parse-as-library
        -Osize -Xfrontend -disable-stack-protector -Xfrontend -function-sections
        -Xcc -mno-red-zone -Xcc -ffreestanding -I Sources/CUKAtomics/include)
 # The runtime's C: freestanding headers only (-nostdlibinc keeps just the compiler's own).

@@ -51,17 +51,15 @@ struct RequestTemplates {
     }
 }
 
-/// The client side on one ring endpoint: keeps `window` GETs in flight, counts replies.
+/// The client side of a ring pair: keeps `window` GETs in flight, counts replies.
 struct Client {
-    var device: RingDevice
     let pool: NetBufPool
     let storage: UnsafeMutableRawPointer   // all templates, `templateStride` bytes apart
     let lengths: [Int]
     let burst = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: 32)
     var sent = 0, received = 0, next = 0
 
-    init(device: RingDevice, pool: NetBufPool, templates: RequestTemplates) {
-        self.device = device
+    init(pool: NetBufPool, templates: RequestTemplates) {
         self.pool = pool
         let area = UnsafeMutableRawPointer.allocate(byteCount: templates.frames.count * templateStride, alignment: 64)
         for (i, f) in templates.frames.enumerated() {
@@ -72,7 +70,7 @@ struct Client {
     }
 
     /// Sends up to `limit` more requests, keeping at most `window` outstanding.
-    mutating func send(limit: Int) {
+    mutating func send(_ device: inout RingDevice, limit: Int) {
         let want = min(32, window - (sent - received), limit - sent)
         guard want > 0 else { return }
         let n = pool.allocateBulk(into: UnsafeMutableBufferPointer(rebasing: burst[0..<want]))
@@ -88,7 +86,7 @@ struct Client {
     }
 
     /// Takes replies off the ring; returns how many.
-    mutating func receive() -> Int {
+    mutating func receive(_ device: inout RingDevice) -> Int {
         let n = device.rxBurst(queue: 0, into: burst).count
         NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[0..<n]))
         received += n
@@ -96,70 +94,87 @@ struct Client {
     }
 }
 
-func setUp() -> (NetBufPool, RingDevice, KVServer, RingDevice, RequestTemplates) {
+/// The store preloaded on one end of a ring pair, the client's end, and the GET requests.
+struct Setup: ~Copyable {
+    let pool: NetBufPool
+    var clientDevice: RingDevice
+    var server: KVServer
+    var serverDevice: RingDevice
+    let gets: RequestTemplates
+}
+
+/// The store's side, handed to its own thread.
+struct ServerSide: ~Copyable {
+    var server: KVServer
+    var device: RingDevice
+    mutating func poll(now: UInt32) { server.poll(&device, now: now) }
+}
+
+func setUp() -> Setup {
     let pool = try! NetBufPool(count: 4096, roomSize: 2048, threading: .threadSafe)
-    var (a, b) = RingDevice.pair(slots: 1024)
-    try! a.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
-    try! b.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
+    var ring = RingDevice.pair(slots: 1024)
+    try! ring.a.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
+    try! ring.b.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
     var server = try! KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 64 << 20),
                                now: UInt32(time(nil)))
     // Preload every key through the protocol itself.
     let sets = RequestTemplates(payloads: (0..<keys).map { "set \(key($0)) 0 0 32 noreply\r\n\(value32)\r\n" })
-    var loader = Client(device: a, pool: pool, templates: sets)
+    var loader = Client(pool: pool, templates: sets)
     while loader.sent < keys {
-        loader.send(limit: keys)
+        loader.send(&ring.a, limit: keys)
         loader.received = loader.sent   // noreply: nothing comes back
-        server.poll(&b, now: UInt32(time(nil)))
+        server.poll(&ring.b, now: UInt32(time(nil)))
     }
     guard server.engine.store.items == keys else { fail("preload stored \(server.engine.store.items) of \(keys)") }
     let gets = RequestTemplates(payloads: (0..<keys).map { "get \(key($0))\r\n" })
-    return (pool, a, server, b, gets)
+    return Setup(pool: pool, clientDevice: ring.a, server: server, serverDevice: ring.b, gets: gets)
 }
 
 /// One thread, lock step: a burst of GETs in, one server poll, the replies out.
 func single(requests: Int) {
-    var (pool, a, server, serverDevice, gets) = setUp()
-    var client = Client(device: a, pool: pool, templates: gets)
+    var s = setUp()
+    var client = Client(pool: s.pool, templates: s.gets)
     let t = UInt32(time(nil))
     let m0 = malloc_counter_calls()
     let t0 = now()
     while client.received < requests {
-        client.send(limit: requests)
-        server.poll(&serverDevice, now: t)
-        _ = client.receive()
+        client.send(&s.clientDevice, limit: requests)
+        s.server.poll(&s.serverDevice, now: t)
+        _ = client.receive(&s.clientDevice)
     }
     let t1 = now()
     let m1 = malloc_counter_calls()
-    guard server.engine.stats.hits >= UInt64(requests) else { fail("only \(server.engine.stats.hits) hits") }
+    guard s.server.engine.stats.hits >= UInt64(requests) else { fail("only \(s.server.engine.stats.hits) hits") }
     report("single", requests: client.received, seconds: t1 - t0, mallocs: m1 - m0)
-    server.shutdown()
+    s.server.shutdown()
 }
 
 /// Store on CPU 1, client on CPU 0.
 func twoCores(requests: Int) {
-    let (pool, a, server, serverDevice, gets) = setUp()
+    let s = setUp()
+    let pool = s.pool, gets = s.gets
     let stop = StopFlag()
-    let serverBox = Shared(server)
+    let serverBox = Shared(ServerSide(server: s.server, device: s.serverDevice))
+    let clientDevice = Shared(s.clientDevice)
     let deadline = now() + 60
     let serverThread = PinnedThread(cpu: 1) {
         let t = UInt32(time(nil))
         var polls = 0
-        var device = serverDevice
         while !stop.isRaised {
-            _ = serverBox.value.poll(&device, now: t)
+            serverBox.value.poll(now: t)
             polls &+= 1
             if polls & 0xFFFF == 0 && now() > deadline { break }
         }
     }
     var result = (0, 0.0, UInt64(0))
     let clientThread = PinnedThread(cpu: 0) {
-        var client = Client(device: a, pool: pool, templates: gets)
+        var client = Client(pool: pool, templates: gets)
         let m0 = malloc_counter_calls()
         let t0 = now()
         var spins = 0
         while client.received < requests {
-            client.send(limit: requests)
-            if client.receive() == 0 {
+            client.send(&clientDevice.value, limit: requests)
+            if client.receive(&clientDevice.value) == 0 {
                 spins += 1
                 if spins & 0xFFFF == 0 && now() > deadline { break }
             }
@@ -170,7 +185,7 @@ func twoCores(requests: Int) {
     clientThread.join()
     serverThread.join()
     report("ring", requests: result.0, seconds: result.1, mallocs: result.2)
-    serverBox.value.shutdown()
+    serverBox.value.server.shutdown()
 }
 
 /// The same GETs against memcached on 127.0.0.1:PORT, `window` in flight.

@@ -30,7 +30,7 @@ func makeBurst() -> UnsafeMutableBufferPointer<NetBuf> {
 /// rx_burst -> touch one byte of each packet -> tx_burst, until `packets` have gone round.
 /// Inlined into one non-generic function per device so callgrind can toggle on its name.
 @inline(__always)
-func forward<D: NetDevice>(_ dev: inout D, _ burst: UnsafeMutableBufferPointer<NetBuf>, packets: Int) -> Int {
+func forward<D: NetDevice & ~Copyable>(_ dev: inout D, _ burst: UnsafeMutableBufferPointer<NetBuf>, packets: Int) -> Int {
     var done = 0
     while done < packets {
         let n = dev.rxBurst(queue: 0, into: burst).count
@@ -130,7 +130,7 @@ func drain(_ dev: inout RingDevice) {
     }
 }
 
-func upQueues<D: NetDevice>(_ dev: inout D, allocator: RxBufferAllocator? = nil) {
+func upQueues<D: NetDevice & ~Copyable>(_ dev: inout D, allocator: RxBufferAllocator? = nil) {
     do {
         try dev.bringUp(rx: RxQueueConfig(descriptors: 1024, allocator: allocator), tx: TxQueueConfig(descriptors: 1024))
     } catch {
@@ -158,7 +158,7 @@ func singleNull(packets: Int) -> Measurement {
     let pool = try! NetBufPool(count: 2048, roomSize: 2048, threading: .singleThread)
     var template = [UInt8](repeating: 0, count: 60)
     for i in 0..<60 { template[i] = UInt8(truncatingIfNeeded: i) }
-    var dev = template.withUnsafeBytes { NullDevice(rxTemplate: $0) }
+    var dev = NullDevice(rxTemplate: template)
     upQueues(&dev, allocator: pool.rxAllocator)
     let burst = makeBurst()
     let m = measure { swiftSingleNullLoop(&dev, burst, packets: packets) }
@@ -175,7 +175,8 @@ func swiftForwardLoop(_ dev: inout RingDevice, _ burst: UnsafeMutableBufferPoint
 
 func twoCore(packets: Int) -> Measurement {
     let pool = try! NetBufPool(count: 2048, roomSize: 2048, threading: .threadSafe)
-    var (a, b) = RingDevice.pair(slots: 1024)
+    let ring = RingDevice.pair(slots: 1024)
+    var a = ring.a, b = ring.b
     upQueues(&a)
     upQueues(&b)
     fillFrames(pool, 512, into: &a)
@@ -225,7 +226,8 @@ func twoCore(packets: Int) -> Measurement {
 
 func twoCorePool(packets: Int) -> Measurement {
     let pool = try! NetBufPool(count: 4096, roomSize: 2048, threading: .threadSafe)
-    var (a, b) = RingDevice.pair(slots: 1024)
+    let ring = RingDevice.pair(slots: 1024)
+    var a = ring.a, b = ring.b
     upQueues(&a)
     upQueues(&b)
     let stop = StopFlag()

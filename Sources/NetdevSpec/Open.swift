@@ -6,7 +6,7 @@ import UKNetdevLinux
 /// each device type, so the device is never an existential (`any NetDevice`).
 public protocol NetDeviceVisitor {
     associatedtype Result
-    mutating func visit<D: NetDevice>(_ device: inout D) throws -> Result
+    mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> Result
 }
 
 /// How `open` sets a device up.
@@ -24,34 +24,34 @@ public struct NetdevOpenOptions: Sendable {
 /// Builds the device `spec` names, brings it up (one RX queue fed from `pool`, one TX queue),
 /// runs `visitor` on it and stops it again (which flushes pcap files and gives buffers held for
 /// RX back to `pool`). With `record`, the device is wrapped in a `PcapWriter` that records both
-/// directions into that file.
+/// directions into that file. The device lives only inside this call: the visitor borrows it.
 public func open<V: NetDeviceVisitor>(_ spec: NetdevSpec, pool: NetBufPool, record: String? = nil,
                                       options: NetdevOpenOptions = NetdevOpenOptions(),
                                       visitor: inout V) throws -> V.Result {
     switch spec {
     case .pcap(let rx, let tx):
-        var device = try PcapDevice(rx: rx, tx: tx, timestamps: options.timestamps)
-        return try run(&device, pool: pool, record: record, options: options, visitor: &visitor)
+        return try run(PcapDevice(rx: rx, tx: tx, timestamps: options.timestamps), pool: pool, record: record,
+                       options: options, visitor: &visitor)
     case .tap(let name):
-        var device = try TapDevice(name: name)
-        return try run(&device, pool: pool, record: record, options: options, visitor: &visitor)
+        return try run(TapDevice(name: name), pool: pool, record: record, options: options, visitor: &visitor)
     case .null:
-        var device = NullDevice()
-        return try run(&device, pool: pool, record: record, options: options, visitor: &visitor)
+        return try run(NullDevice(), pool: pool, record: record, options: options, visitor: &visitor)
     case .ring:
-        var device = RingDevice.loopback()
-        return try run(&device, pool: pool, record: record, options: options, visitor: &visitor)
+        return try run(RingDevice.loopback(), pool: pool, record: record, options: options, visitor: &visitor)
     }
 }
 
-func run<D: NetDevice, V: NetDeviceVisitor>(_ device: inout D, pool: NetBufPool, record: String?,
-                                            options: NetdevOpenOptions, visitor: inout V) throws -> V.Result {
-    guard let record else { return try bringUpAndVisit(&device, pool: pool, options: options, visitor: &visitor) }
+func run<D: NetDevice & ~Copyable, V: NetDeviceVisitor>(_ device: consuming D, pool: NetBufPool, record: String?,
+                                                        options: NetdevOpenOptions, visitor: inout V) throws -> V.Result {
+    guard let record else {
+        var device = device
+        return try bringUpAndVisit(&device, pool: pool, options: options, visitor: &visitor)
+    }
     var recorded = try PcapWriter(inner: device, path: record, timestamps: options.timestamps)
     return try bringUpAndVisit(&recorded, pool: pool, options: options, visitor: &visitor)
 }
 
-func bringUpAndVisit<D: NetDevice, V: NetDeviceVisitor>(_ device: inout D, pool: NetBufPool, options: NetdevOpenOptions,
+func bringUpAndVisit<D: NetDevice & ~Copyable, V: NetDeviceVisitor>(_ device: inout D, pool: NetBufPool, options: NetdevOpenOptions,
                                                         visitor: inout V) throws -> V.Result {
     let info = device.info
     try device.bringUp(rx: RxQueueConfig(descriptors: info.rxDescriptors.fitting(options.descriptors), allocator: pool.rxAllocator),

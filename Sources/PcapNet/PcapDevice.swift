@@ -19,7 +19,7 @@ import UKNetdev
 /// `PcapTimestamps`; the file is flushed by `stop()`, `flush()` and when the last copy of the
 /// device goes away. No allocation per packet either way: libpcap reads into and writes from
 /// buffers of its own, allocated when the files are opened.
-public struct PcapDevice: NetDevice {
+public struct PcapDevice: NetDevice, ~Copyable {
     /// Where the RX side stands in its file. Mutable state shared by copies of the device.
     @usableFromInline struct ReadCursor {
         /// The frame read ahead and not yet delivered: libpcap's header and data, valid until

@@ -21,7 +21,7 @@ public struct PcapDirections: OptionSet, Equatable, Sendable {
 /// the receiving side there.)
 ///
 /// The file is flushed by `flush()`, `stop()` and when the last copy of the writer goes away.
-public struct PcapWriter<Inner: NetDevice>: NetDeviceWrapper {
+public struct PcapWriter<Inner: NetDevice & ~Copyable>: NetDeviceWrapper, ~Copyable {
     /// Owns the dump file: closing it (and so flushing it) when the last copy goes away.
     @usableFromInline final class Storage {
         let path: String
@@ -39,7 +39,7 @@ public struct PcapWriter<Inner: NetDevice>: NetDeviceWrapper {
     @usableFromInline let file: PcapDumpFile
 
     /// Creates (truncates) the pcap file at `path` and records `directions` of `inner` into it.
-    public init(inner: Inner, path: String, directions: PcapDirections = .both,
+    public init(inner: consuming Inner, path: String, directions: PcapDirections = .both,
                 timestamps: PcapTimestamps = .realTime) throws(PcapDeviceError) {
         file = try PcapDumpFile.open(path: path, timestamps: timestamps)
         storage = Storage(path: path, file: file)

@@ -1,8 +1,13 @@
 /// The device contract: what every backend (ring pair, null, pcap, TAP, vhost-user, DPDK,
 /// virtio-pci in the unikernel) offers, and what apps and middleware are generic over.
 ///
-/// Use it through generics only (`func run<D: NetDevice>(_ dev: inout D)`), never as `any
-/// NetDevice`: hot code then specializes for the concrete device and has no dynamic dispatch.
+/// Use it through generics only (`func run<D: NetDevice & ~Copyable>(_ dev: inout D)`), never as
+/// `any NetDevice`: hot code then specializes for the concrete device and has no dynamic dispatch.
+///
+/// Devices are `~Copyable`: exactly one live handle owns a device's queues, lifecycle and stats.
+/// A copy would share the rings (and, for virtio, rings shared with another party) while keeping
+/// its own state, so two copies could corrupt them; the compiler now refuses such a copy. Code
+/// borrows a device (`inout`, `borrowing`) or takes it over (`consuming`: a wrapper, an opener).
 ///
 /// Life cycle: `configure` -> `setupRxQueue`/`setupTxQueue` for every queue -> `start` ->
 /// bursts -> `stop` (and `start` again, or reconfigure).
@@ -10,7 +15,7 @@
 /// Ownership (Unikraft's rule): `rxBurst` hands received buffers to the caller. `txBurst`
 /// takes the first `count` buffers it reports; the device owns and later frees those (in bulk),
 /// and the caller keeps the rest (retry, or release them).
-public protocol NetDevice {
+public protocol NetDevice: ~Copyable {
     /// Limits and capabilities; valid before `configure`.
     var info: DeviceInfo { get }
     var state: DeviceState { get }
@@ -39,7 +44,7 @@ public protocol NetDevice {
     func rxEventSource(queue: Int) -> RxEventSource
 }
 
-extension NetDevice {
+extension NetDevice where Self: ~Copyable {
     /// Totals over all configured queues.
     public var stats: DeviceStats {
         var total = DeviceStats()

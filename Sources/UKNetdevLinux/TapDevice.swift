@@ -30,7 +30,7 @@ public enum TapDeviceError: Error, Equatable {
 /// frame the kernel rejects (too short, interface gone) is counted as a TX error and freed,
 /// not offered back. Event mode: `rxEventSource` is the TAP file itself, readable while frames
 /// wait (level-triggered, so arming is a no-op). No allocation per packet.
-public struct TapDevice: NetDevice {
+public struct TapDevice: NetDevice, ~Copyable {
     /// Buffers taken from the allocator ahead of time, so an RX poll that finds nothing costs
     /// one read(2) and no allocator round trip.
     @usableFromInline struct RefillStash {

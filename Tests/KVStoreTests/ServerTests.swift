@@ -8,7 +8,7 @@ let clientMAC = MACAddress(0x02, 0, 0, 0, 0, 1)
 let clientIP = IPv4Address(192, 0, 2, 1)
 
 /// A KVServer on one end of a ring pair, a test client on the other, one shared pool.
-struct Harness {
+struct Harness: ~Copyable {
     let pool: NetBufPool
     var client: RingDevice
     var serverDevice: RingDevice
@@ -16,13 +16,16 @@ struct Harness {
     var now: UInt32 = 1_800_000_000
 
     init() throws {
-        pool = try NetBufPool(count: 512, roomSize: 2048, headroom: 128)
-        var (a, b) = RingDevice.pair(slots: 256)
-        try a.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
-        try b.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
-        client = a
-        serverDevice = b
-        server = try KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 4 << 20), now: now)
+        let pool = try NetBufPool(count: 512, roomSize: 2048, headroom: 128)
+        var ring = RingDevice.pair(slots: 256)
+        try ring.a.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
+        try ring.b.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
+        let server = try KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 4 << 20),
+                                  now: 1_800_000_000)
+        self.pool = pool
+        self.server = server
+        client = ring.a
+        serverDevice = ring.b
     }
 
     mutating func finish() throws {

@@ -245,19 +245,28 @@ enum TapHarness {
     }
 }
 
+/// The server and its device, owned together (the device is noncopyable: one handle).
+struct TapServerSide: ~Copyable {
+    var server: KVServer
+    var device: TapDevice
+    mutating func poll(now: UInt32) -> Int { server.poll(&device, now: now) }
+    mutating func flush() { server.flush(&device) }
+}
+
 /// A KVServer on a TAP device, polled on a thread of its own until told to stop or 30 s pass.
 final class TapServerThread: @unchecked Sendable {
-    var server: KVServer?
-    var device: TapDevice
+    var side: TapServerSide
+    private(set) var isShutDown = false
     private let stopFlag = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
     private var running = false
     private(set) var hitDeadline = false
 
-    init(_ server: KVServer, on device: TapDevice) {
-        self.server = server
-        self.device = device
+    init(_ server: KVServer, on device: consuming TapDevice) {
+        side = TapServerSide(server: server, device: device)
     }
+
+    var server: KVServer { side.server }
 
     func start() {
         running = true
@@ -266,31 +275,25 @@ final class TapServerThread: @unchecked Sendable {
         thread.start()
     }
 
+    /// This thread has `side` alone until `stop` returns; one mutating call per access keeps the
+    /// class's exclusivity checks from seeing two at once.
     private func loop() {
         defer { done.signal() }
-        // This thread's alone until `stop` returns (two inout accesses to one class's properties
-        // would conflict); handed back at the end.
-        var server = self.server!
-        var device = self.device
-        defer {
-            self.server = server
-            self.device = device
-        }
         let deadline = time(nil) + 30
-        guard let fd = device.rxEventSource(queue: 0).fileDescriptor else { return }
+        guard let fd = side.device.rxEventSource(queue: 0).fileDescriptor else { return }
         while !stopFlag.load(ordering: .acquiring) {
             if time(nil) >= deadline {
                 hitDeadline = true
                 break
             }
-            let n = server.poll(&device, now: UInt32(truncatingIfNeeded: time(nil)))
-            if n == 0 && server.pendingTransmit == 0 {
+            let n = side.poll(now: UInt32(truncatingIfNeeded: time(nil)))
+            if n == 0 && side.server.pendingTransmit == 0 {
                 // Idle: wait for the TAP file to become readable (bounded, so the flag is seen).
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 _ = Glibc.poll(&pfd, 1, 20)
             }
         }
-        server.flush(&device)
+        side.flush()
     }
 
     /// Stops the loop and waits for the thread (at most 5 s); false if it did not end.
@@ -302,12 +305,12 @@ final class TapServerThread: @unchecked Sendable {
         return true
     }
 
-    /// After `stop`: frees the server, stops the device (its RX buffers go home) and closes it.
+    /// After `stop`: frees the server, stops the device (its RX buffers go home).
     func shutdown() {
-        guard !running, server != nil else { return }
-        server!.shutdown()
-        device.stop()
-        server = nil
+        guard !running, !isShutDown else { return }
+        side.server.shutdown()
+        side.device.stop()
+        isShutDown = true
     }
 }
 
@@ -395,7 +398,7 @@ final class TapServerThread: @unchecked Sendable {
 
         #expect(runner.stop(), "the server thread did not stop")
         #expect(!runner.hitDeadline, "the server thread ran into its 30 s deadline")
-        let server = try #require(runner.server)
+        let server = runner.server
         let stats = server.stats
         var dropped: [String] = []
         stats.forEachDrop { name, count in if count > 0 { dropped.append("\(name) \(count)") } }
@@ -420,7 +423,7 @@ final class TapServerThread: @unchecked Sendable {
             #expect(stats[reason] == 0, "\(reason.name): \(summary)")
         }
         #expect(server.engine.stats.errors >= 1, "the error cases were counted")
-        let tx = runner.device.txQueueStats(0)
+        let tx = runner.side.device.txQueueStats(0)
         #expect(tx.errors == 0, "the TAP refused frames: \(tx)")
         #expect(tx.packets == stats.replyDatagrams + stats.arpReplies + stats.icmpReplies, "\(tx) \(summary)")
         print("kvstore on TAP: \(summary)")

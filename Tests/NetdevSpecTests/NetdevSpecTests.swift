@@ -18,7 +18,7 @@ struct SendThenReceive: NetDeviceVisitor {
         var stats = DeviceStats()
     }
 
-    mutating func visit<D: NetDevice>(_ device: inout D) throws -> Result {
+    mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> Result {
         deviceTypeName = String(describing: D.self)
         #expect(device.state == .running(rxQueues: 1, txQueues: 1))
         let burst = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: 8)

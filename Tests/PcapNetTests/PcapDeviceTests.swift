@@ -22,8 +22,24 @@ func writePcap(_ path: String, _ frames: [NetBuf], timestamps: PcapTimestamps = 
     dev.stop()
 }
 
+/// What a test reads off a PcapDevice after the fact (the device itself cannot be returned in
+/// a tuple: it is noncopyable).
+struct PcapReadSummary {
+    let rxExhausted: Bool
+    let rxTruncatedFrames: UInt64
+    let rxReadFailure: String?
+    let rxStats: QueueStats
+    init(_ dev: borrowing PcapDevice) {
+        rxExhausted = dev.rxExhausted
+        rxTruncatedFrames = dev.rxTruncatedFrames
+        rxReadFailure = dev.rxReadFailure
+        rxStats = dev.rxQueueStats(0)
+    }
+    func rxQueueStats(_ queue: Int) -> QueueStats { rxStats }
+}
+
 /// Reads every frame of `path` with an RX-only PcapDevice, in bursts of `burstSize`.
-func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (frames: [[UInt8]], device: PcapDevice) {
+func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (frames: [[UInt8]], device: PcapReadSummary) {
     var dev = try PcapDevice(rx: path, tx: nil)
     try dev.bringUp(rx: RxQueueConfig(descriptors: 64, allocator: pool.rxAllocator), tx: TxQueueConfig(descriptors: 64))
     let burst = Burst(burstSize)
@@ -36,11 +52,12 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
         for i in 0..<r.count { frames.append(bytes(of: burst[i])) }
         NetBuf.releaseBulk(burst.prefix(r.count))
         // .more exactly while frames remain.
-        #expect(r.status.contains(.more) == !dev.rxExhausted)
-        #expect(r.status.contains(.endOfInput) == dev.rxExhausted)
+        let exhausted = dev.rxExhausted
+        #expect(r.status.contains(.more) == !exhausted)
+        #expect(r.status.contains(.endOfInput) == exhausted)
     }
     dev.stop()
-    return (frames, dev)
+    return (frames, PcapReadSummary(dev))
 }
 
 @Suite struct PcapDeviceTests {
@@ -72,16 +89,16 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
             try writePcap(path, (0..<3).map { try udpFrame(pool, sequence: $0, payload: 20) })
             var dev = try PcapDevice(rx: path, tx: nil)
             try dev.bringUp(rx: RxQueueConfig(descriptors: 8, allocator: pool.rxAllocator), tx: TxQueueConfig(descriptors: 8))
-            #expect(!dev.rxExhausted)
+            #expect(dev.rxExhausted == false)
             let burst = Burst(2)
             var r = dev.rxBurst(queue: 0, into: burst.prefix(2))
             #expect(r == BurstResult(count: 2, status: [.success, .more]))
-            #expect(!dev.rxExhausted)
+            #expect(dev.rxExhausted == false)
             NetBuf.releaseBulk(burst.prefix(2))
             // The burst that delivers the last frame already says the file is done.
             r = dev.rxBurst(queue: 0, into: burst.prefix(2))
             #expect(r == BurstResult(count: 1, status: [.success, .endOfInput]))
-            #expect(dev.rxExhausted)
+            #expect(dev.rxExhausted == true)
             NetBuf.releaseBulk(burst.prefix(1))
             let failuresBefore = pool.allocationFailures
             for _ in 0..<10 { #expect(dev.rxBurst(queue: 0, into: burst.prefix(2)) == BurstResult(count: 0, status: [.success, .endOfInput])) }
@@ -175,7 +192,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
         try withPool { pool in
             let (got, dev) = try readPcap(path, pool: pool)
             #expect(got == [[UInt8](repeating: 0xAB, count: 60)])
-            #expect(dev.rxExhausted)
+            #expect(dev.rxExhausted == true)
             #expect(dev.rxQueueStats(0).errors == 1)
             let failure = try #require(dev.rxReadFailure)
             #expect(failure.contains("truncated"), "libpcap says: \(failure)")
@@ -217,7 +234,7 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
         // Without an RX file there is nothing to receive into: no allocator needed.
         var txOnly = try PcapDevice(rx: nil, tx: dir.file("b.pcap"))
         try txOnly.bringUp(rx: RxQueueConfig(descriptors: 16), tx: TxQueueConfig(descriptors: 16))
-        #expect(txOnly.rxExhausted)
+        #expect(txOnly.rxExhausted == true)
         let burst = Burst(4)
         #expect(txOnly.rxBurst(queue: 0, into: burst.prefix(4)) == BurstResult(count: 0, status: [.success, .endOfInput]))
         // The lifecycle is the shared one.

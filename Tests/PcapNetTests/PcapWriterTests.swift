@@ -13,7 +13,8 @@ import PcapNet
         let path = dir.file("ring.pcap")
         var crossed: [[UInt8]] = []
         try withPool { pool in
-            let (rawA, rawB) = RingDevice.pair(slots: 64)
+            let ring = RingDevice.pair(slots: 64)
+            let rawA = ring.a, rawB = ring.b
             var a = try PcapWriter(inner: rawA, path: path, timestamps: .fixed(seconds: 1_700_000_000))
             var b = rawB
             try a.bringUp(rx: RxQueueConfig(descriptors: 64), tx: TxQueueConfig(descriptors: 10))

@@ -10,20 +10,22 @@ let storeIP = IPv4Address(192, 0, 2, 2), clientIP = IPv4Address(192, 0, 2, 3)
 
 /// The load client on one ring endpoint (behind middleware: a fault injector, a segmenter), the
 /// real KV store on the other, polled in turn on one thread with a virtual clock.
-struct LoadRun<Sampler: KeySampler, ClientDevice: NetDevice> {
+struct LoadRun<Sampler: KeySampler, ClientDevice: NetDevice & ~Copyable>: ~Copyable {
     var client: KVLoadClient<Sampler, LatencySummary>
     var clientDevice: ClientDevice
     var serverDevice: RingDevice
     var server: KVServer
     var now: UInt64 = 1_000_000_000
 
-    init(pool: NetBufPool, config: KVLoadConfig, sampler: Sampler, clientDevice wrap: (RingDevice) -> ClientDevice) throws {
-        let (a, b) = try ringPair(slots: 1024)
-        clientDevice = wrap(a)
-        serverDevice = b
-        server = try KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 8 << 20),
-                              now: 1_800_000_000)
+    init(pool: NetBufPool, config: KVLoadConfig, sampler: Sampler, clientDevice wrap: (consuming RingDevice) -> ClientDevice) throws {
+        let ring = try ringPair(slots: 1024)
+        // Everything that can throw first: a noncopyable field is never half set up.
+        let server = try KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 8 << 20),
+                                  now: 1_800_000_000)
         client = try KVLoadClient(config: config, pool: pool, sampler: sampler, latency: LatencySummary())
+        self.server = server
+        clientDevice = wrap(ring.a)
+        serverDevice = ring.b
     }
 
     /// Polls both sides until `done` or a virtual minute passed.
@@ -50,10 +52,9 @@ struct LoadRun<Sampler: KeySampler, ClientDevice: NetDevice> {
         client.deallocate()
         server.poll(&serverDevice, now: 1_800_000_000)
         server.shutdown()
-        var d = clientDevice
         let burst = Burst(64)
         while true {
-            let n = d.rxBurst(queue: 0, into: burst.storage).count
+            let n = clientDevice.rxBurst(queue: 0, into: burst.storage).count
             if n == 0 { break }
             NetBuf.releaseBulk(burst.prefix(n))
         }
@@ -179,7 +180,8 @@ extension LoadRun where ClientDevice == FaultInjector<RingDevice> {
     /// answer) and ignores ARP for others.
     @Test func answersARPForItsAddress() throws {
         try withPool(count: 64) { pool in
-            var (a, b) = try ringPair(slots: 64)
+            let ring = try ringPair(slots: 64)
+            var a = ring.a, b = ring.b
             let config = KVLoadConfig(clientMAC: clientMAC, clientIP: clientIP, serverMAC: storeMAC, serverIP: storeIP)
             var client = try KVLoadClient(config: config, pool: pool, sampler: UniformKeys(keys: 1), latency: LatencySummary())
             for target in [clientIP, IPv4Address(192, 0, 2, 99)] {

@@ -25,7 +25,8 @@ let tracesDirectory: String = {
             var frames = FrameList(maxFrames: expected.count, maxBytes: expected.reduce(0) { $0 + $1.count })
             defer { frames.deallocate() }
             for f in expected { #expect(f.withUnsafeBytes { frames.append($0.baseAddress!, count: $0.count) }) }
-            var (a, b) = try ringPair(slots: 64)
+            let ring = try ringPair(slots: 64)
+            var a = ring.a, b = ring.b
             var farSide = try PcapWriter(inner: b, path: recorded, directions: .rx)
             var replayer = try Replayer(frames: frames, loops: 2, pool: pool, burstSize: 16)
             defer { replayer.deallocate() }

@@ -25,7 +25,8 @@ func checkFrame(_ buf: NetBuf, length: Int, spec: FrameSpec) -> (port: UInt16, s
     @Test(arguments: [60, 61, 64, 128, 1000, 1514], [false, true])
     func txThroughRingToRx(frameLength: Int, prefilled: Bool) throws {
         try withPool(count: 512) { pool in
-            var (a, b) = try ringPair(slots: 256)
+            let ring = try ringPair(slots: 256)
+            var a = ring.a, b = ring.b
             let spec = FrameSpec(frameLength: frameLength, flows: 5, variation: .both, probe: true)
             let template = try FrameTemplate(spec)
             defer { template.deallocate() }
@@ -79,7 +80,8 @@ func checkFrame(_ buf: NetBuf, length: Int, spec: FrameSpec) -> (port: UInt16, s
     /// the field is zero.
     @Test func plainFramesAndNoChecksum() throws {
         try withPool { pool in
-            var (a, b) = try ringPair(slots: 64)
+            let ring = try ringPair(slots: 64)
+            var a = ring.a, b = ring.b
             for udpChecksum in [true, false] {
                 let spec = FrameSpec(frameLength: 60, udpChecksum: udpChecksum)
                 let template = try FrameTemplate(spec)
@@ -99,7 +101,8 @@ func checkFrame(_ buf: NetBuf, length: Int, spec: FrameSpec) -> (port: UInt16, s
     /// numbers on the wire have no gap even when the ring is full most of the time.
     @Test func refusedFramesGoFirstNextTime() throws {
         try withPool(count: 256) { pool in
-            var (a, b) = try ringPair(slots: 16)
+            let ring = try ringPair(slots: 16)
+            var a = ring.a, b = ring.b
             let template = try FrameTemplate(FrameSpec(probe: true))
             defer { template.deallocate() }
             var gen = try TxGenerator(template: template, pool: pool, burstSize: 32)

@@ -31,7 +31,7 @@ public func frameBytes(_ buf: NetBuf) -> [UInt8] {
 /// Middleware that hands every frame `inner` receives on as a chain of `segment`-byte buffers
 /// from `pool` (the original freed), the way a virtio device with mergeable RX buffers does.
 /// A frame the pool cannot chain is dropped and counted.
-public struct SegmentingDevice<Inner: NetDevice>: NetDeviceWrapper {
+public struct SegmentingDevice<Inner: NetDevice & ~Copyable>: NetDeviceWrapper, ~Copyable {
     public var inner: Inner
     public let pool: NetBufPool
     public let segment: Int
@@ -39,7 +39,7 @@ public struct SegmentingDevice<Inner: NetDevice>: NetDeviceWrapper {
     public private(set) var chained: UInt64 = 0
     public private(set) var dropped: UInt64 = 0
 
-    public init(inner: Inner, pool: NetBufPool, segment: Int) {
+    public init(inner: consuming Inner, pool: NetBufPool, segment: Int) {
         self.inner = inner
         self.pool = pool
         self.segment = segment

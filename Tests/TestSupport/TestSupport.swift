@@ -46,9 +46,9 @@ public final class TemporaryDirectory {
 }
 
 /// Two ring endpoints, started: what the generator sends on `a` arrives on `b`.
-public func ringPair(slots: Int = 1024) throws -> (RingDevice, RingDevice) {
-    var (a, b) = RingDevice.pair(slots: slots)
-    try a.bringUp(rx: RxQueueConfig(descriptors: slots), tx: TxQueueConfig(descriptors: slots))
-    try b.bringUp(rx: RxQueueConfig(descriptors: slots), tx: TxQueueConfig(descriptors: slots))
-    return (a, b)
+public func ringPair(slots: Int = 1024) throws -> RingDevice.Pair {
+    var ring = RingDevice.pair(slots: slots)
+    try ring.a.bringUp(rx: RxQueueConfig(descriptors: slots), tx: TxQueueConfig(descriptors: slots))
+    try ring.b.bringUp(rx: RxQueueConfig(descriptors: slots), tx: TxQueueConfig(descriptors: slots))
+    return ring
 }

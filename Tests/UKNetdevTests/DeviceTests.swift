@@ -14,7 +14,8 @@ func fill(_ pool: NetBufPool, _ burst: Burst, _ n: Int, firstSeq: UInt32 = 0, le
 
 @Suite struct DeviceContractTests {
     @Test func lifeCycleIsEnforced() throws {
-        var (a, _) = RingDevice.pair(queues: 2, slots: 64)
+        let ring = RingDevice.pair(queues: 2, slots: 64)
+        var a = ring.a
         #expect(a.state == .unconfigured)
         #expect(throws: NetDeviceError.invalidState(.unconfigured)) { try a.setupRxQueue(0, RxQueueConfig(descriptors: 32)) }
         #expect(throws: NetDeviceError.invalidState(.unconfigured)) { try a.start() }
@@ -52,7 +53,8 @@ func fill(_ pool: NetBufPool, _ burst: Burst, _ n: Int, firstSeq: UInt32 = 0, le
 @Suite struct RingDeviceTests {
     @Test func packetsCrossInOrderAndTxIsPartialWhenFull() throws {
         try withPool(count: 128) { pool in
-            var (a, b) = RingDevice.pair(queues: 1, slots: 64)
+            let ring = RingDevice.pair(queues: 1, slots: 64)
+            var a = ring.a, b = ring.b
             try a.bringUp(rx: RxQueueConfig(descriptors: 64), tx: TxQueueConfig(descriptors: 16))
             try b.bringUp(rx: RxQueueConfig(descriptors: 64), tx: TxQueueConfig(descriptors: 64))
             let burst = Burst(32)
@@ -79,7 +81,8 @@ func fill(_ pool: NetBufPool, _ burst: Burst, _ n: Int, firstSeq: UInt32 = 0, le
     @Test func buffersLeftInFlightAreReleasedWithTheDevice() throws {
         try withPool(count: 8) { pool in
             do {
-                var (a, b) = RingDevice.pair()
+                let ring = RingDevice.pair()
+                var a = ring.a, b = ring.b
                 try a.bringUp(rx: RxQueueConfig(descriptors: 8), tx: TxQueueConfig(descriptors: 8))
                 try b.bringUp(rx: RxQueueConfig(descriptors: 8), tx: TxQueueConfig(descriptors: 8))
                 let burst = Burst(8)
@@ -107,7 +110,8 @@ func fill(_ pool: NetBufPool, _ burst: Burst, _ n: Int, firstSeq: UInt32 = 0, le
 
     @Test func eventModeWakesAWaiterOnAnotherThread() throws {
         try withPool { pool in
-            var (a, b) = RingDevice.pair()
+            let ring = RingDevice.pair()
+            var a = ring.a, b = ring.b
             let event = try EventFD()
             try a.bringUp(rx: RxQueueConfig(descriptors: 64), tx: TxQueueConfig(descriptors: 64))
             try b.bringUp(rx: RxQueueConfig(descriptors: 64, notifier: event.notifier), tx: TxQueueConfig(descriptors: 64))
@@ -130,7 +134,7 @@ func fill(_ pool: NetBufPool, _ burst: Burst, _ n: Int, firstSeq: UInt32 = 0, le
             // Disarmed after one signal: further TX does not signal.
             let burst = Burst(1)
             let n = try fill(pool, burst, 1)
-            _ = a.txBurst(queue: 0, from: burst.prefix(n))
+            _ = sender.value.txBurst(queue: 0, from: burst.prefix(n))
             #expect(event.wait(timeoutMilliseconds: 0) == 0)
             #expect(b.rxBurst(queue: 0, into: rx.prefix(4)).count == 1)
             rx[0].release()
@@ -155,7 +159,7 @@ func fill(_ pool: NetBufPool, _ burst: Burst, _ n: Int, firstSeq: UInt32 = 0, le
     @Test func rxCopiesTheTemplateAndReportsUnderrun() throws {
         try withPool(count: 40) { pool in
             let template: [UInt8] = (0..<60).map { UInt8($0) }
-            var null = template.withUnsafeBytes { NullDevice(rxTemplate: $0) }
+            var null = NullDevice(rxTemplate: template)
             try null.configure(DeviceConfig())
             #expect(throws: NetDeviceError.missingAllocator) { try null.setupRxQueue(0, RxQueueConfig(descriptors: 64)) }
             try null.setupRxQueue(0, RxQueueConfig(descriptors: 64, allocator: pool.rxAllocator))
@@ -178,7 +182,7 @@ func fill(_ pool: NetBufPool, _ burst: Burst, _ n: Int, firstSeq: UInt32 = 0, le
     @Test func templateLargerThanBuffersIsAnErrorNotAnOverflow() throws {
         try withPool(count: 8, roomSize: 64, headroom: 32) { pool in
             let template = [UInt8](repeating: 7, count: 60)
-            var null = template.withUnsafeBytes { NullDevice(rxTemplate: $0) }
+            var null = NullDevice(rxTemplate: template)
             try null.bringUp(rx: RxQueueConfig(descriptors: 8, allocator: pool.rxAllocator), tx: TxQueueConfig(descriptors: 8))
             let burst = Burst(4)
             #expect(null.rxBurst(queue: 0, into: burst.prefix(4)).count == 0)

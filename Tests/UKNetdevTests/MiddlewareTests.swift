@@ -26,7 +26,8 @@ struct Delivery: Equatable {
 func runFaultScenario(_ config: FaultConfig, total: Int = 3000, onReceiver: Bool = false) throws -> Delivery {
     var result = Delivery()
     try withPool(count: 512) { pool in
-        let (rawA, rawB) = RingDevice.pair(slots: 256)
+        let ring = RingDevice.pair(slots: 256)
+        let rawA = ring.a, rawB = ring.b
         var a = FaultInjector(inner: rawA, config: onReceiver ? FaultConfig(seed: 0) : config)
         var b = FaultInjector(inner: rawB, config: onReceiver ? config : FaultConfig(seed: 0))
         try a.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
@@ -72,7 +73,8 @@ func runFaultScenario(_ config: FaultConfig, total: Int = 3000, onReceiver: Bool
 @Suite struct MiddlewareTests {
     @Test func tracerSeesEveryPacketOnceAndOnlyWhenTaken() throws {
         try withPool { pool in
-            let (rawA, rawB) = RingDevice.pair(slots: 64)
+            let ring = RingDevice.pair(slots: 64)
+            let rawA = ring.a, rawB = ring.b
             var a = Tracer(inner: rawA, observer: CountingObserver())
             var b = Tracer(inner: rawB, observer: CountingObserver())
             try a.bringUp(rx: RxQueueConfig(descriptors: 64), tx: TxQueueConfig(descriptors: 10))
@@ -124,7 +126,8 @@ func runFaultScenario(_ config: FaultConfig, total: Int = 3000, onReceiver: Bool
 
     @Test func sizeLimitDropsAndCounts() throws {
         try withPool { pool in
-            let (rawA, rawB) = RingDevice.pair(slots: 64)
+            let ring = RingDevice.pair(slots: 64)
+            let rawA = ring.a, rawB = ring.b
             var a = FaultInjector(inner: rawA, config: FaultConfig(seed: 1, maxPacketSize: 100))
             var b = rawB
             try a.bringUp(rx: RxQueueConfig(descriptors: 64), tx: TxQueueConfig(descriptors: 64))

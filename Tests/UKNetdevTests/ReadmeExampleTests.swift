@@ -6,7 +6,8 @@ import UKNetdev
 @Suite struct ReadmeExampleTests {
     @Test func usageExample() throws {
         let pool = try NetBufPool(count: 4096, roomSize: 2048, headroom: 128)
-        var (a, b) = RingDevice.pair(queues: 1, slots: 1024)   // or NullDevice(), RingDevice.loopback()
+        let ring = RingDevice.pair(queues: 1, slots: 1024)   // or NullDevice(), RingDevice.loopback()
+        var a = ring.a, b = ring.b
         try a.bringUp(rx: RxQueueConfig(descriptors: 1024, allocator: pool.rxAllocator),
                       tx: TxQueueConfig(descriptors: 1024))
 

@@ -9,7 +9,8 @@ import UKNetdev
     @Test func tenMillionPacketsAcrossTwoThreads() throws {
         let total: UInt32 = 10_000_000
         try withPool(count: 2048, roomSize: 256, headroom: 64, threading: .threadSafe) { pool in
-            var (a, b) = RingDevice.pair(slots: 512)
+            let ring = RingDevice.pair(slots: 512)
+            var a = ring.a, b = ring.b
             try a.bringUp(rx: RxQueueConfig(descriptors: 512), tx: TxQueueConfig(descriptors: 512))
             try b.bringUp(rx: RxQueueConfig(descriptors: 512), tx: TxQueueConfig(descriptors: 512))
             let sender = SendableBox(a)

@@ -2,9 +2,9 @@ import Foundation
 
 /// Hands a value to another thread; the test guarantees the two never use it at the same time
 /// (or, for devices, use different ends of it).
-final class SendableBox<T>: @unchecked Sendable {
+final class SendableBox<T: ~Copyable>: @unchecked Sendable {
     var value: T
-    init(_ value: T) { self.value = value }
+    init(_ value: consuming T) { self.value = value }
 }
 
 /// A real OS thread (the ring pair's whole point is crossing cores), joined by the test.

@@ -103,7 +103,7 @@ public struct KVServer {
 
     /// Handles one RX burst from `device` and transmits what is ready; returns the frames received.
     @discardableResult
-    public mutating func poll<Device: NetDevice>(_ device: inout Device, now: UInt32) -> Int {
+    public mutating func poll<Device: NetDevice & ~Copyable>(_ device: inout Device, now: UInt32) -> Int {
         host.expire(now: now)
         let result = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(start: burst, count: KVServer.burstSize))
         let n = result.count
@@ -115,7 +115,7 @@ public struct KVServer {
     }
 
     /// Sends queued frames until the device refuses more.
-    public mutating func flush<Device: NetDevice>(_ device: inout Device) {
+    public mutating func flush<Device: NetDevice & ~Copyable>(_ device: inout Device) {
         while txCount > 0 {
             let run = min(txCount, KVServer.txQueueSize - txHead)
             let sent = device.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: txQueue + txHead, count: run)).count

@@ -206,7 +206,7 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
 
     /// One round: RX burst (replies, ARP), timeouts, at most `issue` new requests (as slots
     /// allow; a running preload goes first), TX. Returns the requests completed in this round.
-    public mutating func poll<Device: NetDevice>(_ device: inout Device, now: UInt64, issue: Int) -> Int {
+    public mutating func poll<Device: NetDevice & ~Copyable>(_ device: inout Device, now: UInt64, issue: Int) -> Int {
         let before = stats.completed
         host.expire(now: KVLoadClient.seconds(now))
         let n = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(start: rxBurst, count: KVLoadClient.rxBurstSize)).count
@@ -264,7 +264,7 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
         return (key, isSet)
     }
 
-    mutating func flush<Device: NetDevice>(_ device: inout Device) {
+    mutating func flush<Device: NetDevice & ~Copyable>(_ device: inout Device) {
         guard txCount > 0 else { return }
         let sent = device.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: txQueue, count: txCount)).count
         if sent < txCount {

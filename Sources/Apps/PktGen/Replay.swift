@@ -86,7 +86,7 @@ public struct Replayer {
     public var finished: Bool { (loop >= loops || frames.count == 0) && pending.count == 0 }
 
     /// Sends up to `limit` frames (at most one burst); returns how many the device took.
-    public mutating func send<Device: NetDevice>(on device: inout Device, queue: Int = 0, limit: Int) -> Int {
+    public mutating func send<Device: NetDevice & ~Copyable>(on device: inout Device, queue: Int = 0, limit: Int) -> Int {
         let want = min(pending.capacity, limit)
         if pending.count < want && loop < loops && frames.count > 0 {
             // Never build past the last frame of the last loop.

@@ -58,7 +58,7 @@ public struct PendingBurst {
 
     /// Offers up to `limit` built frames to the device; returns how many it took.
     @inlinable @inline(__always)
-    public mutating func transmit<Device: NetDevice>(on device: inout Device, queue: Int, limit: Int) -> Int {
+    public mutating func transmit<Device: NetDevice & ~Copyable>(on device: inout Device, queue: Int, limit: Int) -> Int {
         let offered = min(built, limit)
         guard offered > 0 else { return 0 }
         let sent = device.txBurst(queue: queue, from: UnsafeMutableBufferPointer(start: burst, count: offered)).count
@@ -120,7 +120,7 @@ public struct TxGenerator {
     /// Sends up to `limit` frames (at most one burst) stamped with `now`; returns how many the
     /// device took.
     @inlinable @inline(__always)
-    public mutating func send<Device: NetDevice>(on device: inout Device, queue: Int = 0, limit: Int, now: UInt64) -> Int {
+    public mutating func send<Device: NetDevice & ~Copyable>(on device: inout Device, queue: Int = 0, limit: Int, now: UInt64) -> Int {
         let want = min(pending.capacity, limit)
         let missing = want - pending.count
         if missing > 0 {

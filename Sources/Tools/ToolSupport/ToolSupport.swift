@@ -61,9 +61,9 @@ public func pin(toCPU cpu: Int) {
 }
 
 /// A value two threads hand over; each uses its own part (or they take turns).
-public final class Shared<T>: @unchecked Sendable {
+public final class Shared<T: ~Copyable>: @unchecked Sendable {
     public var value: T
-    public init(_ value: T) { self.value = value }
+    public init(_ value: consuming T) { self.value = value }
 }
 
 /// A flag one thread raises and another polls, with release/acquire ordering.

@@ -80,7 +80,7 @@ struct ServerRunner: NetDeviceVisitor {
     let pool: NetBufPool
     let live: Bool
 
-    mutating func visit<D: NetDevice>(_ device: inout D) throws -> String {
+    mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> String {
         var server = try KVServer(pool: pool, config: config, now: unixTime())
         defer { server.shutdown() }
         var lastReport = monotonicSeconds()

@@ -153,9 +153,9 @@ struct KVRunner: NetDeviceVisitor {
     let duration: Double?
     let live: Bool
 
-    mutating func visit<D: NetDevice>(_ device: inout D) throws -> KVResult { try run(on: &device) }
+    mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> KVResult { try run(on: &device) }
 
-    func run<D: NetDevice>(on device: inout D) throws -> KVResult {
+    func run<D: NetDevice & ~Copyable>(on device: inout D) throws -> KVResult {
         if let zipf {
             let sampler = ZipfKeys(keys: config.keys, exponent: zipf, power: Glibc.pow)
             defer { sampler.deallocate() }
@@ -164,7 +164,7 @@ struct KVRunner: NetDeviceVisitor {
         return try load(&device, pool: pool, sampler: UniformKeys(keys: config.keys))
     }
 
-    func load<D: NetDevice, S: KeySampler>(_ device: inout D, pool: NetBufPool, sampler: S) throws -> KVResult {
+    func load<D: NetDevice & ~Copyable, S: KeySampler>(_ device: inout D, pool: NetBufPool, sampler: S) throws -> KVResult {
         var client = try KVLoadClient(config: config, pool: pool, sampler: sampler, latency: HdrLatency())
         defer { client.deallocate() }
         let start = monotonicNanoseconds()
@@ -220,39 +220,50 @@ struct KVRunner: NetDeviceVisitor {
 
     /// The store in this process, on the other end of a ring pair, polled on CPU 1.
     func againstInProcessStore(memoryMiB: Int, record: String?) throws -> KVResult {
-        var (a, b) = RingDevice.pair(slots: 1024)
-        try a.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
-        try b.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
+        var ring = RingDevice.pair(slots: 1024)
+        try ring.a.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
+        try ring.b.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
+        if let record {
+            return try againstInProcessStore(client: PcapWriter(inner: ring.a, path: record), store: ring.b, memoryMiB: memoryMiB)
+        }
+        return try againstInProcessStore(client: ring.a, store: ring.b, memoryMiB: memoryMiB)
+    }
+
+    func againstInProcessStore<D: NetDevice & ~Copyable>(client: consuming D, store device: consuming RingDevice,
+                                                       memoryMiB: Int) throws -> KVResult {
+        var client = client
         // Each side allocates from its own pool: the store's thread and ours never share one.
         let storePool = try NetBufPool(count: 8192, roomSize: 2048, headroom: 128, threading: .threadSafe)
         let storeConfig = KVServerConfig(mac: config.serverMAC ?? KVCommand.inProcessStoreMAC, ip: config.serverIP,
                                          port: config.serverPort, memoryBytes: memoryMiB << 20)
-        let server = try KVServer(pool: storePool, config: storeConfig, now: unixTime())
+        // The store's thread has it alone until it is joined; then it comes back for the shutdown.
+        let store = Shared(InProcessStore(server: try KVServer(pool: storePool, config: storeConfig, now: unixTime()),
+                                          device: device))
         let stop = StopFlag()
-        let box = Shared((server: server, device: b))
         let thread = PinnedThread(cpu: 1) {
-            // This thread's alone until it is joined; handed back for the shutdown.
-            var store = box.value
-            while !stop.isRaised { store.server.poll(&store.device, now: unixTime()) }
-            store.server.flush(&store.device)
-            box.value = store
+            while !stop.isRaised { store.value.poll() }
+            store.value.flush()
         }
         pin(toCPU: 0)
         defer {
             stop.raise()
             thread.join()
-            box.value.server.shutdown()
+            store.value.server.shutdown()
             // Frames still in the rings go back to their pools before the pools are checked.
             var drain = RxDrain()
-            drain.drain(&a)
-            drain.drain(&box.value.device)
+            drain.drain(&client)
+            drain.drain(&store.value.device)
             drain.deallocate()
+            client.stop()   // flushes a record file
         }
-        if let record {
-            var recorded = try PcapWriter(inner: a, path: record)
-            defer { recorded.stop() }
-            return try run(on: &recorded)
-        }
-        return try run(on: &a)
+        return try run(on: &client)
     }
+}
+
+/// The KV store and its end of the ring pair, owned by the store's thread while it runs.
+struct InProcessStore: ~Copyable {
+    var server: KVServer
+    var device: RingDevice
+    mutating func poll() { server.poll(&device, now: unixTime()) }
+    mutating func flush() { server.flush(&device) }
 }

@@ -137,7 +137,7 @@ func waitFor(_ pacer: Pacer) {
 struct RxDrain {
     let burst = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: 64)
     var frames: UInt64 = 0
-    mutating func drain<D: NetDevice>(_ device: inout D) {
+    mutating func drain<D: NetDevice & ~Copyable>(_ device: inout D) {
         while true {
             let n = device.rxBurst(queue: 0, into: burst).count
             if n == 0 { return }

@@ -97,7 +97,7 @@ struct ReplayRunner: NetDeviceVisitor {
     let duration: Double?
     let live: Bool
 
-    mutating func visit<D: NetDevice>(_ device: inout D) throws -> ReplayOutcome {
+    mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> ReplayOutcome {
         var replayer = try Replayer(frames: frames, loops: loops, pool: pool, burstSize: burst)
         defer { replayer.deallocate() }
         var drain = RxDrain()

@@ -82,7 +82,7 @@ struct RxRunner: NetDeviceVisitor {
     let expect: UInt64?
     let live: Bool
 
-    mutating func visit<D: NetDevice>(_ device: inout D) throws -> RxResult {
+    mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> RxResult {
         var meter = RxMeter(latency: HdrLatency())
         defer { meter.deallocate() }
         let burst = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: 64)

@@ -147,7 +147,7 @@ struct TxRunner: NetDeviceVisitor {
     let duration: Double?
     let live: Bool
 
-    mutating func visit<D: NetDevice>(_ device: inout D) throws -> [TxResult] {
+    mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> [TxResult] {
         var results: [TxResult] = []
         for spec in specs where stopRequested == 0 {
             let template = try FrameTemplate(spec)
@@ -159,7 +159,7 @@ struct TxRunner: NetDeviceVisitor {
         return results
     }
 
-    func send<D: NetDevice>(_ device: inout D, template: FrameTemplate, pool: NetBufPool) throws -> TxResult {
+    func send<D: NetDevice & ~Copyable>(_ device: inout D, template: FrameTemplate, pool: NetBufPool) throws -> TxResult {
         var gen = try TxGenerator(template: template, pool: pool, burstSize: burst, prefilled: true)
         defer { gen.deallocate() }
         var drain = RxDrain()

@@ -1,7 +1,7 @@
 /// A device with no wire, for tests and benchmarks (DPDK's net_null): TX frees what it is given
 /// (in bulk) and counts it; RX returns nothing, or, given a template frame, fills every slot of
 /// the burst with a fresh copy of it in a buffer from the queue's allocator.
-public struct NullDevice: NetDevice {
+public struct NullDevice: NetDevice, ~Copyable {
     @usableFromInline final class Storage {
         let template: UnsafeMutableRawBufferPointer
         let rxStats: QueueStatsTable
@@ -44,6 +44,14 @@ public struct NullDevice: NetDevice {
         let limits = DescriptorLimits(min: 1, max: 1 << 16)
         info = DeviceInfo(maxRxQueues: queues, maxTxQueues: queues, mtu: mtu, features: [.scatterGather],
                           rxDescriptors: limits, txDescriptors: limits)
+    }
+
+    /// The same, with the template given as bytes.
+    public init(queues: Int = 1, rxTemplate bytes: [UInt8], mtu: Int = 9000) {
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+        defer { copy.deallocate() }   // the device keeps its own copy
+        copy.copyBytes(from: bytes)
+        self.init(queues: queues, rxTemplate: UnsafeRawBufferPointer(copy), mtu: mtu)
     }
 
     public mutating func configure(_ config: DeviceConfig) throws(NetDeviceError) {

@@ -8,7 +8,7 @@
 /// how much of it A uses. RX descriptor counts are checked against the limits but use no memory:
 /// the peer's TX ring is the RX queue. Event mode: arm a queue with `setRxEvents` after setting
 /// it up with an `RxNotifier`; the peer's next TX on that queue signals it once.
-public struct RingDevice: NetDevice {
+public struct RingDevice: NetDevice, ~Copyable {
     /// Owns the rings and counters; they are freed (and buffers still in flight released) when the
     /// last endpoint goes away.
     @usableFromInline final class Storage {
@@ -45,7 +45,9 @@ public struct RingDevice: NetDevice {
     public let info: DeviceInfo
 
     /// Two joined endpoints with `queues` queue pairs of `slots` ring slots each (a power of two).
-    public static func pair(queues: Int = 1, slots: Int = 1024, mtu: Int = 9000) -> (RingDevice, RingDevice) {
+    /// (A struct, not a tuple: tuples cannot hold noncopyable devices. Take the endpoints out
+    /// with `var a = pair.a, b = pair.b`.)
+    public static func pair(queues: Int = 1, slots: Int = 1024, mtu: Int = 9000) -> Pair {
         precondition(queues >= 1 && queues <= 64, "1...64 queues")
         let aToB = (0..<queues).map { _ in SPSCRing(capacity: slots) }
         let bToA = (0..<queues).map { _ in SPSCRing(capacity: slots) }
@@ -53,7 +55,13 @@ public struct RingDevice: NetDevice {
         let storage = Storage(rings: aToB + bToA, stats: stats)
         let a = RingDevice(storage: storage, tx: aToB, rx: bToA, rxStats: stats[0], txStats: stats[1], slots: slots, mtu: mtu)
         let b = RingDevice(storage: storage, tx: bToA, rx: aToB, rxStats: stats[2], txStats: stats[3], slots: slots, mtu: mtu)
-        return (a, b)
+        return Pair(a: a, b: b)
+    }
+
+    /// The two endpoints of `pair`: what `a` transmits `b` receives, and the other way round.
+    @frozen public struct Pair: ~Copyable {
+        public var a: RingDevice
+        public var b: RingDevice
     }
 
     /// One endpoint whose TX queue q feeds its own RX queue q.

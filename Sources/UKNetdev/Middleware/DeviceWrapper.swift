@@ -1,11 +1,11 @@
 /// Middleware over a device: everything but the bursts passes straight to `inner`, so a
 /// wrapper (tracer, fault injector, pcap writer...) implements only what it changes.
-public protocol NetDeviceWrapper: NetDevice {
-    associatedtype Inner: NetDevice
+public protocol NetDeviceWrapper: NetDevice, ~Copyable {
+    associatedtype Inner: NetDevice & ~Copyable
     var inner: Inner { get set }
 }
 
-extension NetDeviceWrapper {
+extension NetDeviceWrapper where Self: ~Copyable {
     public var info: DeviceInfo { inner.info }
     public var state: DeviceState { inner.state }
     public mutating func configure(_ config: DeviceConfig) throws(NetDeviceError) { try inner.configure(config) }

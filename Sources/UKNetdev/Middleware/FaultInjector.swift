@@ -74,7 +74,7 @@ public struct SplitMix64: Sendable {
 /// Ownership is kept exact: dropped packets are freed and counted, duplicates that do not fit
 /// the caller's array wait for the next RX burst, and a TX packet is never both refused and
 /// dropped.
-public struct FaultInjector<Inner: NetDevice>: NetDeviceWrapper {
+public struct FaultInjector<Inner: NetDevice & ~Copyable>: NetDeviceWrapper, ~Copyable {
     public var inner: Inner
     public let config: FaultConfig
     public private(set) var faults = FaultStats()
@@ -82,7 +82,7 @@ public struct FaultInjector<Inner: NetDevice>: NetDeviceWrapper {
     @usableFromInline let drop, duplicate, corrupt, stall: UInt64
     @usableFromInline let storage: FaultScratch
 
-    public init(inner: Inner, config: FaultConfig) {
+    public init(inner: consuming Inner, config: FaultConfig) {
         self.inner = inner
         self.config = config
         random = SplitMix64(seed: config.seed)

@@ -17,11 +17,11 @@ public protocol PacketObserver {
 /// TX packets are observed only once the inner device has taken them, so a packet refused and
 /// offered again is seen once; to make that safe the tracer holds an extra reference on each
 /// offered packet for the duration of the inner call.
-public struct Tracer<Inner: NetDevice, Observer: PacketObserver>: NetDeviceWrapper {
+public struct Tracer<Inner: NetDevice & ~Copyable, Observer: PacketObserver>: NetDeviceWrapper, ~Copyable {
     public var inner: Inner
     public var observer: Observer
 
-    public init(inner: Inner, observer: Observer) {
+    public init(inner: consuming Inner, observer: Observer) {
         self.inner = inner
         self.observer = observer
     }
