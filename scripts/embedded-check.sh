@@ -146,6 +146,11 @@ expect_failure "a listed symbol no object needs" "- strlen" check_symbols "$st/l
 expect_failure "a link without the runtime" "undefined symbol: posix_memalign" \
   link "$st/linktest" "${objects[@]}" "$out/link/LinkTest.o" "$out/link/start.o"
 
+# One live handle per device: a second handle to a device does not compile (NetDevice is ~Copyable).
+printf '%s\n' 'import UKNetdev' \
+  'public func twoHandles() -> Int { var a = RingDevice.loopback(); let b = a; a.stop(); return b.info.mtu }' >"$st/TwoHandles.swift"
+expect_failure "a second handle to a device" "used after consume" swift_embedded TwoHandles "$st/TwoHandles.o" "$st/TwoHandles.swift"
+
 if can_run; then
   # ud2 in free: the process dies of SIGILL (status 132) instead of corrupting the free list.
   # (An inner bash, so its report of the signal lands in the log rather than on the terminal.)

@@ -44,6 +44,12 @@ public enum NetBufPoolError: Error, Equatable {
 ///
 /// `NetBufPool` is a handle (one pointer, no reference counting); the pool lives until
 /// `destroy()`, which refuses while buffers are out, as DPDK's mempools do.
+///
+/// Why the handle stays copyable while devices are not: a pool is shared by design (every
+/// buffer points back to it, RX refill, the app and TX completion all free into it, like an
+/// `rte_mempool *`), and a copy can do no harm: allocation and free go through the one shared
+/// state, and `destroy()` leaves that state behind as an empty tombstone, so a handle kept past
+/// it gets nil and counted invalid releases, never freed memory.
 @frozen
 public struct NetBufPool: Equatable, @unchecked Sendable {
     public let state: UnsafeMutablePointer<NetBufPoolState>
@@ -141,17 +147,26 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
         func roundUpHeader(_ a: Int) -> Int { Self.roundUp(NetBuf.headerSize, a) - NetBuf.headerSize }
     }
 
-    /// Frees the slab (if the pool allocated it) and the pool's own state. Refuses, changing
-    /// nothing, while any buffer is still out.
+    /// Frees the slab (if the pool allocated it) and the free stack. Refuses, changing nothing,
+    /// while any buffer is still out. The small state block (and its lock) stays as a tombstone
+    /// of 0 buffers: any other handle to this pool then allocates nothing and frees nothing.
+    /// Destroying twice is harmless.
     public func destroy() throws(NetBufPoolError) {
+        lock()
+        defer { unlock() }
         let s = state.pointee
         guard s.free == s.count else { throw .buffersInUse(Int(s.count - s.free)) }
+        guard s.count > 0 else { return }   // already destroyed
         if s.ownsSlab { s.slab.deallocate() }
         s.freeStack.deallocate()
-        s.lock.deallocate()
-        state.deinitialize(count: 1)
-        state.deallocate()
+        state.pointee.count = 0
+        state.pointee.free = 0
+        state.pointee.slabBytes = 0
+        state.pointee.ownsSlab = false
     }
+
+    /// True once `destroy()` has run: the pool has no buffers and hands out none.
+    @inlinable public var isDestroyed: Bool { state.pointee.count == 0 }
 
     // MARK: Counters
 
@@ -284,8 +299,8 @@ public struct NetBufPool: Equatable, @unchecked Sendable {
         unlock()
     }
 
-    /// Counts a release of a buffer that was already free.
-    @usableFromInline
+    /// Counts a release of a buffer that was already free (out of line: it is the cold path).
+    @usableFromInline @inline(never)
     func countInvalidRelease() {
         lock()
         state.pointee.invalidReleases &+= 1
@@ -343,7 +358,7 @@ extension NetBuf {
         while i < n {
             let first = base[i]
             guard first.isPlain else {
-                first.release()
+                releaseOutOfLine(first)
                 i &+= 1
                 continue
             }
@@ -352,24 +367,36 @@ extension NetBuf {
             pool.lock()
             let stack = pool.state.pointee.freeStack
             var top = Int(pool.state.pointee.free)
-            let limit = Int(pool.state.pointee.count)
-            guard top < limit else {   // a buffer that was never out: counted, never written
-                pool.state.pointee.invalidReleases &+= 1
+            let room = Int(pool.state.pointee.count) &- top
+            guard room > 0 else {   // a buffer that was never out: counted, never written
                 pool.unlock()
+                pool.countInvalidRelease()
                 i &+= 1
                 continue
             }
+            // The stack bound folded into the loop's end: no extra compare per buffer.
+            let end = i &+ Swift.min(n &- i, room)
             repeat {
                 let buf = base[i]
-                buf.store(Field.refcount, UInt32(0))   // free: a second release is caught
+                #if DEBUG
+                // Debug builds (and every test) poison on the bulk path too, so a second release
+                // is caught; release builds skip this store (1 instruction per packet) and rely
+                // on the stack bound alone, as DPDK does outside its mbuf debug mode.
+                buf.store(Field.refcount, UInt32(0))
+                #endif
                 stack[top] = buf.load(Field.index, as: UInt32.self)
                 top &+= 1
                 i &+= 1
-            } while i < n && top < limit && base[i].isPlain && base[i].load(Field.pool, as: UnsafeMutableRawPointer.self) == poolState
+            } while i < end && base[i].isPlain && base[i].load(Field.pool, as: UnsafeMutableRawPointer.self) == poolState
             pool.state.pointee.free = UInt32(truncatingIfNeeded: top)
             pool.unlock()
         }
     }
+
+    /// A chain, a shared, clone or external buffer, or a bad release: the rare case, kept out of
+    /// `releaseBulk` so that stays small enough to be inlined into every TX path.
+    @usableFromInline @inline(never)
+    static func releaseOutOfLine(_ buf: NetBuf) { buf.release() }
 
     /// One segment, one reference, own data: can go straight back to its pool.
     @inlinable var isPlain: Bool {

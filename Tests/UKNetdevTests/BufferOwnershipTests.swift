@@ -56,6 +56,22 @@ import UKNetdev
         try pool.destroy()
     }
 
+    @Test func aHandleKeptPastDestroyIsHarmless() throws {
+        let pool = try NetBufPool(count: 2)
+        let copy = pool
+        let b = try #require(pool.allocate())
+        #expect(throws: NetBufPoolError.buffersInUse(1)) { try copy.destroy() }
+        b.release()
+        try pool.destroy()
+        #expect(copy.isDestroyed)
+        #expect(copy.allocate() == nil)
+        #expect(copy.available == 0 && copy.capacity == 0)
+        let burst = Burst(4)
+        #expect(copy.allocateBulk(into: burst.storage) == 0)
+        try copy.destroy()   // twice: nothing happens
+        #expect(copy.invalidReleases == 0)
+    }
+
     @Test func aRetainedBufferIsFreedOnItsLastReleaseOnly() throws {
         try withPool(count: 1) { pool in
             let b = try #require(pool.allocate())

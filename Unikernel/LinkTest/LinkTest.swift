@@ -60,12 +60,13 @@ func loopback(_ pool: NetBufPool) -> Int32 {
 /// preload, then GETs and SETs, every reply validated by the client.
 func keyValue(_ pool: NetBufPool) -> Int32 {
     let storeMAC = MACAddress(2, 0, 0, 0, 0, 2), storeIP = IPv4Address(192, 0, 2, 2)
-    var (a, b) = RingDevice.pair(slots: 256)
+    let ring = RingDevice.pair(slots: 256)
+    var a = ring.a, b = ring.b
     guard (try? a.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))) != nil,
           (try? b.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))) != nil
     else { return fail(20, "ring pair bring-up") }
     let now: UInt32 = 1_800_000_000
-    guard var server = try? KVServer(device: b, pool: pool,
+    guard var server = try? KVServer(pool: pool,
                                      config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 2 << 20), now: now)
     else { return fail(21, "KV server") }
     let config = KVLoadConfig(clientMAC: MACAddress(2, 0, 0, 0, 0, 3), clientIP: IPv4Address(192, 0, 2, 3),
@@ -80,7 +81,7 @@ func keyValue(_ pool: NetBufPool) -> Int32 {
         while !done(client) && clock < 10_000_000_000 {
             clock += 10_000
             _ = client.poll(&a, now: clock, issue: issue(client))
-            _ = server.poll(now: now)
+            _ = server.poll(&b, now: now)
         }
     }
     client.startPreload()
