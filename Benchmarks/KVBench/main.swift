@@ -185,7 +185,6 @@ func twoCores(requests: Int) {
     clientThread.join()
     serverThread.join()
     report("ring", requests: result.0, seconds: result.1, mallocs: result.2)
-    serverBox.value.server.shutdown()
 }
 
 /// The same GETs against memcached on 127.0.0.1:PORT, `window` in flight.

@@ -40,8 +40,9 @@ func serve(_ frames: [[UInt8]], _ delivery: Delivery) throws -> Served {
     let jumboPool = try NetBufPool(count: 8, roomSize: 9216, headroom: 128)
     var replies: [[UInt8]] = []
     for f in frames {
+        let serverPool = h.pool
         func single() throws -> NetBuf {
-            let pool = f.count <= h.pool.roomSize - h.pool.headroom ? h.pool : jumboPool
+            let pool = f.count <= serverPool.roomSize - serverPool.headroom ? serverPool : jumboPool
             let buf = try #require(pool.allocate())
             try f.withUnsafeBytes { try buf.copyIn($0) }
             return buf

@@ -28,7 +28,7 @@ struct Harness: ~Copyable {
         serverDevice = ring.b
     }
 
-    mutating func finish() throws {
+    consuming func finish() throws {
         _ = receive()
         server.shutdown()
         #expect(pool.inUse == 0, "buffers leaked")
@@ -235,17 +235,17 @@ struct Harness: ~Copyable {
         let value = String(repeating: "f", count: 3000)
         let udp = udpDatagram([0, 5, 0, 0, 0, 1, 0, 0] + Array("set frag 0 0 3000\r\n\(value)\r\n".utf8))
         let udpLength = udp.count
-        func fragment(_ offset: Int, _ length: Int, more: Bool, id: UInt16 = 0x4242) throws {
+        func fragment(_ h: inout Harness, _ offset: Int, _ length: Int, more: Bool, id: UInt16 = 0x4242) throws {
             try h.send { try writeFragment(into: $0, of: udp, offset: offset, length: length, more: more, id: id) }
         }
-        try fragment(1480, 1480, more: true)
-        try fragment(2960, udpLength - 2960, more: false)
-        try fragment(0, 1480, more: true)
+        try fragment(&h, 1480, 1480, more: true)
+        try fragment(&h, 2960, udpLength - 2960, more: false)
+        try fragment(&h, 0, 1480, more: true)
         #expect(h.replies() == ["STORED\r\n"])
         #expect(h.server.stats.reassembled == 1)
         // Overlap: the same datagram id again with overlapping pieces is dropped whole.
-        try fragment(0, 1480, more: true, id: 7)
-        try fragment(1472, 1480, more: true, id: 7)
+        try fragment(&h, 0, 1480, more: true, id: 7)
+        try fragment(&h, 1472, 1480, more: true, id: 7)
         #expect(h.server.stats[.fragmentOverlap] == 1)
         // A fragment beyond 64 KiB.
         try h.send { buf in
@@ -259,7 +259,7 @@ struct Harness: ~Copyable {
         }
         #expect(h.server.stats[.fragmentTooLarge] == 1)
         // An incomplete datagram times out.
-        try fragment(0, 1480, more: true, id: 11)
+        try fragment(&h, 0, 1480, more: true, id: 11)
         h.now += 31
         h.poll()
         #expect(h.server.stats[.fragmentTimeout] == 1)

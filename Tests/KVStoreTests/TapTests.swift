@@ -262,11 +262,10 @@ final class TapServerThread: @unchecked Sendable {
     private var running = false
     private(set) var hitDeadline = false
 
-    init(_ server: KVServer, on device: consuming TapDevice) {
+    init(_ server: consuming KVServer, on device: consuming TapDevice) {
         side = TapServerSide(server: server, device: device)
     }
 
-    var server: KVServer { side.server }
 
     func start() {
         running = true
@@ -305,10 +304,10 @@ final class TapServerThread: @unchecked Sendable {
         return true
     }
 
-    /// After `stop`: frees the server, stops the device (its RX buffers go home).
+    /// After `stop`: stops the device (its RX buffers go home). The server's queue is empty after
+    /// its last flush (TAP TX takes every frame); the server itself goes with this object.
     func shutdown() {
         guard !running, !isShutDown else { return }
-        side.server.shutdown()
         side.device.stop()
         isShutDown = true
     }
@@ -398,8 +397,7 @@ final class TapServerThread: @unchecked Sendable {
 
         #expect(runner.stop(), "the server thread did not stop")
         #expect(!runner.hitDeadline, "the server thread ran into its 30 s deadline")
-        let server = runner.server
-        let stats = server.stats
+        let stats = runner.side.server.stats
         var dropped: [String] = []
         stats.forEachDrop { name, count in if count > 0 { dropped.append("\(name) \(count)") } }
         let summary = "frames \(stats.framesReceived), requests \(stats.requests), replies \(stats.replyDatagrams), "
@@ -422,7 +420,8 @@ final class TapServerThread: @unchecked Sendable {
         for reason in KVDropReason.allCases where reason != .memcachedTooShort {
             #expect(stats[reason] == 0, "\(reason.name): \(summary)")
         }
-        #expect(server.engine.stats.errors >= 1, "the error cases were counted")
+        let engineErrors = runner.side.server.engine.stats.errors
+        #expect(engineErrors >= 1, "the error cases were counted")
         let tx = runner.side.device.txQueueStats(0)
         #expect(tx.errors == 0, "the TAP refused frames: \(tx)")
         #expect(tx.packets == stats.replyDatagrams + stats.arpReplies + stats.icmpReplies, "\(tx) \(summary)")

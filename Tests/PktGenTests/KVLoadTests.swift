@@ -29,7 +29,7 @@ struct LoadRun<Sampler: KeySampler, ClientDevice: NetDevice & ~Copyable>: ~Copya
     }
 
     /// Polls both sides until `done` or a virtual minute passed.
-    mutating func run(issue: (KVLoadClient<Sampler, LatencySummary>) -> Int, until done: (KVLoadClient<Sampler, LatencySummary>) -> Bool) {
+    mutating func run(issue: (borrowing KVLoadClient<Sampler, LatencySummary>) -> Int, until done: (borrowing KVLoadClient<Sampler, LatencySummary>) -> Bool) {
         let deadline = now + 60_000_000_000
         while !done(client) && now < deadline {
             now += 10_000
@@ -48,7 +48,7 @@ struct LoadRun<Sampler: KeySampler, ClientDevice: NetDevice & ~Copyable>: ~Copya
                 "every request started ends exactly once")
     }
 
-    mutating func finish() {
+    consuming func finish() {
         client.deallocate()
         server.poll(&serverDevice, now: 1_800_000_000)
         server.shutdown()

@@ -29,7 +29,6 @@ let tracesDirectory: String = {
             var a = ring.a, b = ring.b
             var farSide = try PcapWriter(inner: b, path: recorded, directions: .rx)
             var replayer = try Replayer(frames: frames, loops: 2, pool: pool, burstSize: 16)
-            defer { replayer.deallocate() }
             let burst = Burst(8)
             var rounds = 0
             while !replayer.finished && rounds < 100_000 {

@@ -31,7 +31,6 @@ func checkFrame(_ buf: NetBuf, length: Int, spec: FrameSpec) -> (port: UInt16, s
             let template = try FrameTemplate(spec)
             defer { template.deallocate() }
             var gen = try TxGenerator(template: template, pool: pool, burstSize: 32, prefilled: prefilled)
-            defer { gen.deallocate() }
             var meter = RxMeter(latency: LatencySummary())
             defer { meter.deallocate() }
             let total = 3000
@@ -87,7 +86,6 @@ func checkFrame(_ buf: NetBuf, length: Int, spec: FrameSpec) -> (port: UInt16, s
                 let template = try FrameTemplate(spec)
                 defer { template.deallocate() }
                 var gen = try TxGenerator(template: template, pool: pool, burstSize: 8)
-                defer { gen.deallocate() }
                 #expect(gen.send(on: &a, limit: 8, now: 0) == 8)
                 let burst = Burst(8)
                 #expect(b.rxBurst(queue: 0, into: burst.storage).count == 8)
@@ -106,7 +104,6 @@ func checkFrame(_ buf: NetBuf, length: Int, spec: FrameSpec) -> (port: UInt16, s
             let template = try FrameTemplate(FrameSpec(probe: true))
             defer { template.deallocate() }
             var gen = try TxGenerator(template: template, pool: pool, burstSize: 32)
-            defer { gen.deallocate() }
             var meter = RxMeter(latency: LatencySummary())
             defer { meter.deallocate() }
             let burst = Burst(5)
@@ -172,7 +169,6 @@ func checkFrame(_ buf: NetBuf, length: Int, spec: FrameSpec) -> (port: UInt16, s
             let template = try FrameTemplate(FrameSpec())
             defer { template.deallocate() }
             var gen = try TxGenerator(template: template, pool: pool, burstSize: 32)
-            defer { gen.deallocate() }
             var pacer = Pacer(packetsPerSecond: rate, burst: 32, start: 0)
             var random = SplitMix64(seed: rate)
             var now: UInt64 = 0

@@ -73,11 +73,11 @@ func keyValue(_ pool: NetBufPool) -> Int32 {
                               serverIP: storeIP, window: 8, keys: 32, keySize: 10, valueSize: 40, getPerMille: 700)
     guard var client = try? KVLoadClient(config: config, pool: pool, sampler: UniformKeys(keys: 32), latency: LatencySummary())
     else { return fail(22, "KV client") }
-    defer { client.deallocate(); server.shutdown(); a.stop() }
+    defer { a.stop() }   // the client and server free themselves when they go
 
     var clock: UInt64 = 1_000_000_000
-    func run(_ issue: (KVLoadClient<UniformKeys, LatencySummary>) -> Int,
-             until done: (KVLoadClient<UniformKeys, LatencySummary>) -> Bool) {
+    func run(_ issue: (borrowing KVLoadClient<UniformKeys, LatencySummary>) -> Int,
+             until done: (borrowing KVLoadClient<UniformKeys, LatencySummary>) -> Bool) {
         while !done(client) && clock < 10_000_000_000 {
             clock += 10_000
             _ = client.poll(&a, now: clock, issue: issue(client))

@@ -36,7 +36,10 @@ public enum KVServerError: Error, Equatable {
 /// echo, IPv4 checks and reassembly) and, for lone GETs, a fast path straight from the frame.
 /// Call `poll` with the device in a loop (or after an RX event); it handles one RX burst and
 /// sends what is ready. The device stays the caller's: the server holds no handle to it.
-public struct KVServer {
+///
+/// `~Copyable`: the server owns its store, queues and scratch memory, and frees them (and any
+/// frame still queued) when it goes away, exactly once; a copy would free them twice.
+public struct KVServer: ~Copyable {
     public var engine: MemcachedEngine
     /// The server's own counters; `stats` adds the host stack's.
     var counters = KVServerStats()
@@ -74,12 +77,15 @@ public struct KVServer {
         requestCopy = .allocate(byteCount: 65536, alignment: 64)
     }
 
-    /// Frees what the server allocated and any frame still queued; the device is the caller's.
-    public mutating func shutdown() {
-        while txCount > 0 {
-            txQueue[txHead].release()
-            txHead = (txHead + 1) & KVServer.txQueueMask
-            txCount -= 1
+    /// Ends the server now (its `deinit` frees everything); for callers that check their pool
+    /// right after. The device is the caller's.
+    public consuming func shutdown() {}
+
+    deinit {
+        var head = txHead
+        for _ in 0..<txCount {
+            txQueue[head].release()
+            head = (head + 1) & KVServer.txQueueMask
         }
         writer.deallocate()
         host.deallocate()

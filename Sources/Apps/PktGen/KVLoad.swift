@@ -98,7 +98,10 @@ public struct KVLoadStats: Sendable {
 /// id, so every reply is matched to its request and attempt; reassembles multi-datagram replies;
 /// checks every reply byte against what the request implies (values are a function of the key,
 /// so any GET hit can be checked); retries on timeout and counts what never came back.
-public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
+///
+/// `~Copyable`: the client owns its slots, queues and scratch memory and frees them (and any
+/// frame still queued) once, when it goes away.
+public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder>: ~Copyable {
     public let config: KVLoadConfig
     public var sampler: Sampler
     public var latency: Latency
@@ -177,10 +180,12 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder> {
         for i in 0..<(26 + config.valueSize) { letters.storeBytes(of: UInt8(65 + i % 26), toByteOffset: i, as: UInt8.self) }
     }
 
-    /// Frees the client's memory and any frame still queued; the pool and device are the caller's.
-    public mutating func deallocate() {
+    /// Ends the client now (its `deinit` frees everything), for callers that check their pool
+    /// right after; the pool and device are the caller's.
+    public consuming func deallocate() {}
+
+    deinit {
         for i in 0..<txCount { txQueue[i].release() }
-        txCount = 0
         host.deallocate()
         slots.deallocate()
         freeSlots.deallocate()

@@ -52,7 +52,7 @@ public struct FrameList {
 
 /// The `replay` engine: sends a `FrameList` `loops` times in order, each frame copied into a
 /// pool buffer, in bursts (`PendingBurst`: what the device refuses goes first next time).
-public struct Replayer {
+public struct Replayer: ~Copyable {
     public let frames: FrameList
     public let loops: UInt64
     let pool: NetBufPool
@@ -67,13 +67,16 @@ public struct Replayer {
         guard pool.roomSize - pool.headroom >= frames.longest else {
             throw .buffersTooSmall(needed: frames.longest, available: pool.roomSize - pool.headroom)
         }
+        let pending = try PendingBurst(capacity: burstSize)   // the last thing that can throw
         self.frames = frames
         self.loops = loops
         self.pool = pool
-        pending = try PendingBurst(capacity: burstSize)
+        self.pending = pending
     }
 
-    public mutating func deallocate() { pending.deallocate() }
+    /// Ends the replayer now: frames not yet taken go back to their pool. Going out of scope
+    /// does the same.
+    public consuming func deallocate() {}
 
     /// Frames and bytes the device has taken.
     public var sent: TxStats {

@@ -14,7 +14,8 @@ public struct TxStats: Sendable {
 /// Frames built for the device and not yet taken, in order: filled in bulk from a pool, offered
 /// in one TX burst; what the device refuses stays at the front and goes first next time, so
 /// frames reach the wire in order and none is lost or built twice. Shared by the generators.
-public struct PendingBurst {
+/// `~Copyable`: it owns the frames not yet taken and gives them back, once, when it goes away.
+public struct PendingBurst: ~Copyable {
     @usableFromInline let burst: UnsafeMutablePointer<NetBuf>
     public let capacity: Int
     /// Built frames at burst[0..<count].
@@ -35,9 +36,8 @@ public struct PendingBurst {
     }
 
     /// Releases frames not yet taken, and the array.
-    public mutating func deallocate() {
+    deinit {
         NetBuf.releaseBulk(UnsafeMutableBufferPointer(start: burst, count: built))
-        built = 0
         burst.deallocate()
     }
 
@@ -81,7 +81,7 @@ public struct PendingBurst {
 /// own mempool. That needs a pool of the generator's own that nothing else writes into: not a
 /// device's RX pool, and no receiver that rewrites frames in place (a null, pcap or TAP device,
 /// or a ring to a reader, are fine). `pktgen tx` runs this way.
-public struct TxGenerator {
+public struct TxGenerator: ~Copyable {
     public let template: FrameTemplate
     @usableFromInline let pool: NetBufPool
     @usableFromInline var pending: PendingBurst
@@ -96,13 +96,14 @@ public struct TxGenerator {
         guard pool.roomSize - pool.headroom >= template.frameLength else {
             throw .buffersTooSmall(needed: template.frameLength, available: pool.roomSize - pool.headroom)
         }
+        if prefilled { guard pool.inUse == 0 else { throw .poolInUse(pool.inUse) } }
+        let pending = try PendingBurst(capacity: burstSize)   // the last thing that can throw
         self.template = template
         self.pool = pool
         self.prefilled = prefilled
-        pending = try PendingBurst(capacity: burstSize)
+        self.pending = pending
         if prefilled {
             // Every buffer at once, so each holds the template when it comes round again.
-            guard pool.inUse == 0 else { throw .poolInUse(pool.inUse) }
             let all = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: pool.capacity)
             defer { all.deallocate() }
             let n = pool.allocateBulk(into: all)
@@ -111,8 +112,9 @@ public struct TxGenerator {
         }
     }
 
-    /// Releases frames not yet taken and the burst array; the template and pool are the caller's.
-    public mutating func deallocate() { pending.deallocate() }
+    /// Ends the generator now: frames not yet taken go back to their pool (the template and
+    /// pool are the caller's). Going out of scope does the same.
+    public consuming func deallocate() {}
 
     /// Frames built but not yet taken by the device.
     public var unsent: Int { pending.count }

@@ -81,8 +81,7 @@ struct ServerRunner: NetDeviceVisitor {
     let live: Bool
 
     mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> String {
-        var server = try KVServer(pool: pool, config: config, now: unixTime())
-        defer { server.shutdown() }
+        var server = try KVServer(pool: pool, config: config, now: unixTime())   // freed when this returns
         var lastReport = monotonicSeconds()
         var idlePolls = 0
         while stopRequested == 0 {
@@ -106,12 +105,12 @@ struct ServerRunner: NetDeviceVisitor {
         return report(server)
     }
 
-    func liveLine(_ s: KVServer) -> String {
+    func liveLine(_ s: borrowing KVServer) -> String {
         "frames \(s.stats.framesReceived)  requests \(s.stats.requests)  replies \(s.stats.replyDatagrams)  "
             + "hits \(s.engine.stats.hits)  misses \(s.engine.stats.misses)  drops \(s.stats.totalDrops)  pool \(pool.inUse)/\(pool.capacity)"
     }
 
-    func report(_ s: KVServer) -> String {
+    func report(_ s: borrowing KVServer) -> String {
         var lines: [String] = []
         lines.append("kvstore \(config.ip)/\(config.prefixLength) \(config.mac) port \(config.port)")
         lines.append("frames received: \(s.stats.framesReceived)")

@@ -166,7 +166,6 @@ struct KVRunner: NetDeviceVisitor {
 
     func load<D: NetDevice & ~Copyable, S: KeySampler>(_ device: inout D, pool: NetBufPool, sampler: S) throws -> KVResult {
         var client = try KVLoadClient(config: config, pool: pool, sampler: sampler, latency: HdrLatency())
-        defer { client.deallocate() }
         let start = monotonicNanoseconds()
         var failure: String?
         // The server's MAC first (ARP, sent every 100 ms), at most 3 s.
@@ -248,7 +247,7 @@ struct KVRunner: NetDeviceVisitor {
         defer {
             stop.raise()
             thread.join()
-            store.value.server.shutdown()
+            // (The store itself goes with `store`, its frames back to `storePool`.)
             // Frames still in the rings go back to their pools before the pools are checked.
             var drain = RxDrain()
             drain.drain(&client)

@@ -99,7 +99,6 @@ struct ReplayRunner: NetDeviceVisitor {
 
     mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> ReplayOutcome {
         var replayer = try Replayer(frames: frames, loops: loops, pool: pool, burstSize: burst)
-        defer { replayer.deallocate() }
         var drain = RxDrain()
         defer { drain.deallocate() }
         let start = monotonicNanoseconds()

@@ -161,7 +161,6 @@ struct TxRunner: NetDeviceVisitor {
 
     func send<D: NetDevice & ~Copyable>(_ device: inout D, template: FrameTemplate, pool: NetBufPool) throws -> TxResult {
         var gen = try TxGenerator(template: template, pool: pool, burstSize: burst, prefilled: true)
-        defer { gen.deallocate() }
         var drain = RxDrain()
         defer { drain.deallocate() }
         let start = monotonicNanoseconds()
