@@ -223,7 +223,7 @@ extension LoadRun where ClientDevice == FaultInjector<RingDevice> {
 
     @Test func badConfigurationsAreErrors() throws {
         try withPool(count: 8) { pool in
-            func make(_ c: KVLoadConfig) throws { var k = try KVLoadClient(config: c, pool: pool, sampler: UniformKeys(keys: 1), latency: LatencySummary()); k.deallocate() }
+            func make(_ c: KVLoadConfig) throws { let k = try KVLoadClient(config: c, pool: pool, sampler: UniformKeys(keys: 1), latency: LatencySummary()); k.deallocate() }
             let base = KVLoadConfig(clientMAC: clientMAC, clientIP: clientIP, serverIP: storeIP)
             var c = base; c.window = 0
             #expect(throws: PktGenError.window(0)) { try make(c) }
