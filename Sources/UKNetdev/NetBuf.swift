@@ -127,6 +127,9 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
             return word == 1 || word == UInt64(Kind.external) << 32 | 1   // refcount 1, kind own or external
         }
     }
+    /// True when the data room may be written at all (own or writable external memory),
+    /// whoever else holds a reference: what `prepend`, `append` and byte-level faults check.
+    @inlinable public var hasWritableRoom: Bool { @inline(__always) get { kind & 1 == 0 } }
     /// Writable kinds (own, external) are even, read-only ones (clone, external read-only) odd.
     @inlinable @inline(__always)
     func requireWritableRoom() throws(NetBufError) {

@@ -109,7 +109,7 @@ public struct FaultInjector<Inner: NetDevice & ~Copyable>: NetDeviceWrapper, ~Co
             faults.dropped &+= 1
             return false
         }
-        if random.chance(corrupt), buf.length > 0, !buf.isClone {
+        if random.chance(corrupt), buf.length > 0, buf.hasWritableRoom {
             let bit = random.below(buf.length * 8)
             let p = buf.data + bit / 8
             p.storeBytes(of: p.load(as: UInt8.self) ^ UInt8(1 << (bit % 8)), as: UInt8.self)
