@@ -103,13 +103,6 @@ struct Setup: ~Copyable {
     let gets: RequestTemplates
 }
 
-/// The store's side, handed to its own thread.
-struct ServerSide: ~Copyable {
-    var server: KVServer
-    var device: RingDevice
-    mutating func poll(now: UInt32) { server.poll(&device, now: now) }
-}
-
 func setUp() -> Setup {
     let pool = try! NetBufPool(count: 4096, roomSize: 2048, threading: .threadSafe)
     var ring = RingDevice.pair(slots: 1024)
@@ -154,7 +147,7 @@ func twoCores(requests: Int) {
     let s = setUp()
     let pool = s.pool, gets = s.gets
     let stop = StopFlag()
-    let serverBox = Shared(ServerSide(server: s.server, device: s.serverDevice))
+    let serverBox = Shared(KVServerOnDevice(server: s.server, device: s.serverDevice))
     let clientDevice = Shared(s.clientDevice)
     let deadline = now() + 60
     let serverThread = PinnedThread(cpu: 1) {

@@ -245,17 +245,9 @@ enum TapHarness {
     }
 }
 
-/// The server and its device, owned together (the device is noncopyable: one handle).
-struct TapServerSide: ~Copyable {
-    var server: KVServer
-    var device: TapDevice
-    mutating func poll(now: UInt32) -> Int { server.poll(&device, now: now) }
-    mutating func flush() { server.flush(&device) }
-}
-
 /// A KVServer on a TAP device, polled on a thread of its own until told to stop or 30 s pass.
 final class TapServerThread: @unchecked Sendable {
-    var side: TapServerSide
+    var side: KVServerOnDevice<TapDevice>
     private(set) var isShutDown = false
     private let stopFlag = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
@@ -263,7 +255,7 @@ final class TapServerThread: @unchecked Sendable {
     private(set) var hitDeadline = false
 
     init(_ server: consuming KVServer, on device: consuming TapDevice) {
-        side = TapServerSide(server: server, device: device)
+        side = KVServerOnDevice(server: server, device: device)
     }
 
 

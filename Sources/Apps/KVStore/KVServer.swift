@@ -190,3 +190,18 @@ public struct KVServer: ~Copyable {
         return nil
     }
 }
+
+/// A server and the device it serves, owned together: what a thread of its own polls (the
+/// in-process store, a benchmark's store side, a test's TAP server). One mutating call per poll,
+/// so a class holding this sees one access at a time.
+public struct KVServerOnDevice<Device: NetDevice & ~Copyable>: ~Copyable {
+    public var server: KVServer
+    public var device: Device
+    public init(server: consuming KVServer, device: consuming Device) {
+        self.server = server
+        self.device = device
+    }
+    @discardableResult
+    public mutating func poll(now: UInt32) -> Int { server.poll(&device, now: now) }
+    public mutating func flush() { server.flush(&device) }
+}

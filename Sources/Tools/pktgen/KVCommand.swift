@@ -236,11 +236,11 @@ struct KVRunner: NetDeviceVisitor {
         let storeConfig = KVServerConfig(mac: config.serverMAC ?? KVCommand.inProcessStoreMAC, ip: config.serverIP,
                                          port: config.serverPort, memoryBytes: memoryMiB << 20)
         // The store's thread has it alone until it is joined; then it comes back for the shutdown.
-        let store = Shared(InProcessStore(server: try KVServer(pool: storePool, config: storeConfig, now: unixTime()),
-                                          device: device))
+        let store = Shared(KVServerOnDevice(server: try KVServer(pool: storePool, config: storeConfig, now: unixTime()),
+                                            device: device))
         let stop = StopFlag()
         let thread = PinnedThread(cpu: 1) {
-            while !stop.isRaised { store.value.poll() }
+            while !stop.isRaised { store.value.poll(now: unixTime()) }
             store.value.flush()
         }
         pin(toCPU: 0)
@@ -257,12 +257,4 @@ struct KVRunner: NetDeviceVisitor {
         }
         return try run(on: &client)
     }
-}
-
-/// The KV store and its end of the ring pair, owned by the store's thread while it runs.
-struct InProcessStore: ~Copyable {
-    var server: KVServer
-    var device: RingDevice
-    mutating func poll() { server.poll(&device, now: unixTime()) }
-    mutating func flush() { server.flush(&device) }
 }
