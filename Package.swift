@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "PcapNet", targets: ["PcapNet"]),
         .library(name: "NetdevSpec", targets: ["NetdevSpec"]),
         .library(name: "HostStack", targets: ["HostStack"]),
+        .library(name: "VirtioNet", targets: ["VirtioNet"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -36,6 +37,9 @@ let package = Package(
 
         // The memcached-UDP key-value store engine: storage, text protocol, memcached over UDP. [Embedded]
         .target(name: "KVStore", dependencies: ["UKNetdev", "HostStack"], path: "Sources/Apps/KVStore", swiftSettings: swiftSettings),
+
+        // The virtio-net driver: split virtqueues and the net device logic, generic over a transport. [Embedded]
+        .target(name: "VirtioNet", dependencies: ["UKNetdev", "CUKAtomics"], path: "Sources/VirtioNet", swiftSettings: swiftSettings),
 
         // The packet generator engine: template TX, pacing, RX meter, memcached load, replay. [Embedded]
         .target(name: "PktGen", dependencies: ["UKNetdev", "HostStack"], path: "Sources/Apps/PktGen", swiftSettings: swiftSettings),

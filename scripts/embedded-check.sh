@@ -96,6 +96,7 @@ compile UKNetdev UKNetdev.o $(find Sources/UKNetdev -name '*.swift' | sort)
 compile HostStack HostStack.o $(find Sources/HostStack -name '*.swift' | sort)
 compile KVStore KVStore.o $(find Sources/Apps/KVStore -name '*.swift' | sort)
 compile PktGen PktGen.o $(find Sources/Apps/PktGen -name '*.swift' | sort)
+compile VirtioNet VirtioNet.o $(find Sources/VirtioNet -name '*.swift' | sort)
 
 check_symbols "$expected" "${objects[@]}"
 
