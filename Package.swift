@@ -41,6 +41,9 @@ let package = Package(
         // The virtio-net driver: split virtqueues and the net device logic, generic over a transport. [Embedded]
         .target(name: "VirtioNet", dependencies: ["UKNetdev", "CUKAtomics"], path: "Sources/VirtioNet", swiftSettings: swiftSettings),
 
+        // An in-process virtio-net device (the device side of the rings) for tests and benchmarks.
+        .target(name: "VirtioNetEmulator", dependencies: ["VirtioNet", "UKNetdev", "CUKAtomics"], path: "Sources/VirtioNetEmulator", swiftSettings: swiftSettings),
+
         // The packet generator engine: template TX, pacing, RX meter, memcached load, replay. [Embedded]
         .target(name: "PktGen", dependencies: ["UKNetdev", "HostStack"], path: "Sources/Apps/PktGen", swiftSettings: swiftSettings),
 
@@ -89,6 +92,7 @@ let package = Package(
         .testTarget(name: "UKNetdevLinuxTests", dependencies: ["TestSupport", "UKNetdev", "UKNetdevLinux"], path: "Tests/UKNetdevLinuxTests", swiftSettings: swiftSettings),
         .testTarget(name: "PcapNetTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet"], path: "Tests/PcapNetTests", swiftSettings: swiftSettings),
         .testTarget(name: "PktGenTests", dependencies: ["TestSupport", "PktGen", "KVStore", "HostStack", "UKNetdev", "PcapNet"], path: "Tests/PktGenTests", swiftSettings: swiftSettings),
+        .testTarget(name: "VirtioNetTests", dependencies: ["TestSupport", "UKNetdev", "VirtioNet", "VirtioNetEmulator"], path: "Tests/VirtioNetTests", swiftSettings: swiftSettings),
         .testTarget(name: "NetdevSpecTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet", "NetdevSpec"], path: "Tests/NetdevSpecTests", swiftSettings: swiftSettings),
     ]
 )

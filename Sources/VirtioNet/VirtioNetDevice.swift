@@ -316,7 +316,7 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
     }
 
     public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
-        guard running, queue >= 0, queue < pairs, let out = packets.baseAddress else {
+        guard running, !deviceGone, queue >= 0, queue < pairs, let out = packets.baseAddress else {
             return deviceGone ? BurstResult(count: 0, status: [.success, .endOfInput]) : .refused
         }
         guard deviceStillThere() else { return BurstResult(count: 0, status: [.success, .endOfInput]) }
@@ -447,7 +447,7 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
     }
 
     public mutating func txBurst(queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
-        guard running, queue >= 0, queue < pairs, let src = packets.baseAddress, !tx[queue].ring.isBroken else {
+        guard running, !deviceGone, queue >= 0, queue < pairs, let src = packets.baseAddress, !tx[queue].ring.isBroken else {
             return .refused
         }
         guard deviceStillThere() else { return .refused }
