@@ -10,6 +10,9 @@
 //                 pair, 512 packets circulating
 //   two-core-pool generator on CPU 0 (bulk alloc, tx) -> sink on CPU 1 (rx, touch, bulk free
 //                 into the same thread-safe pool)
+//   single-virtio one core: VirtioNetDevice over an in-process emulated virtio device that loops
+//                 TX back to RX (copying each frame, as a backend would): rx_burst(32) -> touch ->
+//                 tx_burst, the driver's split-ring RX refill and TX reclaim included
 //   class-per-packet  single-ring, but each packet is wrapped in a class instance as ixy.swift
 //                 did: the negative control that shows what the checks catch and what it costs
 //
@@ -18,6 +21,8 @@
 import BenchSupport
 import Glibc
 import UKNetdev
+import VirtioNet
+import VirtioNetEmulator
 
 let burstSize = 32
 
@@ -286,9 +291,57 @@ func twoCorePool(packets: Int) -> Measurement {
     return m
 }
 
+/// The driver's loop; the emulated device's side (`loopback`) runs in between, as a backend on
+/// another core would. callgrind subtracts the device's share (see check-hotpath.sh).
+@inline(never)
+func swiftSingleVirtioLoop(_ dev: inout VirtioNetDevice<EmulatedTransport>, _ emu: EmulatedVirtioNet,
+                           _ burst: UnsafeMutableBufferPointer<NetBuf>, packets: Int) -> Int {
+    var done = 0
+    while done < packets {
+        let n = dev.rxBurst(queue: 0, into: burst).count
+        var i = 0
+        while i < n {
+            let p = burst[i].data
+            p.storeBytes(of: p.load(as: UInt8.self) &+ 1, as: UInt8.self)
+            i &+= 1
+        }
+        var sent = dev.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: burst.baseAddress!, count: n)).count
+        while sent < n {
+            emu.loopback(max: 1024)
+            sent &+= dev.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: burst.baseAddress! + sent, count: n &- sent)).count
+        }
+        emu.loopback(max: burstSize)
+        done &+= n
+        if n == 0 { break }  // nothing circulating: a setup error, not a hang
+    }
+    return done
+}
+
+func singleVirtio(packets: Int) -> Measurement {
+    let pool = try! NetBufPool(count: 4096, roomSize: 2048, threading: .singleThread)
+    let emu = EmulatedVirtioNet(maxQueueSize: 1024)
+    var dev = try! VirtioNetDevice(transport: emu.transport)
+    upQueues(&dev, allocator: pool.rxAllocator)
+    // 512 frames circulating.
+    let burst = makeBurst()
+    for _ in 0..<(512 / burstSize) {
+        let n = pool.allocateBulk(into: burst, length: 64)
+        guard dev.txBurst(queue: 0, from: UnsafeMutableBufferPointer(rebasing: burst[0..<n])).count == n else { fail("virtio ring too small") }
+        emu.loopback(max: n)
+    }
+    let m = measure { swiftSingleVirtioLoop(&dev, emu, burst, packets: packets) }
+    dev.stop()
+    burst.deallocate()
+    _ = consume dev
+    emu.deallocate()
+    guard pool.inUse == 0 else { fail("leaked \(pool.inUse) buffers") }
+    try! pool.destroy()
+    return m
+}
+
 let args = CommandLine.arguments
 guard args.count == 3, let packets = Int(args[2]), packets > 0 else {
-    fail("usage: netdev-bench single-ring|single-null|two-core|two-core-pool|class-per-packet PACKETS")
+    fail("usage: netdev-bench single-ring|single-null|single-virtio|two-core|two-core-pool|class-per-packet PACKETS")
 }
 switch args[1] {
 case "single-ring": report("single-ring", singleRing(packets: packets))
@@ -296,5 +349,6 @@ case "single-null": report("single-null", singleNull(packets: packets))
 case "two-core": report("two-core", twoCore(packets: packets))
 case "two-core-pool": report("two-core-pool", twoCorePool(packets: packets))
 case "class-per-packet": report("class-per-packet", singleRing(packets: packets, classPerPacket: true))
+case "single-virtio": report("single-virtio", singleVirtio(packets: packets))
 default: fail("unknown mode \(args[1])")
 }

@@ -58,7 +58,7 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
     }
     /// Features in use: what the driver wanted and the device offered.
     public let negotiated: VirtioFeatures
-    let options: VirtioNetOptions
+    @usableFromInline let options: VirtioNetOptions
     var deviceState: DeviceState = .unconfigured
     @usableFromInline var running = false
     @usableFromInline var pairs = 0
@@ -71,7 +71,8 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
     /// Bursts until the next liveness check of the transport.
     @usableFromInline var burstsUntilAliveCheck: Int
     /// The device went away (its backend died): bursts stop, RX reports the end of its input.
-    public private(set) var deviceGone = false
+    public var deviceGone: Bool { gone }
+    @usableFromInline var gone = false
     @usableFromInline var mergeable: Bool
     @usableFromInline var txChecksum: Bool
     @usableFromInline var rxChecksum: Bool
@@ -311,13 +312,14 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
     @usableFromInline @inline(never)
     mutating func checkAliveNow() -> Bool {
         burstsUntilAliveCheck = options.aliveCheckInterval
-        if !transport.checkAlive() { deviceGone = true }
-        return !deviceGone
+        if !transport.checkAlive() { gone = true }
+        return !gone
     }
 
+    @inlinable
     public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
-        guard running, !deviceGone, queue >= 0, queue < pairs, let out = packets.baseAddress else {
-            return deviceGone ? BurstResult(count: 0, status: [.success, .endOfInput]) : .refused
+        guard running, !gone, queue >= 0, queue < pairs, let out = packets.baseAddress else {
+            return gone ? BurstResult(count: 0, status: [.success, .endOfInput]) : .refused
         }
         guard deviceStillThere() else { return BurstResult(count: 0, status: [.success, .endOfInput]) }
         let q = rx + queue
@@ -446,8 +448,9 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
         }
     }
 
+    @inlinable
     public mutating func txBurst(queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
-        guard running, !deviceGone, queue >= 0, queue < pairs, let src = packets.baseAddress, !tx[queue].ring.isBroken else {
+        guard running, !gone, queue >= 0, queue < pairs, let src = packets.baseAddress, !tx[queue].ring.isBroken else {
             return .refused
         }
         guard deviceStillThere() else { return .refused }
