@@ -61,7 +61,7 @@ func errorText(_ e: Int32) -> String { String(cString: strerror(e)) }
 /// The frontend end of a vhost-user connection (what QEMU or DPDK's virtio_user are toward a
 /// backend such as DPDK's net_vhost): requests go out one at a time, each answered (GET_*, and
 /// every other one once REPLY_ACK is negotiated) before the next. One live handle per socket.
-public struct VhostUserConnection: ~Copyable {
+public struct VhostUserConnection: ~Copyable, Sendable {
     public let path: String
     /// How long a reply may take (SO_RCVTIMEO; also SO_SNDTIMEO, for a backend that stops
     /// reading).

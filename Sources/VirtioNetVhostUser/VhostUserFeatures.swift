@@ -32,7 +32,7 @@ public enum VhostUserFeatures {
 
     static let names: [(UInt64, String)] = [
         (checksum, "CSUM"), (guestChecksum, "GUEST_CSUM"), (1 << 2, "CTRL_GUEST_OFFLOADS"), (1 << 3, "MTU"),
-        (mac, "MAC"), (1 << 7, "GUEST_TSO4"), (1 << 8, "GUEST_TSO6"), (1 << 9, "GUEST_ECN"), (1 << 10, "GUEST_UFO"),
+        (mac, "MAC"), (1 << 6, "GSO"), (1 << 7, "GUEST_TSO4"), (1 << 8, "GUEST_TSO6"), (1 << 9, "GUEST_ECN"), (1 << 10, "GUEST_UFO"),
         (1 << 11, "HOST_TSO4"), (1 << 12, "HOST_TSO6"), (1 << 13, "HOST_ECN"), (1 << 14, "HOST_UFO"),
         (mergeableRxBuffers, "MRG_RXBUF"), (status, "STATUS"), (controlQueue, "CTRL_VQ"), (1 << 18, "CTRL_RX"),
         (1 << 19, "CTRL_VLAN"), (1 << 20, "CTRL_RX_EXTRA"), (1 << 21, "GUEST_ANNOUNCE"), (multiqueue, "MQ"), (1 << 23, "CTRL_MAC_ADDR"),
