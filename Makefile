@@ -11,7 +11,7 @@ SWIFT ?= swift
 BUILD_PACKAGES := libpcap-dev pkg-config
 
 # Debian packages per job, beyond the build's.
-TEST_PACKAGES  := valgrind tshark memcached iproute2 iputils-ping python3
+TEST_PACKAGES  := valgrind tshark memcached iproute2 iputils-ping python3 dpdk-dev
 BENCH_PACKAGES := valgrind libdpdk-dev dpdk-dev gcc memcached iproute2 python3
 DEMO_PACKAGES  := iproute2
 

@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "NetdevSpec", targets: ["NetdevSpec"]),
         .library(name: "HostStack", targets: ["HostStack"]),
         .library(name: "VirtioNet", targets: ["VirtioNet"]),
+        .library(name: "VirtioNetVhostUser", targets: ["VirtioNetVhostUser"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,6 +32,9 @@ let package = Package(
         // DWARF 4: the benchmarks link it (through ToolSupport) and valgrind 3.19 cannot read DWARF 5.
         .target(name: "CUKLinux", path: "Sources/CUKLinux", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
         .target(name: "UKNetdevLinux", dependencies: ["UKNetdev", "CUKLinux"], path: "Sources/UKNetdevLinux", swiftSettings: swiftSettings),
+        // The vhost-user frontend protocol (hosted): shared memory a backend maps, and the
+        // socket messages that hand it our memory and virtqueues.
+        .target(name: "VirtioNetVhostUser", dependencies: ["VirtioNet", "UKNetdev", "UKNetdevLinux", "CUKLinux"], path: "Sources/VirtioNetVhostUser", swiftSettings: swiftSettings),
 
         // The host stack both apps share: ARP, IPv4 checks, ICMP echo, reassembly, chained RX frames. [Embedded]
         .target(name: "HostStack", dependencies: ["UKNetdev"], path: "Sources/HostStack", swiftSettings: swiftSettings),
@@ -93,6 +97,7 @@ let package = Package(
         .testTarget(name: "PcapNetTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet"], path: "Tests/PcapNetTests", swiftSettings: swiftSettings),
         .testTarget(name: "PktGenTests", dependencies: ["TestSupport", "PktGen", "KVStore", "HostStack", "UKNetdev", "PcapNet"], path: "Tests/PktGenTests", swiftSettings: swiftSettings),
         .testTarget(name: "VirtioNetTests", dependencies: ["TestSupport", "UKNetdev", "VirtioNet", "VirtioNetEmulator"], path: "Tests/VirtioNetTests", swiftSettings: swiftSettings),
+        .testTarget(name: "VirtioNetVhostUserTests", dependencies: ["TestSupport", "VirtioNetVhostUser", "UKNetdev", "UKNetdevLinux", "CUKLinux"], path: "Tests/VirtioNetVhostUserTests", swiftSettings: swiftSettings),
         .testTarget(name: "NetdevSpecTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet", "NetdevSpec"], path: "Tests/NetdevSpecTests", swiftSettings: swiftSettings),
     ]
 )

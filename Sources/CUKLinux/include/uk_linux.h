@@ -49,4 +49,30 @@ static inline ssize_t uk_write_frame(int fd, const void *frame, size_t length) {
     ssize_t n = write(fd, frame, length);
     return n < 0 ? -errno : n;
 }
+
+/* vhost-user (see VirtioNetVhostUser): file descriptors passed over a unix socket as SCM_RIGHTS,
+ * whose CMSG_* macros Swift cannot use, and memfd_create, which glibc declares only under
+ * _GNU_SOURCE. The definitions are in uk_linux.c. */
+
+/* The most file descriptors one vhost-user message carries (one per memory region). */
+#define UK_MAX_PASSED_FDS 8
+
+/* Sends `length` bytes of `buffer` in one sendmsg with `fd_count` (0...UK_MAX_PASSED_FDS)
+ * descriptors from `fds` attached. MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE.
+ * Returns the bytes sent (possibly fewer than `length`; the descriptors went with the first
+ * byte) or -errno. */
+ssize_t uk_send_with_fds(int sock, const void *buffer, size_t length, const int *fds, int fd_count);
+
+/* Receives up to `length` bytes into `buffer` with recvmsg(flags | MSG_CMSG_CLOEXEC). Descriptors
+ * that came along (up to UK_MAX_PASSED_FDS) are stored in `fds` and counted in `*fd_count`:
+ * whatever the result, the caller owns and must close those. Returns the bytes received (0: the
+ * peer closed) or -errno; -EMSGSIZE when the peer sent more descriptors than fit (the kernel
+ * closed the extra ones). */
+ssize_t uk_recv_with_fds(int sock, void *buffer, size_t length, int flags, int *fds, int *fd_count);
+
+/* An anonymous memory file (close-on-exec) of size 0; its fd or -errno. */
+int uk_memfd_create(const char *name);
+
+/* poll(2)'s "peer shut down its writing side" event (a _GNU_SOURCE constant). */
+short uk_pollrdhup(void);
 #endif
