@@ -77,7 +77,7 @@ let package = Package(
         .systemLibrary(name: "CPcap", path: "Sources/CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .target(name: "PcapNet", dependencies: ["UKNetdev", "CPcap"], path: "Sources/PcapNet", swiftSettings: swiftSettings),
         // Device specs for command-line tools ("pcap:rx=F", "tap:ifname=N", "null", "ring").
-        .target(name: "NetdevSpec", dependencies: ["UKNetdev", "UKNetdevLinux", "PcapNet"], path: "Sources/NetdevSpec", swiftSettings: swiftSettings),
+        .target(name: "NetdevSpec", dependencies: ["UKNetdev", "UKNetdevLinux", "PcapNet", "VirtioNet", "VirtioNetVhostUser"], path: "Sources/NetdevSpec", swiftSettings: swiftSettings),
 
         .executableTarget(
             name: "pktgen-bench",

@@ -8,14 +8,18 @@ import UKNetdevLinux
 /// - `tap:ifname=NAME`: a Linux TAP interface, created if absent
 /// - `null`: TX frees, RX gives nothing (DPDK's net_null)
 /// - `ring`: a loopback ring: what is transmitted is received
+/// - `vhost-user:path=SOCK[,queues=N]`: a virtio-net device whose backend (a vhost-user switch
+///   such as `dpdk-testpmd --vdev net_vhost0,iface=SOCK`) listens on the Unix socket SOCK; N queue
+///   pairs (default 1)
 public enum NetdevSpec: Equatable, Sendable, CustomStringConvertible {
     case pcap(rx: String?, tx: String?)
     case tap(ifname: String)
     case null
     case ring
+    case vhostUser(path: String, queues: Int)
 
     /// The kinds, as written on a command line.
-    public static let kinds = ["pcap", "tap", "null", "ring"]
+    public static let kinds = ["pcap", "tap", "null", "ring", "vhost-user"]
 
     /// Parses `kind[:key=value,...]`; keys may come in any order, each at most once.
     public init(parsing text: String) throws(NetdevSpecError) {
@@ -41,6 +45,19 @@ public enum NetdevSpec: Equatable, Sendable, CustomStringConvertible {
         case "ring":
             try Self.allow(options, keys: [], kind: kind)
             self = .ring
+        case "vhost-user":
+            try Self.allow(options, keys: ["path", "queues"], kind: kind)
+            guard let path = options.first(where: { $0.key == "path" })?.value else {
+                throw .missingKey(kind: kind, key: "path")
+            }
+            var queues = 1
+            if let text = options.first(where: { $0.key == "queues" })?.value {
+                guard let n = Int(text), (1...16).contains(n) else {
+                    throw .invalidValue(kind: kind, key: "queues", value: text, expected: "1...16")
+                }
+                queues = n
+            }
+            self = .vhostUser(path: path, queues: queues)
         default:
             throw .unknownKind(kind)
         }
@@ -54,6 +71,7 @@ public enum NetdevSpec: Equatable, Sendable, CustomStringConvertible {
         case .tap(let name): return "tap:ifname=\(name)"
         case .null: return "null"
         case .ring: return "ring"
+        case .vhostUser(let path, let queues): return "vhost-user:path=\(path)" + (queues == 1 ? "" : ",queues=\(queues)")
         }
     }
 
@@ -92,6 +110,7 @@ public enum NetdevSpecError: Error, Equatable, CustomStringConvertible {
     case duplicateKey(kind: String, key: String)
     /// An option that is not `key=value` (e.g. `=x` or an empty item between commas).
     case malformedOption(kind: String, option: String)
+    case invalidValue(kind: String, key: String, value: String, expected: String)
 
     public var description: String {
         switch self {
@@ -104,6 +123,7 @@ public enum NetdevSpecError: Error, Equatable, CustomStringConvertible {
         case .missingValue(let k, let key): "option '\(key)' of '\(k)' has no value"
         case .duplicateKey(let k, let key): "option '\(key)' of '\(k)' given twice"
         case .malformedOption(let k, let o): "option '\(o)' of '\(k)' is not key=value"
+        case .invalidValue(let k, let key, let v, let expected): "option '\(key)' of '\(k)' is '\(v)', expected \(expected)"
         }
     }
 }

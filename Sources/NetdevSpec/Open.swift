@@ -1,6 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import PcapNet
 import UKNetdev
 import UKNetdevLinux
+import VirtioNet
+import VirtioNetVhostUser
 
 /// Generic code to run on whatever concrete device a spec names: `visit` is specialized for
 /// each device type, so the device is never an existential (`any NetDevice`).
@@ -38,6 +43,68 @@ public func open<V: NetDeviceVisitor>(_ spec: NetdevSpec, pool: NetBufPool, reco
         return try run(NullDevice(), pool: pool, record: record, options: options, visitor: &visitor)
     case .ring:
         return try run(RingDevice.loopback(), pool: pool, record: record, options: options, visitor: &visitor)
+    case .vhostUser(let path, let queues):
+        let memory = try PacketMemory.process()
+        guard memory.shared.contains(pool.state.pointee.slab, length: pool.state.pointee.slabBytes) else {
+            throw PacketMemoryError.poolOutsidePacketMemory
+        }
+        let device = try VhostUserNetDevice.vhostUser(path: path, queuePairs: queues, memory: memory)
+        printError("vhost-user \(path): \(device.negotiationSummary)")
+        var watcher = BackendWatcher(inner: visitor, path: path)
+        defer { visitor = watcher.inner }
+        return try run(device, pool: pool, record: record, options: options, visitor: &watcher)
+    }
+}
+
+/// Runs the visitor on a vhost-user device, then says whether the backend went away during the
+/// run: its traffic then stopped, so the program reports it and exits with an error.
+struct BackendWatcher<Inner: NetDeviceVisitor>: NetDeviceVisitor {
+    var inner: Inner
+    let path: String
+    mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> Inner.Result {
+        let result = try inner.visit(&device)
+        guard device.info.link.up else {
+            let s = device.stats
+            throw NetdevRunError.backendGone(path: path, received: s.rx.packets, sent: s.tx.packets)
+        }
+        return result
+    }
+}
+
+public enum NetdevRunError: Error, CustomStringConvertible {
+    case backendGone(path: String, received: UInt64, sent: UInt64)
+    public var description: String {
+        switch self {
+        case .backendGone(let path, let received, let sent):
+            "the vhost-user backend at \(path) went away mid-run (\(received) packets received, \(sent) sent before it did)"
+        }
+    }
+}
+
+/// One line to standard error (file descriptor 2), so the programs' standard output stays theirs.
+func printError(_ line: String) {
+    var text = line + "\n"
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+extension NetdevSpec {
+    /// A packet pool the device this spec names can carry without copying: in the process's
+    /// shared packet memory for vhost-user (the backend maps it), on the heap otherwise.
+    public func makePool(count: Int, roomSize: Int = 2048, headroom: Int = 128,
+                         threading: NetBufPool.Threading = .singleThread) throws -> NetBufPool {
+        if case .vhostUser = self {
+            return try PacketMemory.process().makePool(count: count, roomSize: roomSize, headroom: headroom, threading: threading)
+        }
+        return try NetBufPool(count: count, roomSize: roomSize, headroom: headroom, threading: threading)
+    }
+
+    /// Destroys a pool `makePool` made (refused while buffers are out), giving its memory back.
+    public func destroyPool(_ pool: NetBufPool) throws {
+        if case .vhostUser = self {
+            try PacketMemory.process().destroy(pool)
+        } else {
+            try pool.destroy()
+        }
     }
 }
 

@@ -30,6 +30,9 @@ public protocol NetDevice: ~Copyable {
     /// Receives up to `packets.count` packets into the front of `packets`.
     mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult
     /// Transmits from the front of `packets`; `count` of the result says how many the device took.
+    /// A device that frees sent buffers only later, in bulk (virtio: when the other side returns
+    /// them), takes back everything already sent on a burst of no packets: callers that want
+    /// their pool whole again (before destroying it) send empty bursts until it is.
     mutating func txBurst(queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult
 
     func rxQueueStats(_ queue: Int) -> QueueStats

@@ -450,12 +450,15 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
 
     @inlinable
     public mutating func txBurst(queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
-        guard running, !gone, queue >= 0, queue < pairs, let src = packets.baseAddress, !tx[queue].ring.isBroken else {
-            return .refused
-        }
+        guard running, !gone, queue >= 0, queue < pairs, !tx[queue].ring.isBroken else { return .refused }
         guard deviceStillThere() else { return .refused }
         let q = tx + queue
         let count = packets.count
+        guard count > 0, let src = packets.baseAddress else {
+            // An empty burst: the caller asks for what the device has finished sending back.
+            reclaim(queue)
+            return BurstResult(count: 0, status: .success)
+        }
         if q.pointee.ring.freeDescriptors < count { reclaim(queue) }
         var i = 0
         var bytes = 0

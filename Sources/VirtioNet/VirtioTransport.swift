@@ -90,3 +90,18 @@ public enum VirtioError: Error, Equatable {
     /// The device (backend) went away.
     case deviceGone
 }
+
+extension VirtioError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .requiredFeatureMissing(let f): "the device does not offer \(f), which this driver requires"
+        case .featuresRejected(let f): "the device rejected the features \(f)"
+        case .queueUnavailable(let i): "the device has no virtqueue \(i)"
+        case .queueTooSmall(let i, let size): "virtqueue \(i) takes at most \(size) entries"
+        case .tooManyQueuePairs(let requested, let max): "\(requested) queue pairs asked, the device has \(max)"
+        case .deviceMemoryExhausted(let bytes): "no device memory left for \(bytes) bytes"
+        case .transport(let code): "transport error \(code)"
+        case .deviceGone: "the device (its backend) went away"
+        }
+    }
+}

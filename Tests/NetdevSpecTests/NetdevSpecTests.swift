@@ -55,10 +55,13 @@ struct SendThenReceive: NetDeviceVisitor {
         #expect(try NetdevSpec(parsing: "pcap:tx=out.pcap") == .pcap(rx: nil, tx: "out.pcap"))
         // A value may hold '=' and ':' (only the first '=' splits).
         #expect(try NetdevSpec(parsing: "pcap:rx=a=b:c") == .pcap(rx: "a=b:c", tx: nil))
+        #expect(try NetdevSpec(parsing: "vhost-user:path=/tmp/v.sock") == .vhostUser(path: "/tmp/v.sock", queues: 1))
+        #expect(try NetdevSpec(parsing: "vhost-user:queues=4,path=v.sock") == .vhostUser(path: "v.sock", queues: 4))
     }
 
     @Test func descriptionsParseBack() throws {
-        for spec in [NetdevSpec.null, .ring, .tap(ifname: "t0"), .pcap(rx: "a", tx: nil), .pcap(rx: nil, tx: "b"), .pcap(rx: "a", tx: "b")] {
+        for spec in [NetdevSpec.null, .ring, .tap(ifname: "t0"), .pcap(rx: "a", tx: nil), .pcap(rx: nil, tx: "b"), .pcap(rx: "a", tx: "b"),
+                     .vhostUser(path: "/tmp/s", queues: 1), .vhostUser(path: "s", queues: 2)] {
             #expect(try NetdevSpec(parsing: spec.description) == spec)
         }
     }
@@ -78,6 +81,11 @@ struct SendThenReceive: NetDeviceVisitor {
             ("pcap:=a", .malformedOption(kind: "pcap", option: "=a")),
             ("pcap:rx=a,iface=b", .unknownKey(kind: "pcap", key: "iface", allowed: ["rx", "tx"])),
             ("tap", .missingKey(kind: "tap", key: "ifname")),
+            ("vhost-user", .missingKey(kind: "vhost-user", key: "path")),
+            ("vhost-user:queues=2", .missingKey(kind: "vhost-user", key: "path")),
+            ("vhost-user:path=s,queues=0", .invalidValue(kind: "vhost-user", key: "queues", value: "0", expected: "1...16")),
+            ("vhost-user:path=s,queues=x", .invalidValue(kind: "vhost-user", key: "queues", value: "x", expected: "1...16")),
+            ("vhost-user:path=s,iface=t", .unknownKey(kind: "vhost-user", key: "iface", allowed: ["path", "queues"])),
             ("tap:name=x", .unknownKey(kind: "tap", key: "name", allowed: ["ifname"])),
             ("null:size=64", .unknownKey(kind: "null", key: "size", allowed: [])),
             ("ring:slots=8", .unknownKey(kind: "ring", key: "slots", allowed: [])),

@@ -54,7 +54,7 @@ struct KVStoreCommand: ParsableCommand {
         let (address, prefix) = parseAddress(ip)!
         let config = KVServerConfig(mac: MACAddress(mac)!, ip: address, prefixLength: prefix, port: port,
                                     memoryBytes: memory << 20)
-        let pool = try NetBufPool(count: buffers, roomSize: 2048, headroom: 128, threading: .singleThread)
+        let pool = try spec.makePool(count: buffers, roomSize: 2048, headroom: 128, threading: .singleThread)
         installStopSignals()
         var runner = ServerRunner(config: config, pool: pool, live: isatty(1) != 0)
         let stats = try open(spec, pool: pool, record: record, visitor: &runner)

@@ -50,7 +50,7 @@ struct DeviceOptions: ParsableArguments {
     }
 
     func pool(roomSize: Int = 2048, threadSafe: Bool = false) throws -> NetBufPool {
-        try NetBufPool(count: buffers, roomSize: roomSize, headroom: 128, threading: threadSafe ? .threadSafe : .singleThread)
+        try spec().makePool(count: buffers, roomSize: roomSize, headroom: 128, threading: threadSafe ? .threadSafe : .singleThread)
     }
 
     var openOptions: NetdevOpenOptions { NetdevOpenOptions(descriptors: descriptors) }

@@ -92,11 +92,12 @@ struct TxCommand: ParsableCommand {
         }
         // The device's RX pool (a TAP or a loopback ring hands us frames); the generator gets a
         // TX pool of its own per size, prefilled with the template (nothing else writes into it).
-        let pool = try NetBufPool(count: 1024, roomSize: 2048, headroom: 128, threading: .singleThread)
-        var runner = TxRunner(specs: specs, buffers: device.buffers, burst: pacing.burst, limit: try pacing.limit(),
+        let netdev = try device.spec()
+        let pool = try netdev.makePool(count: 1024, roomSize: 2048, headroom: 128, threading: .singleThread)
+        var runner = TxRunner(netdev: netdev, specs: specs, buffers: device.buffers, burst: pacing.burst, limit: try pacing.limit(),
                               count: count, duration: count == nil && duration == nil ? 5 : duration, live: !output.quiet)
         // One device for the whole sweep (a pcap file holds every size, in order).
-        let results = try open(try device.spec(), pool: pool, record: device.record, options: device.openOptions, visitor: &runner)
+        let results = try open(netdev, pool: pool, record: device.record, options: device.openOptions, visitor: &runner)
         if output.json {
             print(JSON.object([("command", .string("tx")), ("netdev", .string(device.netdev)), ("results", .array(results.map(\.json)))]).text)
         } else {
@@ -139,6 +140,8 @@ struct TxResult {
 
 /// The TX loop, once per frame size, on whatever device the spec names.
 struct TxRunner: NetDeviceVisitor {
+    /// The device, for pools it can carry.
+    let netdev: NetdevSpec
     let specs: [FrameSpec]
     let buffers: Int
     let burst: Int
@@ -152,9 +155,17 @@ struct TxRunner: NetDeviceVisitor {
         for spec in specs where stopRequested == 0 {
             let template = try FrameTemplate(spec)
             defer { template.deallocate() }
-            let pool = try NetBufPool(count: buffers, roomSize: 2048, headroom: 128, threading: .singleThread)
+            let pool = try netdev.makePool(count: buffers, roomSize: 2048, headroom: 128, threading: .singleThread)
             results.append(try send(&device, template: template, pool: pool))
-            if pool.inUse == 0 { try pool.destroy() } else { printError("warning: \(pool.inUse) TX buffers still in use") }
+            // Frames the device still holds (virtio frees them when the backend has sent them):
+            // empty bursts take them back, for up to a second.
+            var waits = 0
+            while pool.inUse != 0 && waits < 1000 {
+                _ = device.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: nil, count: 0))
+                if pool.inUse != 0 { usleep(1000) }
+                waits += 1
+            }
+            if pool.inUse == 0 { try netdev.destroyPool(pool) } else { printError("warning: \(pool.inUse) TX buffers still in use") }
         }
         return results
     }
