@@ -57,28 +57,31 @@ public func open<V: NetDeviceVisitor>(_ spec: NetdevSpec, pool: NetBufPool, reco
 }
 
 /// Runs the visitor on a vhost-user device, then says whether the backend went away during the
-/// run: its traffic then stopped, so the program reports it and exits with an error.
+/// run (its traffic then stopped): the error goes to standard error and into `deviceLost`, the
+/// program still prints what it measured, then exits with a failure status (`exitIfDeviceLost`).
 struct BackendWatcher<Inner: NetDeviceVisitor>: NetDeviceVisitor {
     var inner: Inner
     let path: String
     mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> Inner.Result {
         let result = try inner.visit(&device)
-        guard device.info.link.up else {
+        if !device.info.link.up {
             let s = device.stats
-            throw NetdevRunError.backendGone(path: path, received: s.rx.packets, sent: s.tx.packets)
+            let message = "error: the vhost-user backend at \(path) went away mid-run "
+                + "(\(s.rx.packets) packets received, \(s.tx.packets) sent before it did)"
+            printError(message)
+            deviceLost = message
         }
         return result
     }
 }
 
-public enum NetdevRunError: Error, CustomStringConvertible {
-    case backendGone(path: String, received: UInt64, sent: UInt64)
-    public var description: String {
-        switch self {
-        case .backendGone(let path, let received, let sent):
-            "the vhost-user backend at \(path) went away mid-run (\(received) packets received, \(sent) sent before it did)"
-        }
-    }
+/// Set when a device's backend went away during `open`'s run (the message printed then).
+nonisolated(unsafe) public private(set) var deviceLost: String?
+
+/// Ends the program with status 3 if a device's backend went away during the run: call it after
+/// printing the results.
+public func exitIfDeviceLost() {
+    if deviceLost != nil { exit(3) }
 }
 
 /// One line to standard error (file descriptor 2), so the programs' standard output stays theirs.

@@ -304,6 +304,7 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
     /// the device is there.
     @inlinable @inline(__always)
     mutating func deviceStillThere() -> Bool {
+        if gone { return false }
         burstsUntilAliveCheck &-= 1
         if burstsUntilAliveCheck > 0 { return true }
         return checkAliveNow()
@@ -318,12 +319,11 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
 
     @inlinable
     public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
-        guard running, !gone, queue >= 0, queue < pairs, let out = packets.baseAddress else {
-            return gone ? BurstResult(count: 0, status: [.success, .endOfInput]) : .refused
-        }
-        guard deviceStillThere() else { return BurstResult(count: 0, status: [.success, .endOfInput]) }
+        guard running, queue >= 0, queue < pairs, let out = packets.baseAddress else { return .refused }
         let q = rx + queue
         let waiting = q.pointee.ring.usedAvailable()
+        // A device that went away: what it returned before is ours to deliver, then the input ended.
+        guard deviceStillThere() || waiting > 0 else { return BurstResult(count: 0, status: [.success, .endOfInput]) }
         var taken = 0
         var n = 0
         var bytes = 0
@@ -360,7 +360,7 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
             stats[0].recordErrors(queue, runts)
         }
         var status: BurstStatus = .success
-        if refill(queue) { status.insert(.underrun) }
+        if !gone && refill(queue) { status.insert(.underrun) }
         if taken < waiting && n == max { status.insert(.more) }
         if n != 0 {
             stats[0].record(queue, packets: n, bytes: bytes)

@@ -62,6 +62,7 @@ struct KVStoreCommand: ParsableCommand {
         print(stats)
         print("pool: \(pool.inUse) in use of \(pool.capacity) after stop, high water \(pool.highWater), allocation failures \(pool.allocationFailures)")
         if pool.inUse != 0 { print("warning: \(pool.inUse) buffers still in use at exit") }
+        exitIfDeviceLost()
     }
 }
 

@@ -98,6 +98,7 @@ struct KVCommand: ParsableCommand {
         }
         print(output.json ? JSON.object([("command", .string("kv")), ("netdev", .string(device.netdev))] + result.fields).text : result.text)
         if pool.inUse != 0 { printError("warning: \(pool.inUse) buffers still in use at exit") }
+        exitIfDeviceLost()
         if let failure = result.failure { printError("pktgen kv: \(failure)") }
         let all = [result.setup, result.stats]
         if all.contains(where: { $0.wrongValues + $0.badReplies > 0 }) { throw ExitCode(2) }
@@ -191,12 +192,18 @@ struct KVRunner: NetDeviceVisitor {
         var line = LiveLine(enabled: live, start: loadStart, duration: duration.map { UInt64($0 * 1e9) })
         var lastCompleted: UInt64 = 0
         var now = loadStart
+        var linkCheck = 0
         if failure == nil {
             while now < deadline && stopRequested == 0 {
                 let left = requests.map { Int($0 - client.started) } ?? Int.max
                 if left == 0 && client.inFlight == 0 { break }
                 _ = client.poll(&device, now: now, issue: left)
                 now = monotonicNanoseconds()
+                linkCheck &+= 1
+                if linkCheck & 4095 == 0 && !device.info.link.up {
+                    failure = "the device's link went down (its backend went away)"
+                    break
+                }
                 if line.due(now) {
                     let s = client.stats
                     let done = s.completed

@@ -52,6 +52,7 @@ struct ReplayCommand: ParsableCommand {
                   + "\(fixed(pps / 1e6, 3)) Mpps" + (r.complete ? "" : " (incomplete: stopped)"))
         }
         if pool.inUse != 0 { printError("warning: \(pool.inUse) buffers still in use at exit") }
+        exitIfDeviceLost()
         if !r.complete { throw ExitCode(1) }
     }
 

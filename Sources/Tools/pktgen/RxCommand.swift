@@ -40,6 +40,7 @@ struct RxCommand: ParsableCommand {
         let r = try open(try device.spec(), pool: pool, record: device.record, options: device.openOptions, visitor: &runner)
         print(output.json ? JSON.object([("command", .string("rx")), ("netdev", .string(device.netdev))] + r.fields).text : r.text)
         if pool.inUse != 0 { printError("warning: \(pool.inUse) buffers still in use at exit") }
+        exitIfDeviceLost()
     }
 }
 

@@ -104,6 +104,7 @@ struct TxCommand: ParsableCommand {
             for r in results { print(r.text) }
         }
         if pool.inUse != 0 { printError("warning: \(pool.inUse) buffers still in use at exit") }
+        exitIfDeviceLost()
     }
 }
 
@@ -185,20 +186,31 @@ struct TxRunner: NetDeviceVisitor {
         var lastPackets: UInt64 = 0
         var now = start
         var rounds = 0
+        var refusedInARow = 0
         while gen.stats.packets < total && now < deadline && stopRequested == 0 {
             var allowance = Int(min(UInt64(burst), total - gen.stats.packets))
             if pacer != nil { allowance = min(allowance, pacer!.available(now: now)) }
             if allowance > 0 {
                 let sent = gen.send(on: &device, limit: allowance, now: now)
                 if pacer != nil { pacer!.consume(sent) }
-                if sent == 0 { usleep(20) }   // the device is full (a TAP, a file): let it drain
+                // The device is full. A poller on the other side (a vhost-user backend) drains it
+                // within microseconds: spin a little before sleeping (a TAP, a file).
+                if sent == 0 {
+                    refusedInARow &+= 1
+                    if refusedInARow > 256 { usleep(20) }
+                } else {
+                    refusedInARow = 0
+                }
             } else if let p = pacer {
                 waitFor(p)
             }
             rounds &+= 1
             if rounds & (clockEvery - 1) == 0 {
                 now = monotonicNanoseconds()
-                if rounds & 255 == 0 { drain.drain(&device) }
+                if rounds & 255 == 0 {
+                    drain.drain(&device)
+                    if !device.info.link.up { break }   // a vhost-user backend went away
+                }
                 if line.due(now) {
                     let p = gen.stats.packets
                     let progress = count.map { Double(p) / Double($0) }
