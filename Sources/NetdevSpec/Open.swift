@@ -64,6 +64,11 @@ struct BackendWatcher<Inner: NetDeviceVisitor>: NetDeviceVisitor {
     let path: String
     mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> Inner.Result {
         let result = try inner.visit(&device)
+        var counters: [String] = []
+        device.extendedStats { name, queue, value in
+            if value != 0 { counters.append("\(name)[\(queue)]=\(value)") }
+        }
+        printError("vhost-user \(path): " + (counters.isEmpty ? "no kicks, no ring faults" : counters.joined(separator: " ")))
         if !device.info.link.up {
             let s = device.stats
             let message = "error: the vhost-user backend at \(path) went away mid-run "

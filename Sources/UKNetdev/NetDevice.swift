@@ -37,6 +37,9 @@ public protocol NetDevice: ~Copyable {
 
     func rxQueueStats(_ queue: Int) -> QueueStats
     func txQueueStats(_ queue: Int) -> QueueStats
+    /// Counters beyond `QueueStats` (DPDK's xstats): each handed to `body` as a name, the queue
+    /// it counts (-1: the whole device) and its value. No allocation: for a report, not a loop.
+    func extendedStats(_ body: (_ name: StaticString, _ queue: Int, _ value: UInt64) -> Void)
 
     /// Event mode: arm (or disarm) the RX event of `queue`. While armed, the device signals its
     /// `rxEventSource` once when packets arrive, then disarms. Arm, then poll once more before
@@ -61,6 +64,8 @@ extension NetDevice where Self: ~Copyable {
         throw .notSupported
     }
     public func rxEventSource(queue: Int) -> RxEventSource { .none }
+    /// Default: a device with no counters beyond its queue stats.
+    public func extendedStats(_ body: (_ name: StaticString, _ queue: Int, _ value: UInt64) -> Void) {}
 
     /// Configures `rxQueues`/`txQueues` queues with the same settings each and starts the device.
     public mutating func bringUp(rxQueues: Int = 1, txQueues: Int = 1, rx: RxQueueConfig, tx: TxQueueConfig) throws(NetDeviceError) {

@@ -158,6 +158,23 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
         return c
     }
 
+    /// Per queue pair: kicks sent, packets dropped or handled apart, and each ring's fault
+    /// (a `VirtqueueFault` raw value; 0: none).
+    public func extendedStats(_ body: (_ name: StaticString, _ queue: Int, _ value: UInt64) -> Void) {
+        for q in 0..<pairs {
+            let c = virtioCounters(q)
+            body("rx_notifies", q, c.rxNotifies)
+            body("tx_notifies", q, c.txNotifies)
+            body("rx_runts", q, c.rxRunts)
+            body("rx_merged", q, c.rxMerged)
+            body("rx_checksums_completed", q, c.rxChecksumsCompleted)
+            body("tx_chained", q, c.txChained)
+            body("tx_unreachable", q, c.txUnreachable)
+            body("rx_ring_fault", q, UInt64(c.rxFault.rawValue))
+            body("tx_ring_fault", q, UInt64(c.txFault.rawValue))
+        }
+    }
+
     /// One line: what was negotiated.
     public var negotiationSummary: String {
         "virtio features: " + negotiated.description + " (offered 0x" + String(transport.deviceFeatures.rawValue, radix: 16)

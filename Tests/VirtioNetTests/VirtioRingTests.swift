@@ -207,6 +207,9 @@ func receiveAll(_ dev: inout VirtioNetDevice<EmulatedTransport>, max: Int = 32) 
             #expect(try send((0..<4).map { frame(64, seed: $0) }, on: &dev, pool: pool) == 4)
             #expect(emu.notifies(1) == 1, "one kick for a burst of four")
             #expect(dev.virtioCounters(0).txNotifies == 1)
+            var reported: [String: UInt64] = [:]
+            dev.extendedStats { name, queue, value in reported["\(name)[\(queue)]"] = value }
+            #expect(reported["tx_notifies[0]"] == 1 && reported["rx_notifies[0]"] == 0 && reported["tx_ring_fault[0]"] == 0)
             dev.stop()
         }
     }

@@ -17,6 +17,7 @@ extension NetDeviceWrapper where Self: ~Copyable {
     public func txQueueStats(_ queue: Int) -> QueueStats { inner.txQueueStats(queue) }
     public mutating func setRxEvents(queue: Int, enabled: Bool) throws(NetDeviceError) { try inner.setRxEvents(queue: queue, enabled: enabled) }
     public func rxEventSource(queue: Int) -> RxEventSource { inner.rxEventSource(queue: queue) }
+    public func extendedStats(_ body: (_ name: StaticString, _ queue: Int, _ value: UInt64) -> Void) { inner.extendedStats(body) }
     public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
         inner.rxBurst(queue: queue, into: packets)
     }
