@@ -412,7 +412,8 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
             }
             i &+= 1
         }
-        if posted != 0 && q.pointee.ring.publish() {
+        // Before start the queue is not the device's yet: it reads the ring when it is given it.
+        if posted != 0 && q.pointee.ring.publish() && running {
             q.pointee.ring.countNotify()
             transport.notify(VirtioNetQueue.rx(queue))
         }
