@@ -60,13 +60,8 @@ public struct SplitVirtqueue: ~Copyable {
     @usableFromInline let desc: UnsafeMutableRawPointer
     @usableFromInline let avail: UnsafeMutableRawPointer
     @usableFromInline let used: UnsafeMutableRawPointer
-    /// The buffer whose chain starts at each descriptor (nil: not the head of a chain in flight).
-    @usableFromInline let held: UnsafeMutablePointer<NetBuf?>
-    /// Bytes posted for the device to write (RX), per head.
-    @usableFromInline let posted: UnsafeMutablePointer<UInt32>
-    /// Descriptors in the chain starting at each head, and the private copy of the links.
-    @usableFromInline let chainCount: UnsafeMutablePointer<UInt16>
-    @usableFromInline let chainNext: UnsafeMutablePointer<UInt16>
+    /// Per descriptor id, what the driver knows about it (16 bytes: four to a cache line).
+    @usableFromInline let slots: UnsafeMutablePointer<DescriptorSlot>
     /// Free descriptor ids (a stack).
     @usableFromInline let freeIds: UnsafeMutablePointer<UInt16>
     @usableFromInline var freeCount: Int
@@ -96,14 +91,8 @@ public struct SplitVirtqueue: ~Copyable {
         avail = memory.pointer + layout.availableOffset
         used = memory.pointer + layout.usedOffset
         memory.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: layout.totalBytes)
-        held = .allocate(capacity: size)
-        held.initialize(repeating: nil, count: size)
-        posted = .allocate(capacity: size)
-        posted.initialize(repeating: 0, count: size)
-        chainCount = .allocate(capacity: size)
-        chainCount.initialize(repeating: 0, count: size)
-        chainNext = .allocate(capacity: size)
-        chainNext.initialize(repeating: 0, count: size)
+        slots = .allocate(capacity: size)
+        slots.initialize(repeating: DescriptorSlot(), count: size)
         freeIds = .allocate(capacity: size)
         for i in 0..<size { freeIds[i] = UInt16(size - 1 - i) }   // id 0 on top
         freeCount = size
@@ -118,17 +107,14 @@ public struct SplitVirtqueue: ~Copyable {
     deinit {
         // The device was reset before this (the owner's stop): what it still held is ours again.
         releaseHeldBuffers()
-        held.deallocate()
-        posted.deallocate()
-        chainCount.deallocate()
-        chainNext.deallocate()
+        slots.deallocate()
         freeIds.deallocate()
     }
 
     func releaseHeldBuffers() {
         for id in 0..<size {
-            if let buf = held[id] {
-                held[id] = nil
+            if let buf = slots[id].buf {
+                slots[id].buf = nil
                 buf.release()
             }
         }
@@ -201,9 +187,7 @@ public struct SplitVirtqueue: ~Copyable {
         let id = popFreeId()
         let room = UInt32(truncatingIfNeeded: buf.tailroom &+ buf.length &+ headerSize)
         writeDescriptor(id, address: buf.deviceAddress &- UInt64(headerSize), length: room, flags: VirtqFlag.write, next: 0)
-        held[id] = buf
-        posted[id] = room
-        chainCount[id] = 1
+        slots[id] = DescriptorSlot(buf: buf, posted: room, chainCount: 1)
         makeAvailable(id)
         inFlightCount &+= 1
     }
@@ -215,9 +199,7 @@ public struct SplitVirtqueue: ~Copyable {
         let id = popFreeId()
         let length = UInt32(truncatingIfNeeded: buf.length &+ headerSize)
         writeDescriptor(id, address: buf.deviceAddress &- UInt64(headerSize), length: length, flags: 0, next: 0)
-        held[id] = buf
-        posted[id] = length
-        chainCount[id] = 1
+        slots[id] = DescriptorSlot(buf: buf, posted: length, chainCount: 1)
         makeAvailable(id)
         inFlightCount &+= 1
     }
@@ -238,7 +220,7 @@ public struct SplitVirtqueue: ~Copyable {
         while let s = seg {
             let id = popFreeId()
             writeDescriptor(previous, address: address, length: length, flags: VirtqFlag.next, next: UInt16(truncatingIfNeeded: id))
-            chainNext[previous] = UInt16(truncatingIfNeeded: id)
+            slots[previous].chainNext = UInt16(truncatingIfNeeded: id)
             previous = id
             address = s.deviceAddress
             length = UInt32(truncatingIfNeeded: s.length)
@@ -246,9 +228,9 @@ public struct SplitVirtqueue: ~Copyable {
             seg = s.next
         }
         writeDescriptor(previous, address: address, length: length, flags: 0, next: 0)
-        held[head] = buf
-        posted[head] = UInt32(truncatingIfNeeded: buf.packetLength &+ headerSize)
-        chainCount[head] = count
+        slots[head].buf = buf
+        slots[head].posted = UInt32(truncatingIfNeeded: buf.packetLength &+ headerSize)
+        slots[head].chainCount = count
         makeAvailable(head)
         inFlightCount &+= 1
         return header
@@ -296,26 +278,27 @@ public struct SplitVirtqueue: ~Copyable {
     @inlinable @inline(__always)
     public mutating func takeUsed() -> (buf: NetBuf, length: Int)? {
         // One 8-byte load: id and length are read exactly once, whatever the device does next.
-        let slot = Int(lastUsed & mask)
-        let element = (used + (4 &+ slot &* 8)).assumingMemoryBound(to: UInt64.self)
+        let position = Int(lastUsed & mask)
+        let element = (used + (4 &+ position &* 8)).assumingMemoryBound(to: UInt64.self)
         let entry = uk_load_relaxed_u64(element)
         let id = Int(UInt32(truncatingIfNeeded: entry))
         let length = UInt32(truncatingIfNeeded: entry >> 32)
         guard id < size else { breakQueue(.idOutOfRange); return nil }
-        guard let buf = held[id] else { breakQueue(.idNotInFlight); return nil }
-        guard length <= posted[id] else { breakQueue(.lengthBeyondBuffer); return nil }
-        held[id] = nil
+        let slot = slots + id
+        guard let buf = slot.pointee.buf else { breakQueue(.idNotInFlight); return nil }
+        guard length <= slot.pointee.posted else { breakQueue(.lengthBeyondBuffer); return nil }
+        slot.pointee.buf = nil
         lastUsed &+= 1
         inFlightCount &-= 1
         // Free the chain, following the driver's own links.
-        var n = Int(chainCount[id])
+        var n = Int(slot.pointee.chainCount)
         var d = id
         while true {
             freeIds[freeCount] = UInt16(truncatingIfNeeded: d)
             freeCount &+= 1
             n &-= 1
             if n == 0 { break }
-            d = Int(chainNext[d])
+            d = Int(slots[d].chainNext)
         }
         return (buf, Int(length))
     }
@@ -328,4 +311,22 @@ public struct SplitVirtqueue: ~Copyable {
     /// Marks the queue broken for a reason found above the ring (e.g. a merged packet short of
     /// buffers).
     public mutating func markBroken(_ why: VirtqueueFault) { breakQueue(why) }
+}
+
+/// What the driver keeps, in its own memory, about one descriptor id.
+@usableFromInline
+struct DescriptorSlot {
+    /// The buffer whose chain starts here (nil: not the head of a chain in flight).
+    @usableFromInline var buf: NetBuf?
+    /// Bytes the device may write (RX) or was given (TX), for checking used lengths.
+    @usableFromInline var posted: UInt32
+    /// Descriptors in the chain starting here, and the private copy of this descriptor's link.
+    @usableFromInline var chainCount: UInt16
+    @usableFromInline var chainNext: UInt16
+    @inlinable init(buf: NetBuf? = nil, posted: UInt32 = 0, chainCount: UInt16 = 0, chainNext: UInt16 = 0) {
+        self.buf = buf
+        self.posted = posted
+        self.chainCount = chainCount
+        self.chainNext = chainNext
+    }
 }
