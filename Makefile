@@ -59,12 +59,13 @@ hotpath-check: deps-test
 
 ## Speed beside its peers: the core vs DPDK's rte_ring/rte_mempool, the KV store vs memcached,
 ## pktgen TX vs testpmd txonly on net_null, pktgen kv against the store, and through TAPs
-## against the store and against memcached.
+## against the store and against memcached; VirtioNet over vhost-user beside DPDK's virtio_user.
 bench: deps-bench
 	Benchmarks/run-netdev-bench.sh
 	Benchmarks/run-kv-bench.sh
 	Benchmarks/run-pktgen-bench.sh
 	Benchmarks/run-tap-kv-bench.sh
+	Benchmarks/run-vhost-bench.sh
 
 ## The main job: the KV store on a TAP in a private network namespace, driven by pktgen kv on a
 ## second TAP across a bridge (in-process over a ring pair where there is no root).
