@@ -192,6 +192,41 @@ public struct SplitVirtqueue: ~Copyable {
         inFlightCount &+= 1
     }
 
+    /// Posts `count` buffers at `buffers` for the device to write into, like `postReceive` each,
+    /// with the ring's indices kept in registers for the batch. Buffers without room for the
+    /// header in front (or chained) are not posted: they are released and counted in the result's
+    /// `refused`. The caller checked `freeDescriptors >= count`.
+    @inlinable
+    public mutating func postReceiveBatch(_ buffers: UnsafePointer<NetBuf>, count: Int, headerSize: Int) -> (posted: Int, refused: Int) {
+        var free = freeCount
+        var idx = availIdx
+        var refused = 0
+        let ids = freeIds, slots = self.slots, ring = avail + 4, m = mask
+        var i = 0
+        while i < count {
+            let buf = buffers[i]
+            i &+= 1
+            let offset = buf.headroom
+            guard offset >= headerSize, buf.next == nil else {
+                buf.release()
+                refused &+= 1
+                continue
+            }
+            free &-= 1
+            let id = Int(ids[free])
+            let room = UInt32(truncatingIfNeeded: buf.capacity &- offset &+ headerSize)
+            writeDescriptor(id, address: buf.deviceAddress &- UInt64(headerSize), length: room, flags: VirtqFlag.write, next: 0)
+            slots[id] = DescriptorSlot(buf: buf, posted: room, chainCount: 1)
+            (ring + Int(idx & m) &* 2).storeBytes(of: UInt16(truncatingIfNeeded: id), as: UInt16.self)
+            idx &+= 1
+        }
+        let posted = count &- refused
+        freeCount = free
+        availIdx = idx
+        inFlightCount &+= posted
+        return (posted, refused)
+    }
+
     /// Posts one packet to send as a single descriptor starting `headerSize` bytes before its
     /// data (the header already written there). The caller checked `freeDescriptors > 0`.
     @inlinable @inline(__always)

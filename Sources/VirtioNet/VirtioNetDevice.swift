@@ -307,6 +307,7 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
         guard queue >= 0, queue < pairs, rxSetUp[queue] else { throw .invalidQueue(queue) }
         guard transport.eventSource(VirtioNetQueue.rx(queue)) != .none else { throw .notSupported }
         rx[queue].armed = enabled
+        rx[queue].burstsSinceArmed = 0
         rx[queue].ring.setCallsWanted(enabled)
     }
 
@@ -379,14 +380,23 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
         var status: BurstStatus = .success
         if !gone && refill(queue) { status.insert(.underrun) }
         if taken < waiting && n == max { status.insert(.more) }
-        if n != 0 {
-            stats[0].record(queue, packets: n, bytes: bytes)
-            if q.pointee.armed {   // signalled once: disarm until the caller arms again
-                q.pointee.armed = false
-                q.pointee.ring.setCallsWanted(false)
-            }
-        }
+        if n != 0 { stats[0].record(queue, packets: n, bytes: bytes) }
+        if q.pointee.armed { disarmIfWoken(queue, delivered: n) }
         return BurstResult(count: n, status: status)
+    }
+
+    /// Armed: the first burst after arming is the caller's "poll once more"; packets on a later
+    /// one mean the call woke it, and calls are suppressed again until it arms again. (With
+    /// flags-based suppression the device may call more than once meanwhile: the eventfd adds
+    /// the calls up and one read clears them.)
+    @usableFromInline
+    mutating func disarmIfWoken(_ queue: Int, delivered: Int) {
+        let q = rx + queue
+        if delivered != 0 && q.pointee.burstsSinceArmed > 0 {
+            q.pointee.armed = false
+            q.pointee.ring.setCallsWanted(false)
+        }
+        q.pointee.burstsSinceArmed &+= 1
     }
 
     /// Tops the RX ring up from the queue's allocator, in one bulk allocation, and kicks the
@@ -399,19 +409,9 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
         // Refill in batches (a quarter ring at least), not a few descriptors per burst.
         guard free >= q.pointee.refillThreshold else { return false }
         let got = q.pointee.allocator.allocate(into: UnsafeMutableBufferPointer(start: q.pointee.scratch, count: free))
-        var posted = 0
-        var i = 0
-        while i < got {
-            let buf = q.pointee.scratch[i]
-            if buf.headroom >= Self.headerSize && buf.next == nil {
-                q.pointee.ring.postReceive(buf, headerSize: Self.headerSize)
-                posted &+= 1
-            } else {
-                buf.release()   // an allocator without headroom for the header: cannot be used
-                stats[0].recordErrors(queue, 1)
-            }
-            i &+= 1
-        }
+        // Buffers without headroom for the header (a wrong allocator) are released and counted.
+        let (posted, refused) = q.pointee.ring.postReceiveBatch(q.pointee.scratch, count: got, headerSize: Self.headerSize)
+        if refused != 0 { stats[0].recordErrors(queue, refused) }
         // Before start the queue is not the device's yet: it reads the ring when it is given it.
         if posted != 0 && q.pointee.ring.publish() && running {
             q.pointee.ring.countNotify()
@@ -559,6 +559,7 @@ struct RxQueue: ~Copyable {
     @usableFromInline let scratch: UnsafeMutablePointer<NetBuf>
     @usableFromInline let refillThreshold: Int
     @usableFromInline var armed = false
+    @usableFromInline var burstsSinceArmed = 0
     init(ring: consuming SplitVirtqueue, allocator: RxBufferAllocator) {
         let size = ring.size
         self.ring = ring
