@@ -26,22 +26,57 @@ public struct VirtioFeatures: OptionSet, Equatable, Sendable, CustomStringConver
     public static var ringPacked: VirtioFeatures { bit(34) }
     public static var inOrder: VirtioFeatures { bit(35) }
 
-    /// Names of the bits this driver knows, for the negotiated-features line.
+    /// The bits by name, as the virtio spec and vhost-user spell them ("CSUM MRG_RXBUF VERSION_1"),
+    /// unknown ones as "bit N".
     public var description: String {
-        let names: [(VirtioFeatures, String)] = [
-            (.csum, "CSUM"), (.guestCsum, "GUEST_CSUM"), (.mtu, "MTU"), (.mac, "MAC"), (.mrgRxbuf, "MRG_RXBUF"),
-            (.status, "STATUS"), (.ctrlVq, "CTRL_VQ"), (.mq, "MQ"), (.indirectDesc, "INDIRECT_DESC"),
-            (.eventIdx, "EVENT_IDX"), (.vhostUserProtocolFeatures, "PROTOCOL_FEATURES"), (.version1, "VERSION_1"),
-            (.accessPlatform, "ACCESS_PLATFORM"), (.ringPacked, "RING_PACKED"), (.inOrder, "IN_ORDER"),
-        ]
         var parts: [String] = []
-        var rest = rawValue
-        for (f, name) in names where contains(f) {
-            parts.append(name)
-            rest &= ~f.rawValue
+        for bit in 0..<64 where rawValue & (1 << UInt64(bit)) != 0 {
+            parts.append(Self.name(ofBit: bit) ?? "bit \(bit)")
         }
-        if rest != 0 { parts.append("0x" + String(rest, radix: 16)) }
         return parts.isEmpty ? "none" : parts.joined(separator: " ")
+    }
+
+    static func name(ofBit bit: Int) -> String? {
+        switch bit {
+        case 0: "CSUM"
+        case 1: "GUEST_CSUM"
+        case 2: "CTRL_GUEST_OFFLOADS"
+        case 3: "MTU"
+        case 5: "MAC"
+        case 6: "GSO"
+        case 7: "GUEST_TSO4"
+        case 8: "GUEST_TSO6"
+        case 9: "GUEST_ECN"
+        case 10: "GUEST_UFO"
+        case 11: "HOST_TSO4"
+        case 12: "HOST_TSO6"
+        case 13: "HOST_ECN"
+        case 14: "HOST_UFO"
+        case 15: "MRG_RXBUF"
+        case 16: "STATUS"
+        case 17: "CTRL_VQ"
+        case 18: "CTRL_RX"
+        case 19: "CTRL_VLAN"
+        case 20: "CTRL_RX_EXTRA"
+        case 21: "GUEST_ANNOUNCE"
+        case 22: "MQ"
+        case 23: "CTRL_MAC_ADDR"
+        case 24: "NOTIFY_ON_EMPTY"
+        case 26: "LOG_ALL"
+        case 27: "ANY_LAYOUT"
+        case 28: "INDIRECT_DESC"
+        case 29: "EVENT_IDX"
+        case 30: "PROTOCOL_FEATURES"
+        case 32: "VERSION_1"
+        case 33: "ACCESS_PLATFORM"
+        case 34: "RING_PACKED"
+        case 35: "IN_ORDER"
+        case 36: "ORDER_PLATFORM"
+        case 37: "SR_IOV"
+        case 38: "NOTIFICATION_DATA"
+        case 40: "RING_RESET"
+        default: nil
+        }
     }
 }
 

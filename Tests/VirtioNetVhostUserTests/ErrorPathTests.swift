@@ -4,6 +4,7 @@ import Foundation
 import Testing
 import TestSupport
 import UKNetdevLinux
+import VirtioNet
 import VirtioNetVhostUser
 #if canImport(Glibc)
 import Glibc
@@ -182,7 +183,7 @@ func vhostError(_ body: () throws -> Void) -> VhostUserError? {
         var connection = try VhostUserConnection(path: backend.path, replyTimeout: .seconds(2))
         try connection.setProtocolFeatures(VhostUserProtocolFeatures.replyAck)
         try connection.setOwner()
-        let error = vhostError { try connection.setFeatures(VhostUserFeatures.version1) }
+        let error = vhostError { try connection.setFeatures(VirtioFeatures.version1.rawValue) }
         #expect(error == .rejected(request: .setFeatures, path: backend.path, status: 1))
         _ = consume connection
         #expect(backend.finish())
@@ -260,7 +261,7 @@ func vhostError(_ body: () throws -> Void) -> VhostUserError? {
         #expect(throws: VhostUserMalformedReply.truncated(needed: 8, available: 7)) { try VhostUserU64.decode([0, 0, 0, 0, 0, 0, 0]) }
         #expect(throws: VhostUserMalformedReply.tooManyRegions(9)) { try VhostUserMemoryTable.decode([9, 0, 0, 0, 0, 0, 0, 0]) }
         #expect(VhostUserRequest(rawValue: 99).description == "vhost-user request 99")
-        #expect(VhostUserFeatures.describe(0x1_4000_8000) == "MRG_RXBUF|PROTOCOL_FEATURES|VERSION_1")
+        #expect(VirtioFeatures(rawValue: 0x1_4000_8000).description == "MRG_RXBUF PROTOCOL_FEATURES VERSION_1")
     }
 
     @Test func sharedMemoryIsABoundedBumpAllocator() throws {

@@ -4,6 +4,7 @@ import Foundation
 import Testing
 import TestSupport
 import UKNetdevLinux
+import VirtioNet
 import VirtioNetVhostUser
 #if canImport(Glibc)
 import Glibc
@@ -52,9 +53,9 @@ struct TestPMDBackendTests {
         var connection = try connectToTestPMD(testpmd, path: path)
 
         let features = try connection.getFeatures()
-        #expect(features & VhostUserFeatures.version1 != 0)
-        #expect(features & VhostUserFeatures.mergeableRxBuffers != 0)
-        #expect(features & VhostUserFeatures.protocolFeatures != 0)
+        #expect(features & VirtioFeatures.version1.rawValue != 0)
+        #expect(features & VirtioFeatures.mrgRxbuf.rawValue != 0)
+        #expect(features & VirtioFeatures.vhostUserProtocolFeatures.rawValue != 0)
         let protocolFeatures = try connection.getProtocolFeatures()
         #expect(protocolFeatures & VhostUserProtocolFeatures.replyAck != 0)
         // REPLY_ACK on: every message below is acknowledged, so a refusal shows up as an error
@@ -63,8 +64,8 @@ struct TestPMDBackendTests {
         try connection.setOwner()
         let queues = try connection.getQueueNum()
         #expect(queues >= 1)
-        try connection.setFeatures(VhostUserFeatures.version1 | VhostUserFeatures.mergeableRxBuffers | VhostUserFeatures.protocolFeatures)
-        print("net_vhost offers features 0x\(String(features, radix: 16)) (\(VhostUserFeatures.describe(features))), "
+        try connection.setFeatures(VirtioFeatures.version1.rawValue | VirtioFeatures.mrgRxbuf.rawValue | VirtioFeatures.vhostUserProtocolFeatures.rawValue)
+        print("net_vhost offers features 0x\(String(features, radix: 16)) (\(VirtioFeatures(rawValue: features).description)), "
               + "protocol features 0x\(String(protocolFeatures, radix: 16)) (\(VhostUserProtocolFeatures.describe(protocolFeatures))), "
               + "\(queues) queue(s)")
 
