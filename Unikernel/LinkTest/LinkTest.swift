@@ -4,6 +4,8 @@
 import KVStore
 import PktGen
 import UKNetdev
+import VirtioNet
+import VirtioNetEmulator
 
 @_cdecl("uknet_link_test_main")
 public func linkTestMain() -> Int32 {
@@ -12,6 +14,8 @@ public func linkTestMain() -> Int32 {
     if loop != 0 { return loop }
     let kv = keyValue(pool)
     if kv != 0 { return kv }
+    let virtio = virtioLoopback(pool)
+    if virtio != 0 { return virtio }
     // The first hash draws the Hasher seed: the one path into arc4random_buf. (Not a Set: its
     // table sizing also needs libm's ceil, which no core object does, so the runtime has none.)
     let a = IPv4Address(192, 0, 2, 2), b = IPv4Address(192, 0, 2, 3)
@@ -54,6 +58,35 @@ func loopback(_ pool: NetBufPool) -> Int32 {
     }
     NetBuf.releaseBulk(burst)
     return pool.inUse == 0 ? 0 : fail(16, "buffers leaked")
+}
+
+/// The virtio-net driver over the in-process device: frames through the TX ring, looped back by
+/// the device into the RX ring, every one back whole, every buffer back after stop.
+func virtioLoopback(_ pool: NetBufPool) -> Int32 {
+    let emu = EmulatedVirtioNet(maxQueueSize: 64)
+    defer { emu.deallocate() }
+    guard var dev = try? VirtioNetDevice(transport: emu.transport) else { return fail(40, "virtio negotiation") }
+    guard (try? dev.bringUp(rx: RxQueueConfig(descriptors: 64, allocator: pool.rxAllocator), tx: TxQueueConfig(descriptors: 64))) != nil
+    else { return fail(41, "virtio bring-up") }
+    let burst = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: 16)
+    defer { burst.deallocate() }
+    var moved = 0
+    for round in 0..<100 {
+        guard pool.allocateBulk(into: burst, length: 60) == 16 else { return fail(42, "allocateBulk") }
+        for (i, buf) in burst.enumerated() { buf.data.storeBytes(of: UInt32(round * 16 + i), as: UInt32.self) }
+        guard dev.txBurst(queue: 0, from: burst).count == 16 else { return fail(43, "virtio txBurst") }
+        guard emu.loopback(max: 16) == 16 else { return fail(44, "device loopback") }
+        let r = dev.rxBurst(queue: 0, into: burst)
+        guard r.count == 16 else { return fail(45, "virtio rxBurst") }
+        for (i, buf) in burst.enumerated() where buf.length != 60 || buf.data.load(as: UInt32.self) != UInt32(round * 16 + i) {
+            return fail(46, "virtio frame content")
+        }
+        NetBuf.releaseBulk(burst)
+        moved += r.count
+    }
+    dev.stop()
+    guard moved == 1600, dev.virtioCounters(0).rxFault == .none else { return fail(47, "virtio counts") }
+    return pool.inUse == 0 ? 0 : fail(48, "virtio buffers leaked")
 }
 
 /// The generator's memcached client against the real KV server over a ring pair: ARP, a
