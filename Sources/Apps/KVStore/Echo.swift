@@ -24,7 +24,8 @@ extension KVServer {
     /// from parts), the ports swapped. The UDP checksum covers both addresses and both ports,
     /// and a sum does not depend on their order, so the request's (verified) checksum is the
     /// echo's as it stands; a request without one (0) gets one, from the sum just taken. The
-    /// payload is not touched, and no byte of it is copied.
+    /// payload is not touched, and no byte of it is copied. The frame is the general path's,
+    /// byte for byte (tested).
     @inline(__always)
     mutating func echoInPlace(_ buf: NetBuf) -> Bool {
         let length = buf.length
@@ -65,7 +66,8 @@ extension KVServer {
         if checksum == 0 {
             udp.storeBytes(of: InternetChecksum.udpChecksumField(nativeSum: sum), toByteOffset: 6, as: UInt16.self)
         }
-        counters.echoed &+= 1
+        buf.unsafeSetLength(14 &+ total)   // without the request's Ethernet padding, as the general path
+        counters.echoFastPath &+= 1
         enqueue(buf)
         return true
     }
@@ -100,7 +102,7 @@ extension KVServer {
         let payloadSum = InternetChecksum.sum(reply.data + headers, count: count)
         writer.writeEchoHeaders(reply.data, mac: datagram.senderMAC, vlan: datagram.vlan, ip: datagram.source,
                                 port: datagram.sourcePort, payloadCount: count, payloadSum: payloadSum)
-        counters.echoed &+= 1
+        counters.echoGeneralPath &+= 1
         enqueue(reply)
     }
 }

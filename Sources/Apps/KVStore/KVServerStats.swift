@@ -26,11 +26,16 @@ public struct KVServerStats: Sendable {
     public var replyDatagrams: UInt64 = 0
     /// Requests answered by the lone-GET fast path (counted in `requests` too).
     public var loneGetReplies: UInt64 = 0
-    /// Echo mode: datagrams answered with themselves (not in `requests` or `replyDatagrams`,
-    /// which count memcached's), and those of them copied into a fresh buffer because their
-    /// own could not be turned around (reassembled, or shared with someone else).
-    public var echoed: UInt64 = 0
+    /// Echo mode: datagrams answered with themselves by the one-pass path (turned around in
+    /// their own buffer), and by the general path after the host stack (fresh headers in front
+    /// of the payload; `echoCopies` of them copied into a fresh buffer because their own could
+    /// not be used: reassembled, or shared with someone else). Not in `requests` or
+    /// `replyDatagrams`, which count memcached's.
+    public var echoFastPath: UInt64 = 0
+    public var echoGeneralPath: UInt64 = 0
     public var echoCopies: UInt64 = 0
+    /// Every datagram echoed.
+    public var echoed: UInt64 { echoFastPath &+ echoGeneralPath }
     /// The host stack's: ARP and ICMP replies, reassembly, chains, and its drops.
     public var host = HostStackStats()
     public var drops = ReasonCounters<KVDropReason, 5>()

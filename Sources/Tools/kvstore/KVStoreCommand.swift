@@ -123,7 +123,8 @@ struct ServerRunner: NetDeviceVisitor {
         lines.append("kvstore \(config.ip)/\(config.prefixLength) \(config.mac) port \(config.port)" + (echo ? " (echo)" : ""))
         lines.append("frames received: \(s.stats.framesReceived)")
         if echo {
-            lines.append("echoed datagrams: \(s.stats.echoed) (\(s.stats.echoCopies) copied into a fresh buffer, the rest turned around in place)")
+            lines.append("echoed datagrams: \(s.stats.echoed) (\(s.stats.echoFastPath) on the fast path, \(s.stats.echoGeneralPath) after the host stack, "
+                         + "\(s.stats.echoCopies) of them copied into a fresh buffer)")
         } else {
             lines.append("memcached requests: \(s.stats.requests), reply datagrams: \(s.stats.replyDatagrams)")
         }
