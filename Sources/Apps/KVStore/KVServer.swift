@@ -135,7 +135,12 @@ public struct KVServer: ~Copyable {
         let n = result.count
         if result.status.contains(.endOfInput) { inputEnded = true }
         counters.framesReceived &+= UInt64(n)
-        for i in 0..<n { handle(burst[i], now: now) }
+        // The mode decided once per burst: each loop has its fast path inlined alone.
+        if echoes {
+            for i in 0..<n { handleEcho(burst[i], now: now) }
+        } else {
+            for i in 0..<n { handle(burst[i], now: now) }
+        }
         flush(&device)
         return n
     }
@@ -166,14 +171,21 @@ public struct KVServer: ~Copyable {
         counters.drops.add(reason)
     }
 
-    /// One frame: the mode's fast path straight from the frame, else the host stack, whose
-    /// datagrams go to memcached or back as echoes.
+    /// One frame for memcached: the lone-GET path straight from the frame, else the host stack.
     mutating func handle(_ buf: NetBuf, now: UInt32) {
-        if echoes {
-            if echoInPlace(buf) { return }
-        } else if answerLoneGet(buf, now: now) {
-            return
-        }
+        if answerLoneGet(buf, now: now) { return }
+        receiveThroughHostStack(buf, now: now)
+    }
+
+    /// One frame in echo mode: turned around in place, else the host stack.
+    mutating func handleEcho(_ buf: NetBuf, now: UInt32) {
+        if echoInPlace(buf) { return }
+        receiveThroughHostStack(buf, now: now)
+    }
+
+    /// The host stack's part, either mode: its replies sent, its datagrams to memcached or back
+    /// as echoes.
+    mutating func receiveThroughHostStack(_ buf: NetBuf, now: UInt32) {
         switch host.receive(buf, now: now) {
         case .reply(let frame, _): enqueue(frame)
         case .datagram(let datagram): if echoes { echo(datagram) } else { serve(datagram, now: now) }
