@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Proves, by counting (not timing), that the burst loops allocate nothing and do no reference
-# counting per packet:
+# Proves, by counting (not timing), that the burst loops (and the KV store's GET and echo loops)
+# allocate nothing and do no reference counting per packet:
 #   1. mallocs during each measured loop, from the interposed malloc in netdev-bench: must be 0;
 #   2. instructions executed inside swift_retain/swift_release/swift_allocObject/malloc while
 #      callgrind collects only the loop function: must be 0.
@@ -62,6 +62,15 @@ callgrind '*KVServerV4poll*' "$out/cg.kv" .build/release/kv-bench single 100000
 if [ "$total" -lt 10000000 ]; then echo "FAIL: callgrind did not find the KV server's poll"; status=1
 elif [ "$arc" -eq 0 ]; then echo "ok       kv store: 0 instructions in retain/release/alloc in the server's poll; $(( total / 100000 )) instructions/GET with the preload"
 else echo "FAIL: kv store: $arc instructions in retain/release/alloc in the server's poll"; status=1; fi
+# The echo baseline (kvstore --echo): the same GET datagrams, each turned around in its own buffer.
+line=$(.build/release/kv-bench echo 1000000)
+m=$(mallocs "$line")
+if [ "$m" -eq 0 ]; then echo "ok       kv echo: 0 mallocs in 1000000 echoes"
+else echo "FAIL: kv echo: $m mallocs in the echo loop"; status=1; fi
+callgrind '*KVServerV4poll*' "$out/cg.echo" .build/release/kv-bench echo 100000
+if [ "${total//[^0-9]/}" = "" ] || [ "$total" -lt 5000000 ]; then echo "FAIL: callgrind did not find the echo server's poll"; status=1
+elif [ "$arc" -eq 0 ]; then echo "ok       kv echo: 0 instructions in retain/release/alloc in the server's poll; $(( total / 100000 )) instructions/echo"
+else echo "FAIL: kv echo: $arc instructions in retain/release/alloc in the server's poll"; status=1; fi
 # The packet generator's TX loop (prefilled pool, null device), per packet.
 swift build -c release --product pktgen-bench >/dev/null
 for mode in tx-null tx-null-probe; do

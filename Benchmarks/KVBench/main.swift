@@ -5,6 +5,9 @@
 //   kv-bench single REQUESTS        one thread: client bursts of 32 GETs, one server poll each;
 //                                   the server's poll is the function callgrind counts
 //   kv-bench memcached PORT REQUESTS   client on CPU 0 against memcached -U PORT on 127.0.0.1
+//   kv-bench echo REQUESTS          as `single`, the server in echo mode (`kvstore --echo`): the
+//                                   same GET datagrams, each answered with itself; the baseline
+//   kv-bench echo-ring REQUESTS     as `ring`, the server in echo mode
 //
 // Prints `kv MODE requests=N seconds=S rps=R mallocs=K` (K: mallocs in the measured loop).
 import BenchSupport
@@ -103,13 +106,16 @@ struct Setup: ~Copyable {
     let gets: RequestTemplates
 }
 
-func setUp() -> Setup {
+/// The store preloaded, or in `.echo` mode the echo server (nothing to preload).
+func setUp(_ mode: KVServerMode = .memcached) -> Setup {
     let pool = try! NetBufPool(count: 4096, roomSize: 2048, threading: .threadSafe)
     var ring = RingDevice.pair(slots: 1024)
     try! ring.a.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
     try! ring.b.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
-    var server = try! KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 64 << 20),
+    var server = try! KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 64 << 20, mode: mode),
                                now: UInt32(time(nil)))
+    let gets = RequestTemplates(payloads: (0..<keys).map { "get \(key($0))\r\n" })
+    if mode == .echo { return Setup(pool: pool, clientDevice: ring.a, server: server, serverDevice: ring.b, gets: gets) }
     // Preload every key through the protocol itself.
     let sets = RequestTemplates(payloads: (0..<keys).map { "set \(key($0)) 0 0 32 noreply\r\n\(value32)\r\n" })
     var loader = Client(pool: pool, templates: sets)
@@ -119,13 +125,12 @@ func setUp() -> Setup {
         server.poll(&ring.b, now: UInt32(time(nil)))
     }
     guard server.engine.store.items == keys else { fail("preload stored \(server.engine.store.items) of \(keys)") }
-    let gets = RequestTemplates(payloads: (0..<keys).map { "get \(key($0))\r\n" })
     return Setup(pool: pool, clientDevice: ring.a, server: server, serverDevice: ring.b, gets: gets)
 }
 
 /// One thread, lock step: a burst of GETs in, one server poll, the replies out.
-func single(requests: Int) {
-    var s = setUp()
+func single(requests: Int, mode: KVServerMode = .memcached) {
+    var s = setUp(mode)
     var client = Client(pool: s.pool, templates: s.gets)
     let t = UInt32(time(nil))
     let m0 = malloc_counter_calls()
@@ -137,14 +142,19 @@ func single(requests: Int) {
     }
     let t1 = now()
     let m1 = malloc_counter_calls()
-    guard s.server.engine.stats.hits >= UInt64(requests) else { fail("only \(s.server.engine.stats.hits) hits") }
-    report("single", requests: client.received, seconds: t1 - t0, mallocs: m1 - m0)
+    if mode == .echo {
+        let fast = s.server.stats.echoFastPath
+        guard fast >= UInt64(requests) else { fail("only \(fast) echoes on the one-pass path") }
+    } else {
+        guard s.server.engine.stats.hits >= UInt64(requests) else { fail("only \(s.server.engine.stats.hits) hits") }
+    }
+    report(mode == .echo ? "echo" : "single", requests: client.received, seconds: t1 - t0, mallocs: m1 - m0)
     s.server.shutdown()
 }
 
-/// Store on CPU 1, client on CPU 0.
-func twoCores(requests: Int) {
-    let s = setUp()
+/// Store (or echo server) on CPU 1, client on CPU 0.
+func twoCores(requests: Int, mode: KVServerMode = .memcached) {
+    let s = setUp(mode)
     let pool = s.pool, gets = s.gets
     let stop = StopFlag()
     let serverBox = Shared(KVServerOnDevice(server: s.server, device: s.serverDevice))
@@ -177,7 +187,7 @@ func twoCores(requests: Int) {
     }
     clientThread.join()
     serverThread.join()
-    report("ring", requests: result.0, seconds: result.1, mallocs: result.2)
+    report(mode == .echo ? "echo-ring" : "ring", requests: result.0, seconds: result.1, mallocs: result.2)
 }
 
 /// The same GETs against memcached on 127.0.0.1:PORT, `window` in flight.
@@ -232,6 +242,8 @@ let args = CommandLine.arguments
 switch (args.count, args.count > 1 ? args[1] : "") {
 case (3, "ring"): twoCores(requests: Int(args[2]) ?? 1_000_000)
 case (3, "single"): single(requests: Int(args[2]) ?? 1_000_000)
+case (3, "echo"): single(requests: Int(args[2]) ?? 1_000_000, mode: .echo)
+case (3, "echo-ring"): twoCores(requests: Int(args[2]) ?? 1_000_000, mode: .echo)
 case (4, "memcached"): memcached(port: UInt16(args[2]) ?? 22122, requests: Int(args[3]) ?? 1_000_000)
-default: fail("usage: kv-bench ring|single REQUESTS | kv-bench memcached PORT REQUESTS")
+default: fail("usage: kv-bench ring|single|echo|echo-ring REQUESTS | kv-bench memcached PORT REQUESTS")
 }

@@ -31,11 +31,12 @@ struct Served {
     var stats: KVServerStats
 }
 
-/// Sends `frames` in order to a fresh store, each as `delivery` says, and collects every reply.
+/// Sends `frames` in order to a fresh store (or echo server), each as `delivery` says, and
+/// collects every reply.
 /// A frame the sender still holds (extra reference, clone) must come back unchanged; both pools
 /// must be whole at the end.
-func serve(_ frames: [[UInt8]], _ delivery: Delivery) throws -> Served {
-    var h = try Harness()
+func serve(_ frames: [[UInt8]], _ delivery: Delivery, mode: KVServerMode = .memcached) throws -> Served {
+    var h = try Harness(mode: mode)
     // For frames longer than the store's buffers (a jumbo frame from a peer with bigger ones).
     let jumboPool = try NetBufPool(count: 8, roomSize: 9216, headroom: 128)
     var replies: [[UInt8]] = []

@@ -15,12 +15,12 @@ struct Harness: ~Copyable {
     var server: KVServer
     var now: UInt32 = 1_800_000_000
 
-    init() throws {
+    init(mode: KVServerMode = .memcached) throws {
         let pool = try NetBufPool(count: 512, roomSize: 2048, headroom: 128)
         var ring = RingDevice.pair(slots: 256)
         try ring.a.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
         try ring.b.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
-        let server = try KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 4 << 20),
+        let server = try KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 4 << 20, mode: mode),
                                   now: 1_800_000_000)
         self.pool = pool
         self.server = server

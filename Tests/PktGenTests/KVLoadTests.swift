@@ -17,10 +17,11 @@ struct LoadRun<Sampler: KeySampler, ClientDevice: NetDevice & ~Copyable>: ~Copya
     var server: KVServer
     var now: UInt64 = 1_000_000_000
 
-    init(pool: NetBufPool, config: KVLoadConfig, sampler: Sampler, clientDevice wrap: (consuming RingDevice) -> ClientDevice) throws {
+    init(pool: NetBufPool, config: KVLoadConfig, sampler: Sampler, serverMode: KVServerMode = .memcached,
+         clientDevice wrap: (consuming RingDevice) -> ClientDevice) throws {
         let ring = try ringPair(slots: 1024)
         // Everything that can throw first: a noncopyable field is never half set up.
-        let server = try KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 8 << 20),
+        let server = try KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 8 << 20, mode: serverMode),
                                   now: 1_800_000_000)
         client = try KVLoadClient(config: config, pool: pool, sampler: sampler, latency: LatencySummary())
         self.server = server
@@ -62,8 +63,9 @@ struct LoadRun<Sampler: KeySampler, ClientDevice: NetDevice & ~Copyable>: ~Copya
 }
 
 extension LoadRun where ClientDevice == FaultInjector<RingDevice> {
-    init(pool: NetBufPool, config: KVLoadConfig, sampler: Sampler, faults: FaultConfig = FaultConfig(seed: 1)) throws {
-        try self.init(pool: pool, config: config, sampler: sampler) { FaultInjector(inner: $0, config: faults) }
+    init(pool: NetBufPool, config: KVLoadConfig, sampler: Sampler, serverMode: KVServerMode = .memcached,
+         faults: FaultConfig = FaultConfig(seed: 1)) throws {
+        try self.init(pool: pool, config: config, sampler: sampler, serverMode: serverMode) { FaultInjector(inner: $0, config: faults) }
     }
 }
 
@@ -205,6 +207,48 @@ extension LoadRun where ClientDevice == FaultInjector<RingDevice> {
             }
             NetBuf.releaseBulk(burst.prefix(n))
             client.deallocate()
+        }
+    }
+
+    /// `--echo` against the KV server in echo mode: ARP, a preload and a GET/SET mix (values up
+    /// to the largest one-datagram SET), every reply checked to be its request byte for byte and
+    /// timed; the server echoed every datagram on its one-pass path.
+    @Test func echoServerEveryReplyValidated() throws {
+        for valueSize in [32, -1] {
+            try withPool(count: 2048) { pool in
+                var config = KVLoadConfig(clientMAC: clientMAC, clientIP: clientIP, serverMAC: nil, serverIP: storeIP,
+                                          window: 64, keys: 300, keySize: 12, valueSize: 0, getPerMille: 700, echo: true)
+                config.valueSize = valueSize < 0 ? config.maxValueSize : valueSize
+                var run = try LoadRun(pool: pool, config: config, sampler: UniformKeys(keys: 300), serverMode: .echo)
+                run.preloadThenRun(requests: 10_000)
+                let s = run.client.stats
+                #expect(run.client.isResolved && s.arpRequests >= 1, "the echo server answers ARP")
+                #expect(s.completed == 10_300 && s.echoes == s.completed && s.gets + s.sets == s.completed && s.gets > 6_000, "\(s)")
+                #expect(s.errors == 0 && s.lateReplies == 0 && s.badChecksums == 0 && s.retries == 0 && s.ignored == 0, "\(s)")
+                #expect(s.hits == 0 && s.misses == 0 && s.stored == 0, "nothing counted as memcached's")
+                #expect(run.client.latency.count == s.completed)
+                let server = run.server.stats
+                #expect(server.echoed == s.sent && server.echoFastPath == s.sent && server.totalDrops == 0, "\(server)")
+                #expect(run.server.engine.stats.commands == 0)
+                run.finish()
+            }
+        }
+    }
+
+    /// Without `--echo` the client does not take an echo server's replies (a GET's echo is its
+    /// own request, not memcached's answer), and with it, not memcached's: every reply is counted
+    /// bad, none completes.
+    @Test func echoAndMemcachedRepliesAreNotMistakenForEachOther() throws {
+        for (echo, mode) in [(false, KVServerMode.echo), (true, KVServerMode.memcached)] {
+            try withPool(count: 1024) { pool in
+                let config = KVLoadConfig(clientMAC: clientMAC, clientIP: clientIP, serverMAC: storeMAC, serverIP: storeIP,
+                                          window: 8, keys: 10, keySize: 10, valueSize: 8, getPerMille: 500, echo: echo)
+                var run = try LoadRun(pool: pool, config: config, sampler: UniformKeys(keys: 10), serverMode: mode)
+                run.run(issue: { 200 - Int($0.started) }, until: { $0.started == 200 && $0.inFlight == 0 })
+                let s = run.client.stats
+                #expect(s.badReplies == 200 && s.completed == 0 && s.echoes == 0 && s.timeouts == 0, "echo \(echo), server \(mode): \(s)")
+                run.finish()
+            }
         }
     }
 

@@ -107,6 +107,21 @@ let tracesDirectory: String = {
         #expect(latency?["samples"] as? Int == 20000 && (latency?["p99_us"] as? Double ?? 0) > 0)
     }
 
+    /// `pktgen kv --echo` against the in-process store in echo mode: every reply its request,
+    /// exit status 0.
+    @Test(.enabled(if: pktgen != nil, "needs the pktgen executable (swift build)"))
+    func kvEchoAgainstTheInProcessStore() throws {
+        let (status, json) = try runProgram(Self.pktgen!, ["kv", "--netdev", "ring", "--echo", "--requests", "20000", "--preload",
+                                                           "--keys", "500", "--json", "--quiet"])
+        #expect(status == 0, "pktgen kv --echo exited with \(status): \(json)")
+        let r = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        #expect(r?["requests"] as? Int == 20000 && r?["echoes"] as? Int == 20000)
+        #expect(r?["wrong_values"] as? Int == 0 && r?["timeouts"] as? Int == 0 && r?["bad_replies"] as? Int == 0)
+        #expect(r?["hits"] as? Int == 0 && r?["preloaded"] as? Int == 0, "an echo server stores nothing")
+        let latency = r?["latency"] as? [String: Any]
+        #expect(latency?["samples"] as? Int == 20000 && (latency?["p99_us"] as? Double ?? 0) > 0)
+    }
+
     /// Bad command lines get a clear error and a non-zero exit, not a crash.
     @Test(.enabled(if: pktgen != nil, "needs the pktgen executable (swift build)"))
     func badArgumentsAreClearErrors() throws {

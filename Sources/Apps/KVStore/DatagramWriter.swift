@@ -294,16 +294,8 @@ struct DatagramWriter: ResponseSink {
     @inline(__always)
     mutating func finishHeaders(ip header: UnsafeMutableRawPointer, udpLength: Int, ip peerIP: IPv4Address, port: UInt16,
                                 requestID: UInt16, sequence: UInt16, total: UInt16, payloadSum: UInt32) {
-        ipIdentification &+= 1
         let udp = header + 20
-        let totalLength = UInt16(truncatingIfNeeded: 20 + udpLength)
-        header.storeBytes(of: totalLength.bigEndian, toByteOffset: 2, as: UInt16.self)
-        header.storeBytes(of: ipIdentification.bigEndian, toByteOffset: 4, as: UInt16.self)
-        peerIP.store(to: header + 16)
-        let d = peerIP.value
-        let peerSum = (d >> 16) &+ (d & 0xFFFF)
-        let ipSum = templateIPSum &+ UInt32(totalLength) &+ UInt32(ipIdentification) &+ peerSum
-        header.storeBytes(of: InternetChecksum.finish(ipSum).bigEndian, toByteOffset: 10, as: UInt16.self)
+        let peerSum = finishIPv4Header(header, totalLength: UInt16(truncatingIfNeeded: 20 + udpLength), peerIP: peerIP)
         let length = UInt16(truncatingIfNeeded: udpLength)
         udp.storeBytes(of: port.bigEndian, toByteOffset: 2, as: UInt16.self)
         udp.storeBytes(of: length.bigEndian, toByteOffset: 4, as: UInt16.self)
@@ -317,6 +309,48 @@ struct DatagramWriter: ResponseSink {
         // twice: pseudo-header and header), the memcached header, the payload.
         let udpSum = fixedUDPSum &+ peerSum &+ UInt32(port)
             &+ 2 &* UInt32(length) &+ UInt32(requestID) &+ UInt32(sequence) &+ UInt32(total) &+ payloadSum
+        var c = InternetChecksum.finish(udpSum)
+        if c == 0 { c = 0xFFFF }
+        udp.storeBytes(of: c.bigEndian, toByteOffset: 6, as: UInt16.self)
+    }
+
+    /// The per-reply IPv4 fields over the template's header at `header` (total length, the next
+    /// identification, the peer's address) and the header checksum from the template's sum and
+    /// those fields; returns the peer address's sum, which the UDP pseudo-header shares.
+    @inline(__always)
+    mutating func finishIPv4Header(_ header: UnsafeMutableRawPointer, totalLength: UInt16, peerIP: IPv4Address) -> UInt32 {
+        ipIdentification &+= 1
+        header.storeBytes(of: totalLength.bigEndian, toByteOffset: 2, as: UInt16.self)
+        header.storeBytes(of: ipIdentification.bigEndian, toByteOffset: 4, as: UInt16.self)
+        peerIP.store(to: header + 16)
+        let d = peerIP.value
+        let peerSum = (d >> 16) &+ (d & 0xFFFF)
+        let ipSum = templateIPSum &+ UInt32(totalLength) &+ UInt32(ipIdentification) &+ peerSum
+        header.storeBytes(of: InternetChecksum.finish(ipSum).bigEndian, toByteOffset: 10, as: UInt16.self)
+        return peerSum
+    }
+
+    /// Ethernet, IPv4 and UDP headers of an echo (a plain UDP datagram, no memcached header) at
+    /// `frame`, in front of `payloadCount` payload bytes whose sum is `payloadSum`: the same
+    /// template, identification sequence and checksums from parts as memcached's replies.
+    mutating func writeEchoHeaders(_ frame: UnsafeMutableRawPointer, mac: MACAddress, vlan: UInt16?, ip peerIP: IPv4Address,
+                                   port: UInt16, payloadCount: Int, payloadSum: UInt32) {
+        let l2: Int
+        if let vlan {
+            writeTaggedHeaders(frame, mac: mac, vlan: vlan)
+            l2 = 18
+        } else {
+            copyPacketBytes(to: frame, from: template, count: NetBuf.udpHeadersLength)
+            mac.store(to: frame)
+            l2 = 14
+        }
+        let header = frame + l2
+        let length = UInt16(truncatingIfNeeded: 8 + payloadCount)
+        let peerSum = finishIPv4Header(header, totalLength: 20 &+ length, peerIP: peerIP)
+        let udp = header + 20
+        udp.storeBytes(of: port.bigEndian, toByteOffset: 2, as: UInt16.self)
+        udp.storeBytes(of: length.bigEndian, toByteOffset: 4, as: UInt16.self)
+        let udpSum = fixedUDPSum &+ peerSum &+ UInt32(port) &+ 2 &* UInt32(length) &+ payloadSum
         var c = InternetChecksum.finish(udpSum)
         if c == 0 { c = 0xFFFF }
         udp.storeBytes(of: c.bigEndian, toByteOffset: 6, as: UInt16.self)

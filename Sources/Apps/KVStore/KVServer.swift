@@ -1,6 +1,15 @@
 import HostStack
 import UKNetdev
 
+/// What the server answers on its port.
+public enum KVServerMode: Sendable, Equatable {
+    /// memcached's text protocol over UDP (the store).
+    case memcached
+    /// Every UDP datagram answered with itself (a baseline for benchmarks): the same poll loop,
+    /// host stack and wire checks, no item store.
+    case echo
+}
+
 public struct KVServerConfig: Sendable {
     public var mac: MACAddress
     public var ip: IPv4Address
@@ -9,8 +18,11 @@ public struct KVServerConfig: Sendable {
     public var memoryBytes: Int
     public var reassemblySlots: Int
     public var reassemblyTimeout: UInt32
+    /// memcached, or echo (then `memoryBytes` is not used: the item store gets its minimum).
+    public var mode: KVServerMode
     public init(mac: MACAddress, ip: IPv4Address, prefixLength: Int = 24, port: UInt16 = 11211,
-                memoryBytes: Int = 64 << 20, reassemblySlots: Int = 8, reassemblyTimeout: UInt32 = 30) {
+                memoryBytes: Int = 64 << 20, reassemblySlots: Int = 8, reassemblyTimeout: UInt32 = 30,
+                mode: KVServerMode = .memcached) {
         self.mac = mac
         self.ip = ip
         self.prefixLength = prefixLength
@@ -18,6 +30,7 @@ public struct KVServerConfig: Sendable {
         self.memoryBytes = memoryBytes
         self.reassemblySlots = reassemblySlots
         self.reassemblyTimeout = reassemblyTimeout
+        self.mode = mode
     }
 
     /// The host stack's part: who we are on the link, and the port memcached listens on.
@@ -36,6 +49,9 @@ public enum KVServerError: Error, Equatable {
 /// echo, IPv4 checks and reassembly) and, for lone GETs, a fast path straight from the frame.
 /// Call `poll` with the device in a loop (or after an RX event); it handles one RX burst and
 /// sends what is ready. The device stays the caller's: the server holds no handle to it.
+///
+/// In `.echo` mode (Echo.swift) the same loop answers every datagram on the port with itself,
+/// turned around in its own buffer where it can be.
 ///
 /// `~Copyable`: the server owns its store, queues and scratch memory, and frees them (and any
 /// frame still queued) when it goes away, exactly once; a copy would free them twice.
@@ -61,6 +77,8 @@ public struct KVServer: ~Copyable {
     /// One's-complement sum of "END\r\n" at an even offset.
     let endOfGetSum = InternetChecksum.sum(UnsafeRawPointer(("END\r\n" as StaticString).utf8Start), count: 5)
     let wire: WireAddresses
+    /// `config.mode == .echo`, read once per frame.
+    let echoes: Bool
 
     /// A server replying with buffers from `pool` (on a device the caller starts and passes to `poll`).
     public init(pool: NetBufPool, config: KVServerConfig, now: UInt32) throws(KVServerError) {
@@ -70,7 +88,9 @@ public struct KVServer: ~Copyable {
         self.config = config
         host = HostStack(config: config.host, pool: pool)
         wire = WireAddresses(config)
-        engine = MemcachedEngine(memoryBytes: config.memoryBytes, startTime: now)
+        echoes = config.mode == .echo
+        // An echo server keeps no items: the store's minimum (one page), not the configured memory.
+        engine = MemcachedEngine(memoryBytes: echoes ? 0 : config.memoryBytes, startTime: now)
         writer = DatagramWriter(pool: pool, mac: config.mac, ip: config.ip, port: config.port, frameCapacity: 1024)
         burst = .allocate(capacity: KVServer.burstSize)
         txQueue = .allocate(capacity: KVServer.txQueueSize)
@@ -115,7 +135,12 @@ public struct KVServer: ~Copyable {
         let n = result.count
         if result.status.contains(.endOfInput) { inputEnded = true }
         counters.framesReceived &+= UInt64(n)
-        for i in 0..<n { handle(burst[i], now: now) }
+        // The mode decided once per burst: each loop has its fast path inlined alone.
+        if echoes {
+            for i in 0..<n { handleEcho(burst[i], now: now) }
+        } else {
+            for i in 0..<n { handle(burst[i], now: now) }
+        }
         flush(&device)
         return n
     }
@@ -146,11 +171,24 @@ public struct KVServer: ~Copyable {
         counters.drops.add(reason)
     }
 
+    /// One frame for memcached: the lone-GET path straight from the frame, else the host stack.
     mutating func handle(_ buf: NetBuf, now: UInt32) {
         if answerLoneGet(buf, now: now) { return }
+        receiveThroughHostStack(buf, now: now)
+    }
+
+    /// One frame in echo mode: turned around in place, else the host stack.
+    mutating func handleEcho(_ buf: NetBuf, now: UInt32) {
+        if echoInPlace(buf) { return }
+        receiveThroughHostStack(buf, now: now)
+    }
+
+    /// The host stack's part, either mode: its replies sent, its datagrams to memcached or back
+    /// as echoes.
+    mutating func receiveThroughHostStack(_ buf: NetBuf, now: UInt32) {
         switch host.receive(buf, now: now) {
         case .reply(let frame, _): enqueue(frame)
-        case .datagram(let datagram): serve(datagram, now: now)
+        case .datagram(let datagram): if echoes { echo(datagram) } else { serve(datagram, now: now) }
         case .absorbed, .dropped: break
         }
     }

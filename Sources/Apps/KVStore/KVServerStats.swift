@@ -5,6 +5,9 @@ import HostStack
 public enum KVDropReason: Int, CaseIterable, Sendable {
     case memcachedTooShort, memcachedMultiDatagram
     case noBufferForReply, txQueueFull
+    /// Echo mode: a datagram that came reassembled (or in a buffer it may not write over) and
+    /// whose echo would not fit one 1500-byte IPv4 packet (the server does not fragment).
+    case echoTooLarge
 
     public var name: String {
         switch self {
@@ -12,6 +15,7 @@ public enum KVDropReason: Int, CaseIterable, Sendable {
         case .memcachedMultiDatagram: "memcached multi-datagram request"
         case .noBufferForReply: "no buffer for a reply"
         case .txQueueFull: "transmit queue full"
+        case .echoTooLarge: "echo larger than one 1500-byte packet"
         }
     }
 }
@@ -22,9 +26,19 @@ public struct KVServerStats: Sendable {
     public var replyDatagrams: UInt64 = 0
     /// Requests answered by the lone-GET fast path (counted in `requests` too).
     public var loneGetReplies: UInt64 = 0
+    /// Echo mode: datagrams answered with themselves by the one-pass path (turned around in
+    /// their own buffer), and by the general path after the host stack (fresh headers in front
+    /// of the payload; `echoCopies` of them copied into a fresh buffer because their own could
+    /// not be used: reassembled, or shared with someone else). Not in `requests` or
+    /// `replyDatagrams`, which count memcached's.
+    public var echoFastPath: UInt64 = 0
+    public var echoGeneralPath: UInt64 = 0
+    public var echoCopies: UInt64 = 0
+    /// Every datagram echoed.
+    public var echoed: UInt64 { echoFastPath &+ echoGeneralPath }
     /// The host stack's: ARP and ICMP replies, reassembly, chains, and its drops.
     public var host = HostStackStats()
-    public var drops = ReasonCounters<KVDropReason, 4>()
+    public var drops = ReasonCounters<KVDropReason, 5>()
     public init() {}
 
     public subscript(_ r: KVDropReason) -> UInt64 { drops[r] }

@@ -23,10 +23,14 @@ public struct KVLoadConfig: Sendable {
     public var timeout: UInt64
     public var retries: Int
     public var seed: UInt64
+    /// The server is an echo server (`kvstore --echo`): every reply must be its request, frame
+    /// header and body, byte for byte, instead of memcached's answer to it.
+    public var echo: Bool
 
     public init(clientMAC: MACAddress, clientIP: IPv4Address, clientPort: UInt16 = 40000, serverMAC: MACAddress? = nil,
                 serverIP: IPv4Address, serverPort: UInt16 = 11211, window: Int = 32, keys: Int = 1000, keySize: Int = 10,
-                valueSize: Int = 32, getPerMille: Int = 900, timeout: UInt64 = 200_000_000, retries: Int = 3, seed: UInt64 = 1) {
+                valueSize: Int = 32, getPerMille: Int = 900, timeout: UInt64 = 200_000_000, retries: Int = 3, seed: UInt64 = 1,
+                echo: Bool = false) {
         self.clientMAC = clientMAC
         self.clientIP = clientIP
         self.clientPort = clientPort
@@ -41,6 +45,7 @@ public struct KVLoadConfig: Sendable {
         self.timeout = timeout
         self.retries = retries
         self.seed = seed
+        self.echo = echo
     }
 
     /// Checks the window, key space, key size and value size.
@@ -62,20 +67,23 @@ public struct KVLoadConfig: Sendable {
 /// What a load run saw. Nothing is hidden: every request ends as a completion (hit, miss or
 /// stored) or as a timeout after its retries, and every unexpected reply is counted.
 public struct KVLoadStats: Sendable {
-    /// Requests answered (and validated), by kind.
+    /// Requests answered (and validated), by kind (with `echo`, the kind of request echoed).
     public var completed: UInt64 = 0
     public var gets: UInt64 = 0
     public var sets: UInt64 = 0
     public var hits: UInt64 = 0
     public var misses: UInt64 = 0
     public var stored: UInt64 = 0
+    /// With `echo`: replies that were their request, byte for byte (each one also a completion).
+    public var echoes: UInt64 = 0
     /// Request datagrams sent (first attempts and retries).
     public var sent: UInt64 = 0
     public var retries: UInt64 = 0
     /// Requests given up after their retries.
     public var timeouts: UInt64 = 0
     /// Replies whose value, flags or length differ from what was stored, or any reply text other
-    /// than the one expected (ERROR, SERVER_ERROR, NOT_STORED, ...).
+    /// than the one expected (ERROR, SERVER_ERROR, NOT_STORED, ...); with `echo`, any reply that
+    /// is not its request.
     public var wrongValues: UInt64 = 0
     public var badReplies: UInt64 = 0
     /// Replies to an earlier attempt of a request (after a retry) or to no request at all.
@@ -97,7 +105,9 @@ public struct KVLoadStats: Sendable {
 /// requests in flight, each in a slot whose index and attempt number form the memcached request
 /// id, so every reply is matched to its request and attempt; reassembles multi-datagram replies;
 /// checks every reply byte against what the request implies (values are a function of the key,
-/// so any GET hit can be checked); retries on timeout and counts what never came back.
+/// so any GET hit can be checked); retries on timeout and counts what never came back. With
+/// `config.echo` the same load drives an echo server (`kvstore --echo`): a reply must be its
+/// request datagram, matched by the same request id, and latency is measured the same way.
 ///
 /// `~Copyable`: the client owns its slots, queues and scratch memory and frees them (and any
 /// frame still queued) once, when it goes away.
@@ -140,7 +150,7 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder>: ~Copy
     let txQueue: UnsafeMutablePointer<NetBuf>
     let txCapacity: Int
     var txCount = 0
-    /// Scratch for the expected reply text.
+    /// Scratch for the expected reply text (or, with `echo`, the request's body: up to 1472 bytes).
     let expected: UnsafeMutableRawPointer
     /// "ABC...Z" repeated, 26 + valueSize bytes: the values of all keys.
     let letters: UnsafeMutableRawPointer
@@ -174,7 +184,7 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder>: ~Copy
         rxBurst = .allocate(capacity: KVLoadClient.rxBurstSize)
         txCapacity = config.window + KVLoadClient.rxBurstSize + 8
         txQueue = .allocate(capacity: txCapacity)
-        expected = .allocate(byteCount: 512, alignment: 64)
+        expected = .allocate(byteCount: 2048, alignment: 64)
         // Every key's value is a window of this run of letters (see `valueStart`).
         letters = .allocate(byteCount: 26 + config.valueSize, alignment: 64)
         for i in 0..<(26 + config.valueSize) { letters.storeBytes(of: UInt8(65 + i % 26), toByteOffset: i, as: UInt8.self) }
@@ -299,14 +309,7 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder>: ~Copy
         mc.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self)
         mc.storeBytes(of: UInt16(1).bigEndian, toByteOffset: 4, as: UInt16.self)
         mc.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
-        var p = mc + 8
-        if slot.isSet {
-            p = writeItemLine(putText("set ", at: p), key: slot.key, beforeLength: " 0 ")
-            writeValue(slot.key, p)
-            p = putText("\r\n", at: p + config.valueSize)
-        } else {
-            p = putText("\r\n", at: writeKey(slot.key, putText("get ", at: p)))
-        }
+        let p = writeRequestBody(key: slot.key, isSet: slot.isSet, at: mc + 8)
         ipIdentification &+= 1
         let flow = UDPFlow(sourceMAC: config.clientMAC, destinationMAC: mac, source: config.clientIP, destination: config.serverIP,
                            sourcePort: config.clientPort, destinationPort: config.serverPort)
@@ -320,6 +323,18 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder>: ~Copy
         guard enqueue(buf) else { stats.txDeferred &+= 1; return false }
         stats.sent &+= 1
         return true
+    }
+
+    /// A request's body after the frame header: `set <key> <flags> 0 <length>\r\n<value>\r\n`
+    /// or `get <key>\r\n`; returns its end. The same bytes every attempt: an echo is checked
+    /// against them.
+    func writeRequestBody(key: Int, isSet: Bool, at start: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        if isSet {
+            let p = writeItemLine(putText("set ", at: start), key: key, beforeLength: " 0 ")
+            writeValue(key, p)
+            return putText("\r\n", at: p + config.valueSize)
+        }
+        return putText("\r\n", at: writeKey(key, putText("get ", at: start)))
     }
 
     mutating func expireSlots(now: UInt64) {
@@ -382,6 +397,17 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder>: ~Copy
             return
         }
         let count = data.count - 8
+        if config.echo {
+            // The request datagram itself: our frame header (this attempt's id, sequence 0, total
+            // 1, reserved 0), then the body we sent.
+            guard sequence == 0, total == 1, mc.loadUnaligned(fromByteOffset: 6, as: UInt16.self) == 0 else {
+                stats.badReplies &+= 1
+                release(slot: s)
+                return
+            }
+            completeEcho(slot: s, body: mc + 8, length: count, now: now)
+            return
+        }
         guard total >= 1, total <= KVLoadClient.maxReplyDatagrams, sequence < total, count <= MemcachedFrame.maxPayload,
               slots[s].total == 0 || slots[s].total == total else {
             stats.badReplies &+= 1
@@ -421,6 +447,21 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder>: ~Copy
             stats.gets &+= 1
             stats.hits &+= 1
         }
+        stats.completed &+= 1
+        latency.record(nanoseconds: now &- slot.firstSent)
+    }
+
+    /// An echo: complete when it is the request's body, byte for byte.
+    mutating func completeEcho(slot s: Int, body: UnsafeRawPointer, length: Int, now: UInt64) {
+        let slot = slots[s]
+        release(slot: s)
+        let sent = writeRequestBody(key: slot.key, isSet: slot.isSet, at: expected) - expected
+        guard length == sent, memoryEqual(body, UnsafeRawPointer(expected), length) else {
+            stats.badReplies &+= 1
+            return
+        }
+        if slot.isSet { stats.sets &+= 1 } else { stats.gets &+= 1 }
+        stats.echoes &+= 1
         stats.completed &+= 1
         latency.record(nanoseconds: now &- slot.firstSent)
     }

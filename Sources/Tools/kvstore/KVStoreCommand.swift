@@ -9,6 +9,7 @@ import UKNetdev
 ///
 ///   kvstore --netdev pcap:rx=IN,tx=OUT --ip 192.0.2.2 --mac 02:00:00:00:00:02
 ///   kvstore --netdev tap:ifname=kv0 --ip 192.0.2.2/24 --mac 02:00:00:00:00:02
+///   kvstore --netdev tap:ifname=kv0 --ip 192.0.2.2/24 --mac 02:00:00:00:00:02 --echo
 @main
 struct KVStoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -41,6 +42,9 @@ struct KVStoreCommand: ParsableCommand {
     @Option(help: "Buffers in the packet pool.")
     var buffers: Int = 8192
 
+    @Flag(help: "Answer every UDP datagram on --port with itself (a baseline for benchmarks) instead of speaking memcached.")
+    var echo = false
+
     mutating func validate() throws {
         do { _ = try NetdevSpec(parsing: netdev) } catch { throw ValidationError("--netdev: \(error)") }
         guard parseAddress(ip) != nil else { throw ValidationError("--ip: expected A.B.C.D or A.B.C.D/prefix, got '\(ip)'") }
@@ -53,7 +57,7 @@ struct KVStoreCommand: ParsableCommand {
         let spec = try NetdevSpec(parsing: netdev)
         let (address, prefix) = parseAddress(ip)!
         let config = KVServerConfig(mac: MACAddress(mac)!, ip: address, prefixLength: prefix, port: port,
-                                    memoryBytes: memory << 20)
+                                    memoryBytes: memory << 20, mode: echo ? .echo : .memcached)
         let pool = try spec.makePool(count: buffers, roomSize: 2048, headroom: 128, threading: .singleThread)
         installStopSignals()
         var runner = ServerRunner(config: config, pool: pool, live: isatty(1) != 0)
@@ -107,18 +111,28 @@ struct ServerRunner: NetDeviceVisitor {
     }
 
     func liveLine(_ s: borrowing KVServer) -> String {
-        "frames \(s.stats.framesReceived)  requests \(s.stats.requests)  replies \(s.stats.replyDatagrams)  "
+        if config.mode == .echo {
+            return "frames \(s.stats.framesReceived)  echoed \(s.stats.echoed)  drops \(s.stats.totalDrops)  pool \(pool.inUse)/\(pool.capacity)"
+        }
+        return "frames \(s.stats.framesReceived)  requests \(s.stats.requests)  replies \(s.stats.replyDatagrams)  "
             + "hits \(s.engine.stats.hits)  misses \(s.engine.stats.misses)  drops \(s.stats.totalDrops)  pool \(pool.inUse)/\(pool.capacity)"
     }
 
     func report(_ s: borrowing KVServer) -> String {
         var lines: [String] = []
-        lines.append("kvstore \(config.ip)/\(config.prefixLength) \(config.mac) port \(config.port)")
+        let echo = config.mode == .echo
+        lines.append("kvstore \(config.ip)/\(config.prefixLength) \(config.mac) port \(config.port)" + (echo ? " (echo)" : ""))
         lines.append("frames received: \(s.stats.framesReceived)")
-        lines.append("memcached requests: \(s.stats.requests), reply datagrams: \(s.stats.replyDatagrams)")
+        if echo {
+            lines.append("echoed datagrams: \(s.stats.echoed) (\(s.stats.echoFastPath) on the fast path, \(s.stats.echoGeneralPath) after the host stack, "
+                         + "\(s.stats.echoCopies) of them copied into a fresh buffer)")
+        } else {
+            lines.append("memcached requests: \(s.stats.requests), reply datagrams: \(s.stats.replyDatagrams)")
+        }
         let host = s.stats.host
         lines.append("ARP replies: \(host.arpReplies), ICMP echo replies: \(host.icmpReplies), reassembled datagrams: \(host.reassembled), "
-                     + "chained frames: \(host.linearised), lone GETs on the fast path: \(s.stats.loneGetReplies)")
+                     + "chained frames: \(host.linearised)" + (echo ? "" : ", lone GETs on the fast path: \(s.stats.loneGetReplies)"))
+        if echo { return (lines + dropLines(s)).joined(separator: "\n") }
         let e = s.engine.stats
         var commands: [String] = []
         for c in KVCommandStats.Command.allCases where e[c] > 0 { commands.append("\(c) \(e[c])") }
@@ -126,9 +140,12 @@ struct ServerRunner: NetDeviceVisitor {
         lines.append("hits: \(e.hits), misses: \(e.misses), errors: \(e.errors), unsupported: \(e.unsupported)")
         lines.append("incomplete lines: \(e.incompleteLines), values beyond their datagram: \(e.dataBeyondDatagram)")
         lines.append("items: \(s.engine.store.items), evictions: \(s.engine.store.evictions), memory pages: \(s.engine.store.pagesInUse)/\(s.engine.store.pageLimitCount)")
+        return (lines + dropLines(s)).joined(separator: "\n")
+    }
+
+    func dropLines(_ s: borrowing KVServer) -> [String] {
         var drops: [String] = []
         s.stats.forEachDrop { name, count in if count > 0 { drops.append("  \(name): \(count)") } }
-        lines.append("drops: \(s.stats.totalDrops)" + (drops.isEmpty ? "" : "\n" + drops.joined(separator: "\n")))
-        return lines.joined(separator: "\n")
+        return ["drops: \(s.stats.totalDrops)" + (drops.isEmpty ? "" : "\n" + drops.joined(separator: "\n"))]
     }
 }

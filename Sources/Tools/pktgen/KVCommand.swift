@@ -18,8 +18,10 @@ struct KVCommand: ParsableCommand {
             again after --timeout-ms, at most --retries times, then counted as timed out. Without \
             --server-mac the server's MAC is asked for with ARP. With --netdev ring the store runs \
             in this process on the other end of an in-memory ring pair (store on CPU 1, load on CPU 0). \
-            Exit status 0 when every request was answered correctly, 1 when any timed out, 2 on a \
-            wrong or unexpected reply.
+            With --echo the server is an echo server (kvstore --echo; with --netdev ring the in-process \
+            store runs in echo mode): the same requests, each reply checked to be its request byte for \
+            byte, latency measured the same way. Exit status 0 when every request was answered \
+            correctly, 1 when any timed out, 2 on a wrong or unexpected reply.
             """)
 
     @OptionGroup var device: DeviceOptions
@@ -45,6 +47,8 @@ struct KVCommand: ParsableCommand {
     @Option(help: "Seconds of load; default 5 when no --requests is given.") var duration: Double?
     @Option(help: "Random seed (keys and the GET/SET mix).") var seed: UInt64 = 1
     @Option(help: "Item memory of the in-process store (--netdev ring), MiB.") var storeMemory = 64
+    @Flag(help: "The server echoes (kvstore --echo): check that every reply is its request, byte for byte, instead of memcached's answer.")
+    var echo = false
 
     mutating func validate() throws {
         try device.check()
@@ -63,7 +67,8 @@ struct KVCommand: ParsableCommand {
         var c = KVLoadConfig(clientMAC: try parseMAC(mac, "--mac"), clientIP: try parseIP(ip, "--ip"), clientPort: port,
                              serverMAC: try serverMac.map { try parseMAC($0, "--server-mac") }, serverIP: try parseIP(serverIp, "--server-ip"),
                              serverPort: serverPort, window: window, keys: keys, keySize: keySize, valueSize: valueSize,
-                             getPerMille: Int((getRatio * 1000).rounded()), timeout: UInt64(timeoutMs * 1e6), retries: retries, seed: seed)
+                             getPerMille: Int((getRatio * 1000).rounded()), timeout: UInt64(timeoutMs * 1e6), retries: retries, seed: seed,
+                             echo: echo)
         do {
             try c.validate()
         } catch {
@@ -114,6 +119,8 @@ struct KVResult {
     let latency: HdrLatency
     let seconds: Double
     let failure: String?
+    /// Against an echo server (`--echo`).
+    let echo: Bool
 
     var rps: Double { seconds > 0 ? Double(stats.completed) / seconds : 0 }
 
@@ -121,7 +128,7 @@ struct KVResult {
         let s = stats
         return [("requests", .int(s.completed)), ("seconds", .number(seconds)), ("replies_per_second", .number(rps)),
                 ("gets", .int(s.gets)), ("sets", .int(s.sets)), ("hits", .int(s.hits)), ("misses", .int(s.misses)),
-                ("stored", .int(s.stored)), ("sent", .int(s.sent)), ("retries", .int(s.retries)), ("timeouts", .int(s.timeouts)),
+                ("stored", .int(s.stored)), ("echoes", .int(s.echoes)), ("sent", .int(s.sent)), ("retries", .int(s.retries)), ("timeouts", .int(s.timeouts)),
                 ("wrong_values", .int(s.wrongValues)), ("bad_replies", .int(s.badReplies)), ("late_replies", .int(s.lateReplies)),
                 ("bad_checksums", .int(s.badChecksums)), ("ignored_frames", .int(s.ignored)), ("tx_deferred", .int(s.txDeferred)),
                 ("no_buffer", .int(s.noBuffer)), ("arp_answered", .int(s.arpAnswered)),
@@ -133,12 +140,14 @@ struct KVResult {
 
     var text: String {
         let s = stats
+        let kinds = echo ? "echoes \(s.echoes) of gets \(s.gets) and sets \(s.sets)"
+                         : "gets \(s.gets) (hits \(s.hits), misses \(s.misses)), sets \(s.sets) (stored \(s.stored))"
         return """
-            kv: \(s.completed) requests in \(fixed(seconds, 3)) s: \(fixed(rps, 0)) replies/s
-            gets \(s.gets) (hits \(s.hits), misses \(s.misses)), sets \(s.sets) (stored \(s.stored))
+            kv: \(s.completed) requests in \(fixed(seconds, 3)) s: \(fixed(rps, 0)) replies/s\(echo ? " (echo server)" : "")
+            \(kinds)
             sent \(s.sent) datagrams, retries \(s.retries), timeouts \(s.timeouts); wrong values \(s.wrongValues), bad replies \(s.badReplies), late replies \(s.lateReplies), bad checksums \(s.badChecksums), other frames \(s.ignored)
             deferred by the device \(s.txDeferred), no buffer \(s.noBuffer), ARP requests answered \(s.arpAnswered)
-            setup: ARP requests \(setup.arpRequests), preloaded \(setup.stored) keys, timeouts \(setup.timeouts), errors \(setup.wrongValues + setup.badReplies)
+            setup: ARP requests \(setup.arpRequests), preloaded \(setup.stored) keys\(echo ? " (\(setup.echoes) SETs echoed)" : ""), timeouts \(setup.timeouts), errors \(setup.wrongValues + setup.badReplies)
             \(latency.text())
             """
     }
@@ -221,7 +230,7 @@ struct KVRunner: NetDeviceVisitor {
         }
         line.finish()
         return KVResult(stats: client.stats, setup: setup, latency: client.latency,
-                        seconds: Double(loadEnd - loadStart) / 1e9, failure: failure)
+                        seconds: Double(loadEnd - loadStart) / 1e9, failure: failure, echo: config.echo)
     }
 
     /// The store in this process, on the other end of a ring pair, polled on CPU 1.
@@ -241,7 +250,8 @@ struct KVRunner: NetDeviceVisitor {
         // Each side allocates from its own pool: the store's thread and ours never share one.
         let storePool = try NetBufPool(count: 8192, roomSize: 2048, headroom: 128, threading: .threadSafe)
         let storeConfig = KVServerConfig(mac: config.serverMAC ?? KVCommand.inProcessStoreMAC, ip: config.serverIP,
-                                         port: config.serverPort, memoryBytes: memoryMiB << 20)
+                                         port: config.serverPort, memoryBytes: memoryMiB << 20,
+                                         mode: config.echo ? .echo : .memcached)
         // The store's thread has it alone until it is joined; then it comes back for the shutdown.
         let store = Shared(KVServerOnDevice(server: try KVServer(pool: storePool, config: storeConfig, now: unixTime()),
                                             device: device))
