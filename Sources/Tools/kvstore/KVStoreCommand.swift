@@ -10,6 +10,7 @@ import UKNetdev
 ///   kvstore --netdev pcap:rx=IN,tx=OUT --ip 192.0.2.2 --mac 02:00:00:00:00:02
 ///   kvstore --netdev tap:ifname=kv0 --ip 192.0.2.2/24 --mac 02:00:00:00:00:02
 ///   kvstore --netdev tap:ifname=kv0 --ip 192.0.2.2/24 --mac 02:00:00:00:00:02 --echo
+///   kvstore --netdev vhost-user:path=/tmp/kv.sock --ip 198.51.100.2/24 --mac 02:00:00:00:00:02
 @main
 struct KVStoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,7 +22,7 @@ struct KVStoreCommand: ParsableCommand {
             SIGTERM, printing statistics once per second on a terminal and once at exit.
             """)
 
-    @Option(help: "The device: pcap:rx=FILE,tx=FILE | tap:ifname=NAME | null | ring.")
+    @Option(help: "The device: pcap:rx=FILE,tx=FILE | tap:ifname=NAME | vhost-user:path=SOCK[,queues=N] | null | ring.")
     var netdev: String
 
     @Option(help: "The store's IPv4 address, A.B.C.D[/prefix] (default prefix 24).")

@@ -27,7 +27,7 @@ struct PktGenCommand: ParsableCommand {
 
 /// Where frames go and come from.
 struct DeviceOptions: ParsableArguments {
-    @Option(help: "The device: pcap:rx=FILE,tx=FILE | tap:ifname=NAME | null | ring (a loopback ring).")
+    @Option(help: "The device: pcap:rx=FILE,tx=FILE | tap:ifname=NAME | vhost-user:path=SOCK[,queues=N] | null | ring (a loopback ring).")
     var netdev: String
 
     @Option(help: "Also record every frame received and sent into this pcap file.")
