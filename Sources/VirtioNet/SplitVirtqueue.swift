@@ -227,13 +227,14 @@ public struct SplitVirtqueue: ~Copyable {
         return (posted, refused)
     }
 
-    /// Posts one packet to send as a single descriptor starting `headerSize` bytes before its
-    /// data (the header already written there). The caller checked `freeDescriptors > 0`.
+    /// Posts one packet to send as a single descriptor of `length` bytes at device address
+    /// `address`: the header (already written there) and the frame behind it. The caller checked
+    /// `freeDescriptors > 0`.
     @inlinable @inline(__always)
-    public mutating func postTransmit(_ buf: NetBuf, headerSize: Int) {
+    public mutating func postTransmit(_ buf: NetBuf, address: UInt64, length: Int) {
         let id = popFreeId()
-        let length = UInt32(truncatingIfNeeded: buf.length &+ headerSize)
-        writeDescriptor(id, address: buf.deviceAddress &- UInt64(headerSize), length: length, flags: 0, next: 0)
+        let length = UInt32(truncatingIfNeeded: length)
+        writeDescriptor(id, address: address, length: length, flags: 0, next: 0)
         slots[id] = DescriptorSlot(buf: buf, posted: length, chainCount: 1)
         makeAvailable(id)
         inFlightCount &+= 1

@@ -482,12 +482,12 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
         var bytes = 0
         while i < count {
             let buf = src[i]
-            let length = buf.length
-            if buf.next == nil && buf.headroom >= Self.headerSize && buf.isWritable
-                && transport.canReach(buf.deviceAddress &- UInt64(Self.headerSize), length: length &+ Self.headerSize) {
+            let length = buf.length &+ Self.headerSize
+            if buf.next == nil && buf.headroom >= Self.headerSize && buf.isWritable,
+               case let address = buf.deviceAddress &- UInt64(Self.headerSize), transport.canReach(address, length: length) {
                 guard q.pointee.ring.freeDescriptors > 0 else { break }
                 writeHeader(buf.data - Self.headerSize, for: buf)
-                q.pointee.ring.postTransmit(buf, headerSize: Self.headerSize)
+                q.pointee.ring.postTransmit(buf, address: address, length: length)
             } else {
                 guard q.pointee.ring.freeDescriptors > buf.segmentCount else { break }
                 guard reachable(buf) else {
