@@ -15,6 +15,22 @@ public struct TestPMDPortStatistics: Equatable, Sendable {
     }
 }
 
+/// Packets and bytes of one testpmd port from a periodic "NIC statistics" block
+/// (`--stats-period`): the device's own counters. Bytes are frame bytes without the FCS
+/// (net_vhost counts what it copies; 64-byte frames on the wire are 60 here).
+public struct TestPMDNICStatistics: Equatable, Sendable {
+    public var rxPackets: UInt64 = 0
+    public var rxBytes: UInt64 = 0
+    public var txPackets: UInt64 = 0
+    public var txBytes: UInt64 = 0
+    public init(rxPackets: UInt64 = 0, rxBytes: UInt64 = 0, txPackets: UInt64 = 0, txBytes: UInt64 = 0) {
+        self.rxPackets = rxPackets
+        self.rxBytes = rxBytes
+        self.txPackets = txPackets
+        self.txBytes = txBytes
+    }
+}
+
 /// One dpdk-testpmd process: `--no-huge -m 512 --no-pci`, a file prefix of its own, its two
 /// lcores pinned to separate CPUs, `-a --stats-period 1` (forwarding starts at once; with a stats
 /// period it does not wait for Enter, which would end it at once with stdin at end of file).
@@ -109,6 +125,38 @@ public final class TestPMD {
 
     /// Per-port statistics from the log so far (see `parseStatistics`).
     public var statistics: [Int: TestPMDPortStatistics] { Self.parseStatistics(log) }
+
+    /// The last complete periodic NIC statistics of each port so far (see `parseNICStatistics`).
+    public var nicStatistics: [Int: TestPMDNICStatistics] { Self.parseNICStatistics(log) }
+
+    /// Per port, the last complete "NIC statistics for port N" block (one that testpmd has
+    /// finished printing: its closing rule is there, so no number is cut off mid-write).
+    public static func parseNICStatistics(_ log: String) -> [Int: TestPMDNICStatistics] {
+        var result: [Int: TestPMDNICStatistics] = [:]
+        var current: (port: Int, stats: TestPMDNICStatistics)?
+        func number(after label: String, in line: Substring) -> UInt64? {
+            guard let r = line.range(of: label) else { return nil }
+            return UInt64(line[r.upperBound...].drop { $0 == " " }.prefix { $0.isNumber })
+        }
+        for line in log.split(separator: "\n", omittingEmptySubsequences: false) {
+            if let r = line.range(of: "NIC statistics for port ") {
+                current = Int(line[r.upperBound...].prefix { $0.isNumber }).map { ($0, TestPMDNICStatistics()) }
+                continue
+            }
+            guard var c = current else { continue }
+            if line.contains("########################") {   // the block's closing rule
+                result[c.port] = c.stats
+                current = nil
+                continue
+            }
+            if let v = number(after: "RX-packets:", in: line) { c.stats.rxPackets = v }
+            if let v = number(after: "RX-bytes:", in: line) { c.stats.rxBytes = v }
+            if let v = number(after: "TX-packets:", in: line) { c.stats.txPackets = v }
+            if let v = number(after: "TX-bytes:", in: line) { c.stats.txBytes = v }
+            current = c
+        }
+        return result
+    }
 
     /// RX-packets and TX-packets per port: from the forward statistics testpmd prints when it
     /// stops, or, for a port without those (still running), from the last periodic NIC statistics.
