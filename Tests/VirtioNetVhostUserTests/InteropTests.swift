@@ -86,8 +86,6 @@ final class RunningProgram {
 
 /// Helpers the interop tests share.
 enum Interop {
-    static let pktgen = Tools.executable("pktgen")
-    static let kvstore = Tools.executable("kvstore")
     static let skipReason: Comment = "dpdk-testpmd is not installed (Debian package dpdk-dev; make test installs it)"
 
     static func program(_ name: String) throws -> String {
