@@ -1,6 +1,7 @@
 // DPDK's testpmd as a test peer (for example a vhost-user backend: --vdev net_vhost0,iface=SOCK),
 // run non-interactively with its output in a log file the test reads.
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -43,7 +44,8 @@ public final class TestPMD {
     /// dpdk-testpmd is on PATH (Debian package dpdk-dev).
     public static var isAvailable: Bool { executablePath != nil }
 
-    nonisolated(unsafe) static var started = 0
+    /// testpmds started so far: each one's file prefix (suites run in parallel, so guarded).
+    static let started = Mutex(0)
 
     public let pid: pid_t
     public let logPath: String
@@ -64,8 +66,11 @@ public final class TestPMD {
             throw Processes.Failed(description: "dpdk-testpmd is not installed (Debian package dpdk-dev)")
         }
         precondition(forwardingCPU == 0 || forwardingCPU == 1)
-        Self.started += 1
-        filePrefix = "uknet-\(getpid())-\(Self.started)"
+        let n = Self.started.withLock { n in
+            n += 1
+            return n
+        }
+        filePrefix = "uknet-\(getpid())-\(n)"
         self.directory = directory ?? TemporaryDirectory(purpose: "testpmd")
         logPath = self.directory.file("testpmd-\(filePrefix).log")
         arguments = [executable, "--lcores=0@\(1 - forwardingCPU),1@\(forwardingCPU)", "--no-huge", "-m", "512", "--no-pci",
