@@ -1,6 +1,7 @@
 // Running this build's executables and the peers the tests check output with (tshark), and
 // reading the pcap files they write.
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,12 +59,17 @@ public enum Processes {
     /// The first of `paths` that is executable.
     public static func executable(_ paths: [String]) -> String? { paths.first { access($0, X_OK) == 0 } }
 
-    nonisolated(unsafe) static var counter = 0
+    /// Tests run in parallel: an unguarded counter here once gave two children the same file
+    /// (one test read the other's output).
+    static let counter = Mutex(0)
 
     /// A fresh temporary file path for one child's output.
     public static func outputPath() -> String {
-        counter += 1
-        return "/tmp/uknet-child-\(getpid())-\(counter).out"
+        let n = counter.withLock { n in
+            n += 1
+            return n
+        }
+        return "/tmp/uknet-child-\(getpid())-\(n).out"
     }
 
     /// Starts `arguments` with stdin from /dev/null and stdout+stderr into `output`, with default

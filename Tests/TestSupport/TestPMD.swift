@@ -1,6 +1,7 @@
 // DPDK's testpmd as a test peer (for example a vhost-user backend: --vdev net_vhost0,iface=SOCK),
 // run non-interactively with its output in a log file the test reads.
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,6 +13,22 @@ public struct TestPMDPortStatistics: Equatable, Sendable {
     public init(rxPackets: UInt64, txPackets: UInt64) {
         self.rxPackets = rxPackets
         self.txPackets = txPackets
+    }
+}
+
+/// Packets and bytes of one testpmd port from a periodic "NIC statistics" block
+/// (`--stats-period`): the device's own counters. Bytes are frame bytes without the FCS
+/// (net_vhost counts what it copies; 64-byte frames on the wire are 60 here).
+public struct TestPMDNICStatistics: Equatable, Sendable {
+    public var rxPackets: UInt64 = 0
+    public var rxBytes: UInt64 = 0
+    public var txPackets: UInt64 = 0
+    public var txBytes: UInt64 = 0
+    public init(rxPackets: UInt64 = 0, rxBytes: UInt64 = 0, txPackets: UInt64 = 0, txBytes: UInt64 = 0) {
+        self.rxPackets = rxPackets
+        self.rxBytes = rxBytes
+        self.txPackets = txPackets
+        self.txBytes = txBytes
     }
 }
 
@@ -27,7 +44,8 @@ public final class TestPMD {
     /// dpdk-testpmd is on PATH (Debian package dpdk-dev).
     public static var isAvailable: Bool { executablePath != nil }
 
-    nonisolated(unsafe) static var started = 0
+    /// testpmds started so far: each one's file prefix (suites run in parallel, so guarded).
+    static let started = Mutex(0)
 
     public let pid: pid_t
     public let logPath: String
@@ -48,8 +66,11 @@ public final class TestPMD {
             throw Processes.Failed(description: "dpdk-testpmd is not installed (Debian package dpdk-dev)")
         }
         precondition(forwardingCPU == 0 || forwardingCPU == 1)
-        Self.started += 1
-        filePrefix = "uknet-\(getpid())-\(Self.started)"
+        let n = Self.started.withLock { n in
+            n += 1
+            return n
+        }
+        filePrefix = "uknet-\(getpid())-\(n)"
         self.directory = directory ?? TemporaryDirectory(purpose: "testpmd")
         logPath = self.directory.file("testpmd-\(filePrefix).log")
         arguments = [executable, "--lcores=0@\(1 - forwardingCPU),1@\(forwardingCPU)", "--no-huge", "-m", "512", "--no-pci",
@@ -109,6 +130,38 @@ public final class TestPMD {
 
     /// Per-port statistics from the log so far (see `parseStatistics`).
     public var statistics: [Int: TestPMDPortStatistics] { Self.parseStatistics(log) }
+
+    /// The last complete periodic NIC statistics of each port so far (see `parseNICStatistics`).
+    public var nicStatistics: [Int: TestPMDNICStatistics] { Self.parseNICStatistics(log) }
+
+    /// Per port, the last complete "NIC statistics for port N" block (one that testpmd has
+    /// finished printing: its closing rule is there, so no number is cut off mid-write).
+    public static func parseNICStatistics(_ log: String) -> [Int: TestPMDNICStatistics] {
+        var result: [Int: TestPMDNICStatistics] = [:]
+        var current: (port: Int, stats: TestPMDNICStatistics)?
+        func number(after label: String, in line: Substring) -> UInt64? {
+            guard let r = line.range(of: label) else { return nil }
+            return UInt64(line[r.upperBound...].drop { $0 == " " }.prefix { $0.isNumber })
+        }
+        for line in log.split(separator: "\n", omittingEmptySubsequences: false) {
+            if let r = line.range(of: "NIC statistics for port ") {
+                current = Int(line[r.upperBound...].prefix { $0.isNumber }).map { ($0, TestPMDNICStatistics()) }
+                continue
+            }
+            guard var c = current else { continue }
+            if line.contains("########################") {   // the block's closing rule
+                result[c.port] = c.stats
+                current = nil
+                continue
+            }
+            if let v = number(after: "RX-packets:", in: line) { c.stats.rxPackets = v }
+            if let v = number(after: "RX-bytes:", in: line) { c.stats.rxBytes = v }
+            if let v = number(after: "TX-packets:", in: line) { c.stats.txPackets = v }
+            if let v = number(after: "TX-bytes:", in: line) { c.stats.txBytes = v }
+            current = c
+        }
+        return result
+    }
 
     /// RX-packets and TX-packets per port: from the forward statistics testpmd prints when it
     /// stops, or, for a port without those (still running), from the last periodic NIC statistics.

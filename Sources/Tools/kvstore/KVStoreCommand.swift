@@ -93,7 +93,9 @@ struct ServerRunner: NetDeviceVisitor {
         while stopRequested == 0 {
             let n = server.poll(&device, now: unixTime())
             if n == 0 {
-                if server.inputEnded && server.pendingTransmit == 0 { break }
+                // The input ended and every reply went out, or none can (the device's backend
+                // went away: what is still queued is dropped when the server goes).
+                if server.inputEnded && (server.pendingTransmit == 0 || !device.info.link.up) { break }
                 idlePolls += 1
                 // Busy-poll briefly, then yield the CPU while idle (a TAP or pcap device).
                 if idlePolls > 1000 { usleep(100) }

@@ -159,9 +159,10 @@ struct TxRunner: NetDeviceVisitor {
             let pool = try netdev.makePool(count: buffers, roomSize: 2048, headroom: 128, threading: .singleThread)
             results.append(try send(&device, template: template, pool: pool))
             // Frames the device still holds (virtio frees them when the backend has sent them):
-            // empty bursts take them back, for up to a second.
+            // empty bursts take them back, for up to a second (none come back from a backend
+            // that went away).
             var waits = 0
-            while pool.inUse != 0 && waits < 1000 {
+            while pool.inUse != 0 && waits < 1000 && device.info.link.up {
                 _ = device.txBurst(queue: 0, from: UnsafeMutableBufferPointer(start: nil, count: 0))
                 if pool.inUse != 0 { usleep(1000) }
                 waits += 1
@@ -219,9 +220,10 @@ struct TxRunner: NetDeviceVisitor {
                 }
             }
         }
-        // Frames built and not yet taken: give the device a moment, then let them go.
+        // Frames built and not yet taken: give the device a moment (not one whose backend went
+        // away: it takes nothing any more), then let them go.
         let flushDeadline = monotonicNanoseconds() + 1_000_000_000
-        while gen.unsent > 0 && monotonicNanoseconds() < flushDeadline {
+        while gen.unsent > 0 && monotonicNanoseconds() < flushDeadline && device.info.link.up {
             if gen.send(on: &device, limit: gen.unsent, now: now) == 0 { usleep(100) }
         }
         let end = monotonicNanoseconds()
