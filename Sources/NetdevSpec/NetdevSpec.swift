@@ -8,15 +8,18 @@ import UKNetdevLinux
 /// - `tap:ifname=NAME`: a Linux TAP interface, created if absent
 /// - `null`: TX frees, RX gives nothing (DPDK's net_null)
 /// - `ring`: a loopback ring: what is transmitted is received
-/// - `vhost-user:path=SOCK[,queues=N]`: a virtio-net device whose backend (a vhost-user switch
-///   such as `dpdk-testpmd --vdev net_vhost0,iface=SOCK`) listens on the Unix socket SOCK; N queue
-///   pairs (default 1)
+/// - `vhost-user:path=SOCK[,queues=N][,reconnect=S]`: a virtio-net device whose backend (a
+///   vhost-user switch such as `dpdk-testpmd --vdev net_vhost0,iface=SOCK`) listens on the Unix
+///   socket SOCK; N queue pairs (default 1); if the backend goes away, try every S seconds to
+///   connect again (default: do not, end the run)
 public enum NetdevSpec: Equatable, Sendable, CustomStringConvertible {
     case pcap(rx: String?, tx: String?)
     case tap(ifname: String)
     case null
     case ring
-    case vhostUser(path: String, queues: Int)
+    /// `reconnect`: seconds between attempts to connect again when the backend went away (0:
+    /// do not; the program then ends, reporting it).
+    case vhostUser(path: String, queues: Int, reconnect: Double = 0)
 
     /// The kinds, as written on a command line.
     public static let kinds = ["pcap", "tap", "null", "ring", "vhost-user"]
@@ -46,7 +49,7 @@ public enum NetdevSpec: Equatable, Sendable, CustomStringConvertible {
             try Self.allow(options, keys: [], kind: kind)
             self = .ring
         case "vhost-user":
-            try Self.allow(options, keys: ["path", "queues"], kind: kind)
+            try Self.allow(options, keys: ["path", "queues", "reconnect"], kind: kind)
             guard let path = options.first(where: { $0.key == "path" })?.value else {
                 throw .missingKey(kind: kind, key: "path")
             }
@@ -57,10 +60,24 @@ public enum NetdevSpec: Equatable, Sendable, CustomStringConvertible {
                 }
                 queues = n
             }
-            self = .vhostUser(path: path, queues: queues)
+            var reconnect = 0.0
+            if let text = options.first(where: { $0.key == "reconnect" })?.value {
+                guard let s = Double(text), s >= 0, s <= 3600 else {
+                    throw .invalidValue(kind: kind, key: "reconnect", value: text, expected: "seconds, 0...3600")
+                }
+                reconnect = s
+            }
+            self = .vhostUser(path: path, queues: queues, reconnect: reconnect)
         default:
             throw .unknownKind(kind)
         }
+    }
+
+    /// Whether the device waits for a backend that went away to come back (the programs then
+    /// keep running through the outage).
+    public var waitsForBackend: Bool {
+        if case .vhostUser(_, _, let reconnect) = self { return reconnect > 0 }
+        return false
     }
 
     /// The spec as it would be written (parses back to itself).
@@ -71,7 +88,9 @@ public enum NetdevSpec: Equatable, Sendable, CustomStringConvertible {
         case .tap(let name): return "tap:ifname=\(name)"
         case .null: return "null"
         case .ring: return "ring"
-        case .vhostUser(let path, let queues): return "vhost-user:path=\(path)" + (queues == 1 ? "" : ",queues=\(queues)")
+        case .vhostUser(let path, let queues, let reconnect):
+            return "vhost-user:path=\(path)" + (queues == 1 ? "" : ",queues=\(queues)")
+                + (reconnect == 0 ? "" : ",reconnect=\(reconnect)")
         }
     }
 

@@ -43,12 +43,12 @@ public func open<V: NetDeviceVisitor>(_ spec: NetdevSpec, pool: NetBufPool, reco
         return try run(NullDevice(), pool: pool, record: record, options: options, visitor: &visitor)
     case .ring:
         return try run(RingDevice.loopback(), pool: pool, record: record, options: options, visitor: &visitor)
-    case .vhostUser(let path, let queues):
+    case .vhostUser(let path, let queues, let reconnect):
         let memory = try PacketMemory.process()
         guard memory.shared.contains(pool.state.pointee.slab, length: pool.state.pointee.slabBytes) else {
             throw PacketMemoryError.poolOutsidePacketMemory
         }
-        let device = try VhostUserNetDevice.vhostUser(path: path, queuePairs: queues, memory: memory)
+        let device = try VhostUserNetDevice.vhostUser(path: path, queuePairs: queues, memory: memory, reconnectInterval: reconnect)
         printError("vhost-user \(path): \(device.negotiationSummary)")
         var watcher = BackendWatcher(inner: visitor, path: path)
         defer { visitor = watcher.inner }

@@ -17,11 +17,16 @@ public struct VirtioNetOptions: Sendable {
     /// backend is seen within milliseconds even by a poller that sleeps between polls).
     public static let emptyRxBurstWeight = 64
 
+    /// When the device goes away: wait for it to come back (the transport connects again, the
+    /// queues are handed over afresh) instead of ending RX with `endOfInput`.
+    public var reconnect: Bool
+
     public init(wanted: VirtioFeatures = VirtioNetOptions.defaultFeatures, required: VirtioFeatures = [.version1],
-                aliveCheckInterval: Int = 1 << 16) {
+                aliveCheckInterval: Int = 1 << 16, reconnect: Bool = false) {
         self.wanted = wanted
         self.required = required
         self.aliveCheckInterval = aliveCheckInterval
+        self.reconnect = reconnect
     }
 
     /// VERSION_1 (the 12-byte header, any layout: header and frame in one descriptor),
@@ -180,6 +185,7 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
             body("rx_ring_fault", q, UInt64(c.rxFault.rawValue))
             body("tx_ring_fault", q, UInt64(c.txFault.rawValue))
         }
+        body("reconnections", -1, UInt64(reconnectCount))
     }
 
     /// One line: what was negotiated.
@@ -257,12 +263,7 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
             guard txSetUp[q] else { throw .queueNotSetUp(rx: false, queue: q) }
         }
         do {
-            for q in 0..<pairs {
-                refill(q)
-                try transport.activateQueue(VirtioNetQueue.rx(q), size: rx[q].ring.size, rings: rx[q].ring.addresses)
-                try transport.activateQueue(VirtioNetQueue.tx(q), size: tx[q].ring.size, rings: tx[q].ring.addresses)
-            }
-            try transport.driverReady()
+            try handOverQueues()
         } catch {
             transport.reset()
             for q in 0..<pairs { rx[q].ring.reset(); tx[q].ring.reset() }
@@ -270,6 +271,50 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
         }
         running = true
         deviceState = .running(rxQueues: pairs, txQueues: pairs)
+    }
+
+    /// Fills every RX ring and gives the device every queue, then DRIVER_OK. No kicks: the
+    /// device reads the rings when it gets them.
+    mutating func handOverQueues() throws(VirtioError) {
+        for q in 0..<pairs {
+            refill(q)
+            try transport.activateQueue(VirtioNetQueue.rx(q), size: rx[q].ring.size, rings: rx[q].ring.addresses)
+            try transport.activateQueue(VirtioNetQueue.tx(q), size: tx[q].ring.size, rings: tx[q].ring.addresses)
+        }
+        try transport.driverReady()
+    }
+
+    /// Times the device went away and came back (`VirtioNetOptions.reconnect`).
+    public var reconnections: Int { reconnectCount }
+    @usableFromInline var reconnectCount = 0
+
+    /// RX while the device is gone: the end of the input, or (`reconnect`) an empty burst and,
+    /// when the transport can connect again, the queues handed over afresh.
+    @usableFromInline @inline(never)
+    mutating func whileGone() -> BurstResult {
+        guard options.reconnect else { return BurstResult(count: 0, status: [.success, .endOfInput]) }
+        do { try transport.reconnect() } catch { return BurstResult(count: 0, status: .success) }
+        // The device that held our buffers is gone: every one of them is ours again.
+        for q in 0..<pairs {
+            rx[q].ring.reset()
+            tx[q].ring.reset()
+        }
+        running = false
+        defer { running = true }
+        do {
+            try transport.negotiate(negotiated)
+            try handOverQueues()
+        } catch {
+            for q in 0..<pairs {
+                rx[q].ring.reset()
+                tx[q].ring.reset()
+            }
+            return BurstResult(count: 0, status: .success)
+        }
+        gone = false
+        burstsUntilAliveCheck = options.aliveCheckInterval
+        reconnectCount += 1
+        return BurstResult(count: 0, status: .success)
     }
 
     /// Resets the device (it lets go of every ring) and takes back every buffer it held.
@@ -347,9 +392,10 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
         guard running, queue >= 0, queue < pairs, let out = packets.baseAddress else { return .refused }
         let q = rx + queue
         let waiting = q.pointee.ring.usedAvailable()
-        // A device that went away: what it returned before is ours to deliver, then the input ended.
-        // (An empty poll counts for more: idle pollers nap between polls.)
-        guard deviceStillThere(weight: waiting == 0 ? VirtioNetOptions.emptyRxBurstWeight : 1) || waiting > 0 else { return BurstResult(count: 0, status: [.success, .endOfInput]) }
+        // A device that went away: what it returned before is ours to deliver, then the input
+        // ended (or, asked to, we wait for it to come back). An empty poll counts for more in
+        // the liveness countdown: idle pollers nap between polls.
+        guard deviceStillThere(weight: waiting == 0 ? VirtioNetOptions.emptyRxBurstWeight : 1) || waiting > 0 else { return whileGone() }
         var taken = 0
         var n = 0
         var bytes = 0

@@ -68,11 +68,16 @@ public protocol VirtioTransport: ~Copyable {
     /// Whether the device is still there (a vhost-user backend's process); polled now and then,
     /// not per burst.
     mutating func checkAlive() -> Bool
+    /// After the device went away: connects to it again if it came back (a restarted vhost-user
+    /// backend) and the transport was asked to, ready for `negotiate` and the queues; throws
+    /// (cheaply, it is called from idle polls) when not now or never.
+    mutating func reconnect() throws(VirtioError)
 }
 
 extension VirtioTransport where Self: ~Copyable {
     public func eventSource(_ index: Int) -> RxEventSource { .none }
     public mutating func checkAlive() -> Bool { true }
+    public mutating func reconnect() throws(VirtioError) { throw .deviceGone }
 }
 
 /// Why the virtio driver or its transport stopped.

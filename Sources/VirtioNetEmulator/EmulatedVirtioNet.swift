@@ -45,6 +45,15 @@ public struct EmulatedVirtioNet {
     /// Makes the transport report the device gone (a backend that died).
     public func disappear() { state.pointee.alive = false }
 
+    /// The device is back, knowing nothing of the rings it had (a restarted backend): the driver
+    /// may connect again (`VirtioTransport.reconnect`) and hand them over afresh.
+    public func comeBack() {
+        for i in 0..<(2 * state.pointee.queuePairs) { state.pointee.queues[i] = EmulatedQueue() }
+        state.pointee.driverOK = false
+        state.pointee.alive = true
+    }
+    public var reconnects: Int { state.pointee.reconnects }
+
     // MARK: Device side of the rings
 
     /// Entries the driver made available on virtqueue `index` and the device has not taken.
@@ -208,6 +217,7 @@ public struct EmulatedDeviceState {
     public var driverOK = false
     public var alive = true
     public var resets = 0
+    public var reconnects = 0
     /// Device memory handed out and not freed (for leak checks).
     public var memoryBlocks = 0
     init(offered: VirtioFeatures, queuePairs: Int, maxQueueSize: Int, mac: MACAddress?, queues: UnsafeMutablePointer<EmulatedQueue>) {
@@ -280,4 +290,9 @@ public struct EmulatedTransport: VirtioTransport, ~Copyable {
     public func canReach(_ address: UInt64, length: Int) -> Bool { true }
 
     public mutating func checkAlive() -> Bool { state.pointee.alive }
+
+    public mutating func reconnect() throws(VirtioError) {
+        guard state.pointee.alive else { throw .deviceGone }
+        state.pointee.reconnects += 1
+    }
 }

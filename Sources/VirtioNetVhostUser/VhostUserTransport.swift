@@ -30,25 +30,13 @@ public struct VhostUserTransport: VirtioTransport, ~Copyable {
     /// Connects to the backend at `path` and agrees on the protocol (SET_OWNER, protocol
     /// features, the number of queues). Throws, with a message naming the path and what to do,
     /// when there is no backend or it cannot serve `queuePairs` pairs.
-    public init(path: String, queuePairs: Int = 1, memory: PacketMemory, mac: MACAddress? = nil) throws(VhostUserError) {
+    /// - reconnectInterval: seconds between attempts to connect again after the backend went away
+    ///   (`reconnect`); 0: never (the device then stays gone).
+    public init(path: String, queuePairs: Int = 1, memory: PacketMemory, mac: MACAddress? = nil,
+                reconnectInterval: Double = 0) throws(VhostUserError) {
         guard queuePairs >= 1 else { throw .invalidArgument("queue pairs must be at least 1, got \(queuePairs)") }
         var connection = try VhostUserConnection(path: path)
-        let features = try connection.getFeatures()
-        try connection.setOwner()
-        var negotiatedProtocol: UInt64 = 0
-        var backendPairs = 1
-        if features & VirtioFeatures.vhostUserProtocolFeatures.rawValue != 0 {
-            let offered = try connection.getProtocolFeatures()
-            negotiatedProtocol = offered & (VhostUserProtocolFeatures.multiqueue | VhostUserProtocolFeatures.replyAck)
-            try connection.setProtocolFeatures(negotiatedProtocol)
-            if negotiatedProtocol & VhostUserProtocolFeatures.multiqueue != 0 {
-                backendPairs = Int(clamping: try connection.getQueueNum())
-            }
-        }
-        guard queuePairs <= backendPairs else {
-            throw .invalidArgument("the vhost-user backend at \(path) serves \(backendPairs) queue pair(s), \(queuePairs) asked: "
-                                   + "lower queues= or start the backend with more (net_vhost: queues=N)")
-        }
+        let (features, negotiatedProtocol) = try Self.handshake(&connection, queuePairs: queuePairs)
         let vqs = 2 * queuePairs
         let kicks = UnsafeMutablePointer<Int32>.allocate(capacity: vqs)
         let calls = UnsafeMutablePointer<Int32>.allocate(capacity: vqs)
@@ -72,6 +60,7 @@ public struct VhostUserTransport: VirtioTransport, ~Copyable {
         active = .allocate(capacity: vqs)
         active.initialize(repeating: false, count: vqs)
         self.connection = connection
+        self.reconnectInterval = reconnectInterval
         self.memory = memory
         backendFeatures = features
         protocolFeatures = negotiatedProtocol
@@ -79,6 +68,56 @@ public struct VhostUserTransport: VirtioTransport, ~Copyable {
         configuredMAC = mac
         reachBase = UInt64(UInt(bitPattern: memory.shared.base))
         reachEnd = reachBase + UInt64(memory.shared.size)
+    }
+
+    /// GET_FEATURES, SET_OWNER, the protocol features we use (MQ, REPLY_ACK) and the number of
+    /// queue pairs: what a new connection agrees on before any memory or ring is given.
+    static func handshake(_ connection: inout VhostUserConnection, queuePairs: Int) throws(VhostUserError) -> (UInt64, UInt64) {
+        let features = try connection.getFeatures()
+        try connection.setOwner()
+        var negotiatedProtocol: UInt64 = 0
+        var backendPairs = 1
+        if features & VirtioFeatures.vhostUserProtocolFeatures.rawValue != 0 {
+            let offered = try connection.getProtocolFeatures()
+            negotiatedProtocol = offered & (VhostUserProtocolFeatures.multiqueue | VhostUserProtocolFeatures.replyAck)
+            try connection.setProtocolFeatures(negotiatedProtocol)
+            if negotiatedProtocol & VhostUserProtocolFeatures.multiqueue != 0 {
+                backendPairs = Int(clamping: try connection.getQueueNum())
+            }
+        }
+        guard queuePairs <= backendPairs else {
+            throw .invalidArgument("the vhost-user backend at \(connection.path) serves \(backendPairs) queue pair(s), \(queuePairs) asked: "
+                                   + "lower queues= or start the backend with more (net_vhost: queues=N)")
+        }
+        return (features, negotiatedProtocol)
+    }
+
+    let reconnectInterval: Double
+    /// When the last attempt to connect again was made (CLOCK_MONOTONIC seconds).
+    var lastReconnectAttempt = 0.0
+    /// Connections made again after the backend went away.
+    public private(set) var reconnects = 0
+
+    /// Connects again, at most once per `reconnectInterval`, to a backend that came back at the
+    /// same path, and agrees on the same features (a backend now offering fewer is refused);
+    /// the driver then gives it memory and rings again (`negotiate`, `activateQueue`).
+    public mutating func reconnect() throws(VirtioError) {
+        guard reconnectInterval > 0 else { throw .deviceGone }
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let seconds = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+        guard seconds - lastReconnectAttempt >= reconnectInterval else { throw .deviceGone }
+        lastReconnectAttempt = seconds
+        do {
+            var fresh = try VhostUserConnection(path: connection.path)
+            let (features, _) = try Self.handshake(&fresh, queuePairs: queuePairs)
+            guard features & backendFeatures == backendFeatures else { throw VirtioError.deviceGone }
+            connection = fresh
+        } catch {
+            throw .deviceGone
+        }
+        for index in 0..<(2 * queuePairs) { active[index] = false }
+        reconnects += 1
     }
 
     deinit {
@@ -191,9 +230,15 @@ public typealias VhostUserNetDevice = VirtioNetDevice<VhostUserTransport>
 extension VirtioNetDevice where Transport == VhostUserTransport {
     /// Connects to the vhost-user backend at `path` and negotiates virtio-net features with it.
     /// Buffers the device carries must come from `memory` (`PacketMemory.makePool`).
+    /// `reconnectInterval` > 0: when the backend goes away, connect again every that many seconds
+    /// until it is back (and turns `options.reconnect` on).
     public static func vhostUser(path: String, queuePairs: Int = 1, memory: PacketMemory, mac: MACAddress? = nil,
+                                 reconnectInterval: Double = 0,
                                  options: VirtioNetOptions = VirtioNetOptions()) throws -> VhostUserNetDevice {
-        let transport = try VhostUserTransport(path: path, queuePairs: queuePairs, memory: memory, mac: mac)
+        var options = options
+        if reconnectInterval > 0 { options.reconnect = true }
+        let transport = try VhostUserTransport(path: path, queuePairs: queuePairs, memory: memory, mac: mac,
+                                               reconnectInterval: reconnectInterval)
         do {
             return try VirtioNetDevice(transport: transport, options: options)
         } catch {

@@ -57,11 +57,14 @@ struct SendThenReceive: NetDeviceVisitor {
         #expect(try NetdevSpec(parsing: "pcap:rx=a=b:c") == .pcap(rx: "a=b:c", tx: nil))
         #expect(try NetdevSpec(parsing: "vhost-user:path=/tmp/v.sock") == .vhostUser(path: "/tmp/v.sock", queues: 1))
         #expect(try NetdevSpec(parsing: "vhost-user:queues=4,path=v.sock") == .vhostUser(path: "v.sock", queues: 4))
+        #expect(try NetdevSpec(parsing: "vhost-user:path=v.sock,reconnect=0.5") == .vhostUser(path: "v.sock", queues: 1, reconnect: 0.5))
+        #expect(try NetdevSpec(parsing: "vhost-user:path=v.sock,reconnect=1").waitsForBackend)
+        #expect(try NetdevSpec(parsing: "vhost-user:path=v.sock").waitsForBackend == false)
     }
 
     @Test func descriptionsParseBack() throws {
         for spec in [NetdevSpec.null, .ring, .tap(ifname: "t0"), .pcap(rx: "a", tx: nil), .pcap(rx: nil, tx: "b"), .pcap(rx: "a", tx: "b"),
-                     .vhostUser(path: "/tmp/s", queues: 1), .vhostUser(path: "s", queues: 2)] {
+                     .vhostUser(path: "/tmp/s", queues: 1), .vhostUser(path: "s", queues: 2), .vhostUser(path: "s", queues: 1, reconnect: 2)] {
             #expect(try NetdevSpec(parsing: spec.description) == spec)
         }
     }
@@ -85,7 +88,8 @@ struct SendThenReceive: NetDeviceVisitor {
             ("vhost-user:queues=2", .missingKey(kind: "vhost-user", key: "path")),
             ("vhost-user:path=s,queues=0", .invalidValue(kind: "vhost-user", key: "queues", value: "0", expected: "1...16")),
             ("vhost-user:path=s,queues=x", .invalidValue(kind: "vhost-user", key: "queues", value: "x", expected: "1...16")),
-            ("vhost-user:path=s,iface=t", .unknownKey(kind: "vhost-user", key: "iface", allowed: ["path", "queues"])),
+            ("vhost-user:path=s,iface=t", .unknownKey(kind: "vhost-user", key: "iface", allowed: ["path", "queues", "reconnect"])),
+            ("vhost-user:path=s,reconnect=-1", .invalidValue(kind: "vhost-user", key: "reconnect", value: "-1", expected: "seconds, 0...3600")),
             ("tap:name=x", .unknownKey(kind: "tap", key: "name", allowed: ["ifname"])),
             ("null:size=64", .unknownKey(kind: "null", key: "size", allowed: [])),
             ("ring:slots=8", .unknownKey(kind: "ring", key: "slots", allowed: [])),

@@ -324,6 +324,36 @@ func receiveAll(_ dev: inout VirtioNetDevice<EmulatedTransport>, max: Int = 32) 
         }
     }
 
+    @Test func aDeviceThatComesBackIsReconnectedWhenAskedAndNoBufferIsLost() throws {
+        try withPool(count: 64) { pool in
+            let emu = EmulatedVirtioNet()
+            defer { emu.deallocate() }
+            var dev = try makeDevice(emu, pool: pool, size: 8, options: VirtioNetOptions(aliveCheckInterval: 4, reconnect: true))
+            #expect(try send((0..<8).map { frame(64, seed: $0) }, on: &dev, pool: pool) == 8, "8 frames in flight when it goes")
+            emu.disappear()
+            for _ in 0..<8 {
+                let r = receiveAll(&dev).result
+                #expect(!r.status.contains(.endOfInput), "waiting, not ending")
+            }
+            let goneThen = dev.deviceGone
+            #expect(goneThen)
+            emu.comeBack()
+            _ = receiveAll(&dev)   // connects again and hands the rings over
+            let goneNow = dev.deviceGone, reconnections = dev.reconnections
+            #expect(!goneNow && emu.driverOK && emu.reconnects == 1)
+            #expect(reconnections == 1)
+            #expect(pool.inUse == 8, "the old rings' buffers came back; the new RX ring holds 8")
+            #expect(emu.availablePending(0) == 8)
+            #expect(frame(70, seed: 3).withUnsafeBytes { emu.receive($0) })
+            #expect(receiveAll(&dev).frames == [frame(70, seed: 3)])
+            #expect(try send([frame(64, seed: 4)], on: &dev, pool: pool) == 1)
+            var seen: [[UInt8]] = []
+            emu.transmitted { seen.append(Array($0)); _ = $1 }
+            #expect(seen == [frame(64, seed: 4)])
+            dev.stop()
+        }
+    }
+
     @Test func aDeviceThatGoesAwayEndsTheInput() throws {
         try withPool(count: 64) { pool in
             let emu = EmulatedVirtioNet()

@@ -270,6 +270,46 @@ struct InteropTests {
         #expect(!output.contains("warning:"), "\(output)")
     }
 
+    /// `reconnect=S`: the backend stops, pktgen rx waits instead of ending, a new testpmd comes
+    /// up on the same socket, the device connects again and hands its rings over afresh, and
+    /// every frame either testpmd sent is received.
+    @Test func pktgenRxWaitsForARestartedBackendAndLosesNothing() throws {
+        let pktgen = try Interop.program("pktgen")
+        let dir = TemporaryDirectory(purpose: "interop")
+        let sock = dir.file("rx.sock")
+        let first = try Interop.startTestPMD([sock], mode: "txonly", in: dir)
+        defer { first.stop() }
+        let rx = try RunningProgram([pktgen, "rx", "--netdev", "vhost-user:path=\(sock),reconnect=0.1", "--duration", "60",
+                                     "--json", "--quiet"], cpu: 0, output: dir.file("pktgen.out"))
+        Interop.expectSetUp(first, path: sock, program: rx)
+        usleep(1_000_000)
+        #expect(first.stop(timeout: 20) == .code(0), "\(first.log.suffix(3000))")
+        let sentFirst = try #require(first.statistics[0]?.txPackets, "no TX-packets in the first testpmd's log")
+        usleep(500_000)
+        #expect(rx.isRunning, "pktgen rx ended instead of waiting:\n\(rx.output)")
+
+        try? FileManager.default.removeItem(atPath: sock)   // a clean stop removes it; be sure
+        let second = try Interop.startTestPMD([sock], mode: "txonly", in: dir)
+        defer { second.stop() }
+        #expect(second.waitForLog("VHOST_CONFIG: (\(sock)) virtio is now ready for processing.", timeout: 30),
+                "pktgen rx did not connect again:\n\(second.log.suffix(3000))\n\(rx.output)")
+        usleep(1_000_000)
+        #expect(second.stop(timeout: 20) == .code(0))
+        let sentSecond = try #require(second.statistics[0]?.txPackets, "no TX-packets in the second testpmd's log")
+        usleep(500_000)
+        let exit = rx.interrupt(seconds: 20)
+        let output = rx.output
+        // Interrupted while the backend is away: it reports that, with its results.
+        #expect(exit == .code(3), "pktgen rx: \(exit):\n\(output)")
+        #expect(output.contains("reconnections[-1]=1"), "\(output)")
+        let r = try rx.json()
+        let packets = try #require(Interop.int(r["packets"]))
+        print("restart: testpmd sent \(sentFirst) + \(sentSecond), pktgen rx received \(packets)")
+        #expect(sentFirst > 0 && sentSecond > 0)
+        #expect(packets == sentFirst + sentSecond, "received \(packets) of \(sentFirst) + \(sentSecond)")
+        #expect(!output.contains("warning:"), "\(output)")
+    }
+
     // MARK: (c) the host switch: kvstore <-> testpmd io <-> pktgen kv
 
     /// One testpmd, two net_vhost ports, io forwarding (port 0 <-> 1): the store on port 0,

@@ -95,6 +95,7 @@ struct KVCommand: ParsableCommand {
         let pool = try device.pool(threadSafe: inProcess)
         var runner = KVRunner(pool: pool, config: try config(), zipf: distribution == "zipf" ? zipf : nil, preload: preload, requests: requests,
                               duration: requests == nil && duration == nil ? 5 : duration, live: !output.quiet)
+        runner.waitsForBackend = spec.waitsForBackend
         let result: KVResult
         if inProcess {
             result = try runner.againstInProcessStore(memoryMiB: storeMemory, record: device.record)
@@ -162,6 +163,8 @@ struct KVRunner: NetDeviceVisitor {
     let requests: UInt64?
     let duration: Double?
     let live: Bool
+    /// The device waits out a backend outage (vhost-user reconnect=): keep the load running.
+    var waitsForBackend = false
 
     mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> KVResult { try run(on: &device) }
 
@@ -209,7 +212,7 @@ struct KVRunner: NetDeviceVisitor {
                 _ = client.poll(&device, now: now, issue: left)
                 now = monotonicNanoseconds()
                 linkCheck &+= 1
-                if linkCheck & 4095 == 0 && !device.info.link.up {
+                if linkCheck & 4095 == 0 && !waitsForBackend && !device.info.link.up {
                     failure = "the device's link went down (its backend went away)"
                     break
                 }

@@ -210,7 +210,7 @@ struct TxRunner: NetDeviceVisitor {
                 now = monotonicNanoseconds()
                 if rounds & 255 == 0 {
                     drain.drain(&device)
-                    if !device.info.link.up { break }   // a vhost-user backend went away
+                    if !netdev.waitsForBackend && !device.info.link.up { break }   // a vhost-user backend went away
                 }
                 if line.due(now) {
                     let p = gen.stats.packets
