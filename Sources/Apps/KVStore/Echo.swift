@@ -28,23 +28,7 @@ extension KVServer {
     /// byte for byte (tested).
     @inline(__always)
     mutating func echoInPlace(_ buf: NetBuf) -> Bool {
-        let length = buf.length
-        guard length >= NetBuf.udpHeadersLength, buf.next == nil, buf.isWritable else { return false }
-        let f = buf.data
-        guard f.loadUnaligned(as: UInt32.self) == wire.macHead, f.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == wire.macTail,
-              f.loadUnaligned(fromByteOffset: 12, as: UInt16.self) == EtherType.ipv4.bigEndian else { return false }
-        let ip = f + 14
-        // No options, not a fragment (DF allowed), UDP, our address.
-        guard ip.load(as: UInt8.self) == WireConstant.ipv4WithoutOptions,
-              ip.loadUnaligned(fromByteOffset: 6, as: UInt16.self) & WireConstant.moreFragmentsAndOffset == 0,
-              ip.load(fromByteOffset: 9, as: UInt8.self) == IPProtocol.udp,
-              ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self) == wire.ip else { return false }
-        let total = Int(UInt16(bigEndian: ip.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-        guard total >= 28, total <= length - 14,
-              InternetChecksum.verifies(nativeSum: InternetChecksum.shortNativeSum(ip, count: 20)) else { return false }
-        let udp = ip + 20
-        let udpLength = Int(UInt16(bigEndian: udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
-        guard udpLength == total - 20, udp.loadUnaligned(fromByteOffset: 2, as: UInt16.self) == wire.port else { return false }
+        guard let (f, ip, udp, total, udpLength) = fastPathDatagram(buf, minimumPayload: 0) else { return false }
         let peerIP = IPv4Address.load(from: ip + 12)
         let pseudo = InternetChecksum.pseudoHeaderNativeSum(source: peerIP, destination: config.ip, protocol: IPProtocol.udp,
                                                             length: udpLength)

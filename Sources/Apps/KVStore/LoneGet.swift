@@ -31,29 +31,14 @@ extension KVServer {
     /// else, or any doubt, returns false and takes that path, which checks again and counts what
     /// it drops.
     ///
+    /// (The frame checks are `fastPathDatagram`'s, which the echo mode shares.)
     /// It reads the frame without the host stack, so `--stack lwip` leaves it out. Our addresses
     /// are compared as they load from packet memory (`wire`, `WireConstant`), checksums are
     /// verified on native-order sums: no byte swapping on the way in.
     @inline(__always)
     mutating func answerLoneGet(_ buf: NetBuf, now: UInt32) -> Bool {
-        let length = buf.length
-        guard length >= NetBuf.udpHeadersLength + MemcachedUDP.headerLength + 7, buf.next == nil, buf.isWritable else { return false }
-        let f = buf.data
-        guard f.loadUnaligned(as: UInt32.self) == wire.macHead, f.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == wire.macTail,
-              f.loadUnaligned(fromByteOffset: 12, as: UInt16.self) == EtherType.ipv4.bigEndian else { return false }
-        let ip = f + 14
-        // No options, not a fragment (DF allowed), UDP, our address.
-        guard ip.load(as: UInt8.self) == WireConstant.ipv4WithoutOptions,
-              ip.loadUnaligned(fromByteOffset: 6, as: UInt16.self) & WireConstant.moreFragmentsAndOffset == 0,
-              ip.load(fromByteOffset: 9, as: UInt8.self) == IPProtocol.udp,
-              ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self) == wire.ip else { return false }
-        let total = Int(UInt16(bigEndian: ip.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-        guard total >= 28 + 8, total <= length - 14,
-              InternetChecksum.verifies(nativeSum: InternetChecksum.shortNativeSum(ip, count: 20)) else { return false }
-        let udp = ip + 20
-        let udpLength = Int(UInt16(bigEndian: udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
-        guard udpLength == total - 20, udpLength > 8 + MemcachedUDP.headerLength,
-              udp.loadUnaligned(fromByteOffset: 2, as: UInt16.self) == wire.port else { return false }
+        // At least the memcached header and "get k\n".
+        guard let (f, ip, udp, total, udpLength) = fastPathDatagram(buf, minimumPayload: MemcachedUDP.headerLength + 7) else { return false }
         let mc = udp + 8
         guard mc.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == UInt16(1).bigEndian else { return false }   // one datagram
 
@@ -156,5 +141,35 @@ struct WireAddresses {
             return (p.loadUnaligned(as: UInt32.self), p.loadUnaligned(fromByteOffset: 4, as: UInt16.self),
                     p.loadUnaligned(fromByteOffset: 6, as: UInt32.self), p.loadUnaligned(fromByteOffset: 10, as: UInt16.self))
         }
+    }
+}
+
+extension KVServer {
+    /// The fast paths' frame check, without the host stack: one segment we may write, to our MAC,
+    /// IPv4 without options and not a fragment (DF allowed), UDP to our address and port, the
+    /// IPv4 header checksum right, the lengths consistent, at least `minimumPayload` bytes of UDP
+    /// payload. Returns the frame, its IPv4 and UDP headers, the IPv4 total length and the UDP
+    /// length; nil sends the frame to the general path, which checks again and counts drops.
+    /// Compared as the fields load from packet memory (`wire`, `WireConstant`): no byte swapping.
+    @inline(__always)
+    func fastPathDatagram(_ buf: NetBuf, minimumPayload: Int)
+        -> (frame: UnsafeMutableRawPointer, ip: UnsafeMutableRawPointer, udp: UnsafeMutableRawPointer, total: Int, udpLength: Int)? {
+        let length = buf.length
+        guard length >= NetBuf.udpHeadersLength + minimumPayload, buf.next == nil, buf.isWritable else { return nil }
+        let f = buf.data
+        guard f.loadUnaligned(as: UInt32.self) == wire.macHead, f.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == wire.macTail,
+              f.loadUnaligned(fromByteOffset: 12, as: UInt16.self) == EtherType.ipv4.bigEndian else { return nil }
+        let ip = f + 14
+        guard ip.load(as: UInt8.self) == WireConstant.ipv4WithoutOptions,
+              ip.loadUnaligned(fromByteOffset: 6, as: UInt16.self) & WireConstant.moreFragmentsAndOffset == 0,
+              ip.load(fromByteOffset: 9, as: UInt8.self) == IPProtocol.udp,
+              ip.loadUnaligned(fromByteOffset: 16, as: UInt32.self) == wire.ip else { return nil }
+        let total = Int(UInt16(bigEndian: ip.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        guard total >= 28 + minimumPayload, total <= length - 14,
+              InternetChecksum.verifies(nativeSum: InternetChecksum.shortNativeSum(ip, count: 20)) else { return nil }
+        let udp = ip + 20
+        let udpLength = Int(UInt16(bigEndian: udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
+        guard udpLength == total - 20, udp.loadUnaligned(fromByteOffset: 2, as: UInt16.self) == wire.port else { return nil }
+        return (f, ip, udp, total, udpLength)
     }
 }
