@@ -284,3 +284,29 @@ func vhostError(_ body: () throws -> Void) -> VhostUserError? {
         #expect(throws: SharedMemoryError.invalidSize(0)) { _ = try SharedMemory(size: 0) }
     }
 }
+
+/// A backend without a feature the driver cannot work without: refused at set-up with a
+/// message that names the backend and the feature, before any memory is handed over.
+@Suite struct RequiredFeatureTests {
+    @Test func aBackendWithoutVersion1IsRefusedClearly() throws {
+        let dir = TemporaryDirectory(purpose: "vhost")
+        let backend = FakeBackend(path: dir.file("legacy.sock")) { peer in
+            // A legacy-only backend: MRG_RXBUF, no VERSION_1, no protocol features.
+            while let m = peer.receive() {
+                if m.request == 1 { peer.sendU64(request: 1, VirtioFeatures.mrgRxbuf.rawValue) }   // GET_FEATURES
+                if m.request == 5 { return }   // SET_MEM_TABLE: too far, the driver must stop before it
+            }
+        }
+        let memory = try PacketMemory(size: 8 << 20)
+        var message = ""
+        do {
+            _ = try VhostUserNetDevice.vhostUser(path: backend.path, memory: memory)
+            Issue.record("a backend without VERSION_1 was accepted")
+        } catch {
+            message = "\(error)"
+        }
+        #expect(message == "vhost-user backend at \(backend.path): the device does not offer VERSION_1, which this driver requires",
+                "\(message)")
+        #expect(backend.finish())
+    }
+}
