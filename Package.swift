@@ -45,6 +45,11 @@ let package = Package(
         // The virtio-net driver: split virtqueues and the net device logic, generic over a transport. [Embedded]
         .target(name: "VirtioNet", dependencies: ["UKNetdev", "CUKAtomics"], path: "Sources/VirtioNet", swiftSettings: swiftSettings),
 
+        // Port I/O, MMIO and the TSC as static inline C, for the unikernel's drivers (freestanding).
+        .target(name: "CUKHardware", path: "Sources/CUKHardware"),
+        // VirtioNet's transports inside a guest: PCI enumeration, legacy and modern virtio-pci. [Embedded]
+        .target(name: "VirtioNetPCI", dependencies: ["VirtioNet", "UKNetdev", "CUKHardware"], path: "Sources/VirtioNetPCI", swiftSettings: swiftSettings),
+
         // An in-process virtio-net device (the device side of the rings) for tests and benchmarks.
         .target(name: "VirtioNetEmulator", dependencies: ["VirtioNet", "UKNetdev", "CUKAtomics"], path: "Sources/VirtioNetEmulator", swiftSettings: swiftSettings),
 

@@ -19,10 +19,10 @@ out=.build-embedded
 # -function-sections lets the link's --gc-sections drop Swift code nothing reaches.
 flags=(-target x86_64-unknown-none-elf -enable-experimental-feature Embedded -enable-experimental-feature SuppressedAssociatedTypes -wmo -parse-as-library
        -Osize -Xfrontend -disable-stack-protector -Xfrontend -function-sections
-       -Xcc -mno-red-zone -Xcc -ffreestanding -I Sources/CUKAtomics/include)
+       -Xcc -mno-red-zone -Xcc -ffreestanding -I Sources/CUKAtomics/include -I Sources/CUKHardware/include)
 # The runtime's C: freestanding headers only (-nostdlibinc keeps just the compiler's own).
 cflags=(--target=x86_64-unknown-none-elf -std=c11 -O2 -ffreestanding -nostdlibinc -fno-stack-protector
-        -mno-red-zone -ffunction-sections -fdata-sections -Wall -Wextra -Werror -I Unikernel/Runtime)
+        -mno-red-zone -ffunction-sections -fdata-sections -Wall -Wextra -Werror -I Unikernel/Runtime -I Sources/CUKHardware/include)
 expected=scripts/embedded-undefined-symbols.txt
 # swiftc leaves an object alone when its IR is unchanged (.swift_modhash), even if codegen flags
 # changed (-function-sections did): start afresh whenever the flags differ from the last run's.
@@ -99,6 +99,9 @@ compile PktGen PktGen.o $(find Sources/Apps/PktGen -name '*.swift' | sort)
 compile VirtioNet VirtioNet.o $(find Sources/VirtioNet -name '*.swift' | sort)
 # The in-process device, so the link test can drive the generic driver (specialized as the
 # unikernel's transports will be) through its rings.
+compile VirtioNetPCI VirtioNetPCI.o $(find Sources/VirtioNetPCI -name '*.swift' | sort)
+"$clang" "${cflags[@]}" -c Sources/CUKHardware/uk_hardware.c -o "$out/uk_hardware.o"   # uk_io_exits
+objects+=("$out/uk_hardware.o")
 compile VirtioNetEmulator VirtioNetEmulator.o $(find Sources/VirtioNetEmulator -name '*.swift' | sort)
 
 check_symbols "$expected" "${objects[@]}"

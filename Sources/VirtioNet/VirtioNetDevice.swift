@@ -142,7 +142,7 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
     public var info: DeviceInfo {
         let pairs = max(transport.maxQueuePairs, 1)
         let ringMax = min(max(transport.maxQueueSize(0), 1), 32768)
-        let limits = DescriptorLimits(min: 1, max: ringMax, powerOfTwo: true)
+        let limits = DescriptorLimits(min: transport.queueSizeFixed ? ringMax : 1, max: ringMax, powerOfTwo: true)
         var features: DeviceFeatures = [.scatterGather]
         if txChecksum { features.insert(.txChecksumOffload) }
         if rxChecksum { features.insert(.rxChecksumOffload) }

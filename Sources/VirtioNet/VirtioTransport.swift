@@ -39,6 +39,8 @@ public protocol VirtioTransport: ~Copyable {
     var maxQueuePairs: Int { get }
     /// Largest ring the device accepts for virtqueue `index` (a power of two); 0 when absent.
     func maxQueueSize(_ index: Int) -> Int
+    /// True when the device takes rings of exactly `maxQueueSize` entries (legacy virtio-pci).
+    var queueSizeFixed: Bool { get }
     /// The device's MAC address, when it has one (VIRTIO_NET_F_MAC or the transport's own).
     var mac: MACAddress? { get }
     /// Whether the link (or the connection to the backend) is up.
@@ -76,6 +78,7 @@ public protocol VirtioTransport: ~Copyable {
 
 extension VirtioTransport where Self: ~Copyable {
     public func eventSource(_ index: Int) -> RxEventSource { .none }
+    public var queueSizeFixed: Bool { false }
     public mutating func checkAlive() -> Bool { true }
     public mutating func reconnect() throws(VirtioError) { throw .deviceGone }
 }

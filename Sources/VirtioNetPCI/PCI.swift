@@ -1,0 +1,143 @@
+import CUKHardware
+
+/// Where a PCI function sits.
+public struct PCIAddress: Equatable, Sendable, CustomStringConvertible {
+    public var bus: UInt8
+    public var device: UInt8
+    public var function: UInt8
+    public init(bus: UInt8, device: UInt8, function: UInt8) {
+        self.bus = bus
+        self.device = device
+        self.function = function
+    }
+    public var description: String {
+        hex2(bus) + ":" + hex2(device) + "." + String(function)
+    }
+}
+
+func hex2(_ v: UInt8) -> String {
+    let digits: [Character] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f"]
+    return String(digits[Int(v >> 4)]) + String(digits[Int(v & 15)])
+}
+
+/// PCI configuration space through the legacy mechanism: an address written to port 0xCF8,
+/// the data read or written at 0xCFC (every x86 PC and QEMU's pc/q35; microvm has none).
+public enum PCIConfig {
+    @inline(__always)
+    static func select(_ a: PCIAddress, _ offset: UInt8) {
+        let address: UInt32 = 0x8000_0000 | UInt32(a.bus) << 16 | UInt32(a.device & 31) << 11
+            | UInt32(a.function & 7) << 8 | UInt32(offset & 0xFC)
+        uk_outl(0xCF8, address)
+    }
+    public static func read32(_ a: PCIAddress, _ offset: UInt8) -> UInt32 {
+        select(a, offset)
+        return uk_inl(0xCFC)
+    }
+    public static func read16(_ a: PCIAddress, _ offset: UInt8) -> UInt16 {
+        select(a, offset)
+        return uk_inw(0xCFC + UInt16(offset & 2))
+    }
+    public static func read8(_ a: PCIAddress, _ offset: UInt8) -> UInt8 {
+        select(a, offset)
+        return uk_inb(0xCFC + UInt16(offset & 3))
+    }
+    public static func write32(_ a: PCIAddress, _ offset: UInt8, _ value: UInt32) {
+        select(a, offset)
+        uk_outl(0xCFC, value)
+    }
+    public static func write16(_ a: PCIAddress, _ offset: UInt8, _ value: UInt16) {
+        select(a, offset)
+        uk_outw(0xCFC + UInt16(offset & 2), value)
+    }
+}
+
+/// One function found on the bus.
+public struct PCIFunction: Sendable {
+    public var address: PCIAddress
+    public var vendor: UInt16
+    public var deviceID: UInt16
+    public var subsystemID: UInt16
+    public var revision: UInt8
+
+    /// Command register bits.
+    public static var ioSpace: UInt16 { 1 }
+    public static var memorySpace: UInt16 { 2 }
+    public static var busMaster: UInt16 { 4 }
+
+    /// Turns on what the device needs (I/O or memory decoding, DMA): firmware such as qboot
+    /// leaves it off.
+    public func enable(_ bits: UInt16) {
+        let command = PCIConfig.read16(address, 0x04)
+        if command & bits != bits { PCIConfig.write16(address, 0x04, command | bits) }
+    }
+
+    /// Base address register `index`: an I/O port base or a memory address (64-bit BARs take
+    /// two registers), and its size (probed by writing all ones, then restored).
+    public func bar(_ index: Int) -> PCIBar {
+        let offset = UInt8(0x10 + 4 * index)
+        let raw = PCIConfig.read32(address, offset)
+        let isIO = raw & 1 != 0
+        PCIConfig.write32(address, offset, 0xFFFF_FFFF)
+        let mask = PCIConfig.read32(address, offset)
+        PCIConfig.write32(address, offset, raw)
+        if isIO {
+            let size = (~(mask & 0xFFFF_FFFC) &+ 1) & 0xFFFF
+            return PCIBar(isIO: true, base: UInt64(raw & 0xFFFF_FFFC), size: UInt64(size), is64Bit: false)
+        }
+        let is64 = (raw >> 1) & 3 == 2
+        var base = UInt64(raw & 0xFFFF_FFF0)
+        if is64 { base |= UInt64(PCIConfig.read32(address, offset + 4)) << 32 }
+        let size = UInt64(~(mask & 0xFFFF_FFF0) &+ 1)
+        return PCIBar(isIO: false, base: base, size: mask == 0 ? 0 : size, is64Bit: is64)
+    }
+
+    /// Gives an I/O BAR that firmware left unassigned (qboot assigns none) the port `base`.
+    public func assignIOBar(_ index: Int, base: UInt16) {
+        PCIConfig.write32(address, UInt8(0x10 + 4 * index), UInt32(base) | 1)
+    }
+
+    /// Gives a 32-bit memory BAR the address `base` (below 4 GiB, in the PCI hole).
+    public func assignMemoryBar(_ index: Int, base: UInt32) {
+        PCIConfig.write32(address, UInt8(0x10 + 4 * index), base)
+    }
+
+    /// The capability list: (id, offset) of each, as the device lists them.
+    public func capabilities(_ body: (_ id: UInt8, _ offset: UInt8) -> Void) {
+        guard PCIConfig.read16(address, 0x06) & 0x10 != 0 else { return }   // status: capability list
+        var offset = PCIConfig.read8(address, 0x34) & 0xFC
+        var hops = 0
+        while offset != 0 && hops < 48 {   // bounded: a looping list cannot hang the boot
+            body(PCIConfig.read8(address, offset), offset)
+            offset = PCIConfig.read8(address, offset + 1) & 0xFC
+            hops += 1
+        }
+    }
+}
+
+public struct PCIBar: Sendable {
+    public var isIO: Bool
+    public var base: UInt64
+    public var size: UInt64
+    public var is64Bit: Bool
+}
+
+public enum PCIBus {
+    /// Every function on bus 0 (QEMU's pc and q35 put their devices there): one config read per
+    /// slot, a second for multi-function devices. Each read is two port exits under KVM.
+    public static func scan(_ body: (PCIFunction) -> Void) {
+        for device in UInt8(0)..<32 {
+            let first = PCIAddress(bus: 0, device: device, function: 0)
+            let id = PCIConfig.read32(first, 0)
+            guard id & 0xFFFF != 0xFFFF else { continue }
+            let multi = PCIConfig.read8(first, 0x0E) & 0x80 != 0
+            for function in UInt8(0)..<(multi ? 8 : 1) {
+                let a = PCIAddress(bus: 0, device: device, function: function)
+                let vd = function == 0 ? id : PCIConfig.read32(a, 0)
+                guard vd & 0xFFFF != 0xFFFF else { continue }
+                let subsystem = UInt16(truncatingIfNeeded: PCIConfig.read32(a, 0x2C) >> 16)
+                body(PCIFunction(address: a, vendor: UInt16(truncatingIfNeeded: vd), deviceID: UInt16(truncatingIfNeeded: vd >> 16),
+                                 subsystemID: subsystem, revision: PCIConfig.read8(a, 0x08)))
+            }
+        }
+    }
+}
