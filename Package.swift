@@ -50,6 +50,9 @@ let package = Package(
         // VirtioNet's transports inside a guest: PCI enumeration, legacy and modern virtio-pci. [Embedded]
         .target(name: "VirtioNetPCI", dependencies: ["VirtioNet", "UKNetdev", "CUKHardware"], path: "Sources/VirtioNetPCI", swiftSettings: swiftSettings),
 
+        // The unikernel's command line (Unikraft-style key=value words), typed and checked. [Embedded]
+        .target(name: "KernelCommandLine", dependencies: ["UKNetdev"], path: "Sources/KernelCommandLine", swiftSettings: swiftSettings),
+
         // An in-process virtio-net device (the device side of the rings) for tests and benchmarks.
         .target(name: "VirtioNetEmulator", dependencies: ["VirtioNet", "UKNetdev", "CUKAtomics"], path: "Sources/VirtioNetEmulator", swiftSettings: swiftSettings),
 
@@ -103,6 +106,7 @@ let package = Package(
         .testTarget(name: "PktGenTests", dependencies: ["TestSupport", "PktGen", "KVStore", "HostStack", "UKNetdev", "PcapNet"], path: "Tests/PktGenTests", swiftSettings: swiftSettings),
         .testTarget(name: "VirtioNetTests", dependencies: ["TestSupport", "UKNetdev", "VirtioNet", "VirtioNetEmulator"], path: "Tests/VirtioNetTests", swiftSettings: swiftSettings),
         .testTarget(name: "VirtioNetVhostUserTests", dependencies: ["TestSupport", "VirtioNetVhostUser", "VirtioNet", "UKNetdev", "UKNetdevLinux", "CUKLinux"], path: "Tests/VirtioNetVhostUserTests", swiftSettings: swiftSettings),
+        .testTarget(name: "KernelCommandLineTests", dependencies: ["KernelCommandLine", "UKNetdev"], path: "Tests/KernelCommandLineTests", swiftSettings: swiftSettings),
         .testTarget(name: "NetdevSpecTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet", "NetdevSpec"], path: "Tests/NetdevSpecTests", swiftSettings: swiftSettings),
     ]
 )

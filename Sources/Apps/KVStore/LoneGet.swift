@@ -38,7 +38,7 @@ extension KVServer {
     @inline(__always)
     mutating func answerLoneGet(_ buf: NetBuf, now: UInt32) -> Bool {
         // At least the memcached header and "get k\n".
-        guard let (f, ip, udp, total, udpLength) = fastPathDatagram(buf, minimumPayload: MemcachedUDP.headerLength + 7) else { return false }
+        guard let (f, ip, udp, _, udpLength) = fastPathDatagram(buf, minimumPayload: MemcachedUDP.headerLength + 7) else { return false }
         let mc = udp + 8
         guard mc.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == UInt16(1).bigEndian else { return false }   // one datagram
 
