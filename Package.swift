@@ -47,8 +47,8 @@ let package = Package(
 
         // Port I/O, MMIO and the TSC as static inline C, for the unikernel's drivers (freestanding).
         .target(name: "CUKHardware", path: "Sources/CUKHardware"),
-        // VirtioNet's transports inside a guest: PCI enumeration, legacy and modern virtio-pci. [Embedded]
-        .target(name: "VirtioNetPCI", dependencies: ["VirtioNet", "UKNetdev", "CUKHardware"], path: "Sources/VirtioNetPCI", swiftSettings: swiftSettings),
+        // VirtioNet inside a guest: PCI enumeration, legacy and modern virtio-pci, virtio-mmio. [Embedded]
+        .target(name: "VirtioNetGuest", dependencies: ["VirtioNet", "UKNetdev", "CUKHardware"], path: "Sources/VirtioNetGuest", swiftSettings: swiftSettings),
 
         // The unikernel's command line (Unikraft-style key=value words), typed and checked. [Embedded]
         .target(name: "KernelCommandLine", dependencies: ["UKNetdev"], path: "Sources/KernelCommandLine", swiftSettings: swiftSettings),

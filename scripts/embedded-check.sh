@@ -99,7 +99,7 @@ compile PktGen PktGen.o $(find Sources/Apps/PktGen -name '*.swift' | sort)
 compile VirtioNet VirtioNet.o $(find Sources/VirtioNet -name '*.swift' | sort)
 # The in-process device, so the link test can drive the generic driver (specialized as the
 # unikernel's transports will be) through its rings.
-compile VirtioNetPCI VirtioNetPCI.o $(find Sources/VirtioNetPCI -name '*.swift' | sort)
+compile VirtioNetGuest VirtioNetGuest.o $(find Sources/VirtioNetGuest -name '*.swift' | sort)
 compile KernelCommandLine KernelCommandLine.o $(find Sources/KernelCommandLine -name '*.swift' | sort)
 "$clang" "${cflags[@]}" -c Sources/CUKHardware/uk_hardware.c -o "$out/uk_hardware.o"   # uk_io_exits
 objects+=("$out/uk_hardware.o")

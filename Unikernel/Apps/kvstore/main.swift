@@ -1,0 +1,124 @@
+// The KV store as a unikernel: the same engine (Sources/Apps/KVStore), host stack and virtio
+// driver as the hosted `kvstore`, over the legacy virtio-pci transport, one polling loop.
+//
+// Command line (QEMU -append):
+//   netdev.ip=A.B.C.D[/prefix]   the store's address (required; Unikraft's parameter)
+//   netdev.mac=XX:XX:XX:XX:XX:XX  override the NIC's MAC
+//   kv.port=N                    UDP port (default 11211)
+//   kv.memory=MB                 item memory (default 16)
+//   kv.packets=N                 stop after N frames received (default: run until kv.seconds)
+//   kv.seconds=S                 stop after S seconds (default: none)
+// Returns 0 after a clean shutdown, 2 for a bad command line, 3 when no NIC is found or it fails.
+import CUKHardware
+import HostStack
+import KernelCommandLine
+import KVStore
+import UKNetdev
+import UKPlatform
+import VirtioNet
+import VirtioNetGuest
+
+func seconds(_ ns: UInt64) -> String {
+    let us = ns / 1000
+    let frac = us % 1_000_000
+    var f = String(frac)
+    while f.count < 6 { f = "0" + f }
+    return String(us / 1_000_000) + "." + f
+}
+
+func milestone(_ what: String) {
+    print("[" + seconds(uk_monotonic_ns()) + "] " + what)
+}
+
+@_cdecl("uknet_kernel_main")
+public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
+    let line = KernelCommandLine(cString: cmdline.map { UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self) })
+    milestone("kvstore: main")
+    let config: KVServerConfig
+    let limits: (packets: Int?, seconds: Int?)
+    let macOverride: MACAddress?
+    do {
+        guard let ip = try line.ipv4("netdev.ip").get() else {
+            throw KernelCommandLineError.missing(key: "netdev.ip", example: "netdev.ip=192.0.2.2/24")
+        }
+        macOverride = try line.mac("netdev.mac").get()
+        let port = try line.integer("kv.port", in: 1...65535).get() ?? 11211
+        let memory = try line.integer("kv.memory", in: 1...65536).get() ?? 16
+        limits = (try line.integer("kv.packets", in: 1...Int(Int32.max)).get(), try line.integer("kv.seconds", in: 1...86400).get())
+        config = KVServerConfig(mac: MACAddress(0, 0, 0, 0, 0, 0), ip: ip.address, prefixLength: ip.prefix, port: UInt16(port),
+                                memoryBytes: memory << 20)
+    } catch let e as KernelCommandLineError {
+        print("kvstore: " + e.description)
+        return 2
+    } catch {
+        return 2
+    }
+
+    let exitsBefore = uk_io_exits
+    guard let pci = VirtioPCILegacyTransport.find() else {
+        print("kvstore: no virtio-net PCI device found (QEMU: -device virtio-net-pci,netdev=...)")
+        return 3
+    }
+    guard let transport = VirtioPCILegacyTransport(pci: pci) else {
+        print("kvstore: virtio-net at " + pci.address.description + " has no legacy I/O BAR (disable-legacy=on?)")
+        return 3
+    }
+    milestone("pci: virtio-net at " + pci.address.description + " (" + String(uk_io_exits - exitsBefore) + " port exits)")
+    var device: VirtioNetDevice<VirtioPCILegacyTransport>
+    do {
+        device = try VirtioNetDevice(transport: transport, options: VirtioPCILegacyTransport.driverOptions)
+    } catch {
+        print("kvstore: virtio negotiation failed: " + error.description)
+        return 3
+    }
+    print(device.negotiationSummary)
+    var serverConfig = config
+    guard let mac = macOverride ?? device.info.mac else {
+        print("kvstore: the NIC has no MAC address: give netdev.mac=")
+        return 2
+    }
+    serverConfig.mac = mac
+
+    guard let pool = try? NetBufPool(count: 1024, roomSize: 2048, headroom: 128) else {
+        print("kvstore: no memory for the packet pool (raise -m)")
+        return 3
+    }
+    let size = device.info.rxDescriptors.max
+    do {
+        try device.bringUp(rx: RxQueueConfig(descriptors: size, allocator: pool.rxAllocator), tx: TxQueueConfig(descriptors: size))
+    } catch {
+        print("kvstore: device start failed")
+        return 3
+    }
+    let startNs = uk_monotonic_ns()
+    let server: KVServer
+    do {
+        server = try KVServer(pool: pool, config: serverConfig, now: UInt32(truncatingIfNeeded: startNs / 1_000_000_000))
+    } catch {
+        print("kvstore: no memory for the store (raise -m or lower kv.memory)")
+        return 3
+    }
+    var store = KVServerOnDevice(server: server, device: device)
+    milestone("kvstore: ready on " + serverConfig.ip.description + ":" + String(serverConfig.port) + " mac " + mac.description
+              + " (" + String(uk_io_exits - exitsBefore) + " port exits since main)")
+
+    let deadline = limits.seconds.map { startNs + UInt64($0) * 1_000_000_000 } ?? UInt64.max
+    let packetLimit = UInt64(limits.packets ?? Int(Int32.max))
+    var rounds = 0
+    var now = startNs
+    while store.server.stats.framesReceived < packetLimit && now < deadline {
+        _ = store.poll(now: UInt32(truncatingIfNeeded: now / 1_000_000_000))
+        rounds &+= 1
+        if rounds & 63 == 0 { now = uk_monotonic_ns() }
+    }
+    store.flush()
+    let s = store.server.stats
+    milestone("kvstore: shutdown after " + String(s.framesReceived) + " frames")
+    print("stats: requests " + String(s.requests) + ", replies " + String(s.replyDatagrams) + ", lone GETs " + String(s.loneGetReplies)
+          + ", ARP replies " + String(s.host.arpReplies) + ", ICMP echo replies " + String(s.host.icmpReplies)
+          + ", drops " + String(s.host.totalDrops &+ s.drops.total))
+    let e = store.server.engine.stats
+    print("engine: commands " + String(e.commands) + ", hits " + String(e.hits) + ", misses " + String(e.misses) + ", errors " + String(e.errors))
+    print("exits: " + String(uk_io_exits - exitsBefore) + " port/MMIO accesses since main")
+    return 0
+}
