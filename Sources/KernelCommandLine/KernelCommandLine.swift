@@ -58,6 +58,11 @@ public struct KernelCommandLine: Sendable {
 
     public func contains(_ key: StaticString) -> Bool { valueRange(key) != nil }
 
+    /// Every value given for `key`, in order (keys that may repeat: `virtio_mmio.device=`).
+    public func values(_ key: StaticString) -> [String] {
+        words.filter { matches($0.key, key) }.map { String(decoding: bytes[$0.value], as: UTF8.self) }
+    }
+
     /// The value of `key` as text (for messages), or nil.
     public func value(_ key: StaticString) -> String? {
         valueRange(key).map { String(decoding: bytes[$0], as: UTF8.self) }

@@ -8,6 +8,7 @@ import UKNetdev
         #expect(line.count == 5)
         #expect(line.contains("quiet") && line.value("quiet") == "")
         #expect(line.value("kv.port") == "11211", "the last value wins")
+        #expect(line.values("kv.port") == ["11212", "11211"])
         let ip = try line.ipv4("netdev.ip").get()
         #expect(ip?.address == IPv4Address(192, 0, 2, 2) && ip?.prefix == 24)
         #expect(try line.mac("netdev.mac").get() == MACAddress(2, 0, 0, 0, 0, 2))

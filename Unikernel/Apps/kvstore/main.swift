@@ -37,7 +37,7 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
     let config: KVServerConfig
     let limits: (packets: Int?, seconds: Int?)
     let macOverride: MACAddress?
-    do {
+    do throws(KernelCommandLineError) {
         guard let ip = try line.ipv4("netdev.ip").get() else {
             throw KernelCommandLineError.missing(key: "netdev.ip", example: "netdev.ip=192.0.2.2/24")
         }
@@ -47,26 +47,48 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
         limits = (try line.integer("kv.packets", in: 1...Int(Int32.max)).get(), try line.integer("kv.seconds", in: 1...86400).get())
         config = KVServerConfig(mac: MACAddress(0, 0, 0, 0, 0, 0), ip: ip.address, prefixLength: ip.prefix, port: UInt16(port),
                                 memoryBytes: memory << 20)
-    } catch let e as KernelCommandLineError {
-        print("kvstore: " + e.description)
-        return 2
     } catch {
+        print("kvstore: " + error.description)
         return 2
     }
 
     let exitsBefore = uk_io_exits
-    guard let pci = VirtioPCILegacyTransport.find() else {
-        print("kvstore: no virtio-net PCI device found (QEMU: -device virtio-net-pci,netdev=...)")
+    // The NIC: virtio-mmio where QEMU's microvm named its devices on the command line, else the
+    // first virtio-net on PCI bus 0, legacy when it has an I/O BAR (transitional), else modern.
+    let mmioBases = VirtioMMIOTransport.bases(fromCommandLineValues: line.values("virtio_mmio.device"))
+    if !mmioBases.isEmpty {
+        guard let base = VirtioMMIOTransport.find(commandLineBases: mmioBases), let t = VirtioMMIOTransport(base: base) else {
+            print("kvstore: no virtio-net among the virtio-mmio devices (QEMU: -device virtio-net-device,netdev=...)")
+            return 3
+        }
+        milestone("virtio-mmio: net at 0x" + String(base, radix: 16) + ", version " + String(t.version))
+        let options = t.driverOptions
+        return serve(t, options: options, config: config, macOverride: macOverride, limits: limits, exitsBefore: exitsBefore)
+    }
+    guard let pci = VirtioPCIModernTransport.find() ?? VirtioPCILegacyTransport.find() else {
+        print("kvstore: no virtio-net device found (QEMU: -device virtio-net-pci,netdev=... or, on microvm, virtio-net-device)")
         return 3
     }
-    guard let transport = VirtioPCILegacyTransport(pci: pci) else {
-        print("kvstore: virtio-net at " + pci.address.description + " has no legacy I/O BAR (disable-legacy=on?)")
+    if pci.bar(0).isIO, let t = VirtioPCILegacyTransport(pci: pci) {
+        milestone("pci: legacy virtio-net at " + pci.address.description + " (" + String(uk_io_exits - exitsBefore) + " exits)")
+        return serve(t, options: VirtioPCILegacyTransport.driverOptions, config: config, macOverride: macOverride, limits: limits,
+                     exitsBefore: exitsBefore)
+    }
+    guard let t = VirtioPCIModernTransport(pci: pci) else {
+        print("kvstore: virtio-net at " + pci.address.description + " has neither a legacy I/O BAR nor the modern capabilities")
         return 3
     }
-    milestone("pci: virtio-net at " + pci.address.description + " (" + String(uk_io_exits - exitsBefore) + " port exits)")
-    var device: VirtioNetDevice<VirtioPCILegacyTransport>
+    milestone("pci: modern virtio-net at " + pci.address.description + " (" + String(uk_io_exits - exitsBefore) + " exits)")
+    return serve(t, options: VirtioNetOptions(), config: config, macOverride: macOverride, limits: limits, exitsBefore: exitsBefore)
+}
+
+/// The store on the NIC behind `transport`, until the packet or time limit.
+func serve<T: VirtioTransport & ~Copyable>(_ transport: consuming T, options: VirtioNetOptions, config: KVServerConfig,
+                                           macOverride: MACAddress?, limits: (packets: Int?, seconds: Int?),
+                                           exitsBefore: UInt64) -> Int32 {
+    var device: VirtioNetDevice<T>
     do {
-        device = try VirtioNetDevice(transport: transport, options: VirtioPCILegacyTransport.driverOptions)
+        device = try VirtioNetDevice(transport: transport, options: options)
     } catch {
         print("kvstore: virtio negotiation failed: " + error.description)
         return 3
@@ -83,7 +105,7 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
         print("kvstore: no memory for the packet pool (raise -m)")
         return 3
     }
-    let size = device.info.rxDescriptors.max
+    let size = min(device.info.rxDescriptors.max, 256)   // the pool keeps buffers for the app beyond the ring
     do {
         try device.bringUp(rx: RxQueueConfig(descriptors: size, allocator: pool.rxAllocator), tx: TxQueueConfig(descriptors: size))
     } catch {
@@ -99,8 +121,7 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
         return 3
     }
     var store = KVServerOnDevice(server: server, device: device)
-    milestone("kvstore: ready on " + serverConfig.ip.description + ":" + String(serverConfig.port) + " mac " + mac.description
-              + " (" + String(uk_io_exits - exitsBefore) + " port exits since main)")
+    milestone("kvstore: ready on \(serverConfig.ip.description):\(serverConfig.port) mac \(mac.description) (\(uk_io_exits - exitsBefore) port/MMIO exits since main)")
 
     let deadline = limits.seconds.map { startNs + UInt64($0) * 1_000_000_000 } ?? UInt64.max
     let packetLimit = UInt64(limits.packets ?? Int(Int32.max))
@@ -114,11 +135,9 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
     store.flush()
     let s = store.server.stats
     milestone("kvstore: shutdown after " + String(s.framesReceived) + " frames")
-    print("stats: requests " + String(s.requests) + ", replies " + String(s.replyDatagrams) + ", lone GETs " + String(s.loneGetReplies)
-          + ", ARP replies " + String(s.host.arpReplies) + ", ICMP echo replies " + String(s.host.icmpReplies)
-          + ", drops " + String(s.host.totalDrops &+ s.drops.total))
+    print("stats: requests \(s.requests), replies \(s.replyDatagrams), lone GETs \(s.loneGetReplies), ARP replies \(s.host.arpReplies), ICMP echo replies \(s.host.icmpReplies), drops \(s.host.totalDrops &+ s.drops.total)")
     let e = store.server.engine.stats
-    print("engine: commands " + String(e.commands) + ", hits " + String(e.hits) + ", misses " + String(e.misses) + ", errors " + String(e.errors))
-    print("exits: " + String(uk_io_exits - exitsBefore) + " port/MMIO accesses since main")
+    print("engine: commands \(e.commands), hits \(e.hits), misses \(e.misses), errors \(e.errors)")
+    print("exits: \(uk_io_exits - exitsBefore) port/MMIO accesses since main")
     return 0
 }
