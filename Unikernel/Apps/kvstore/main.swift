@@ -22,7 +22,7 @@ func seconds(_ ns: UInt64) -> String {
     let us = ns / 1000
     let frac = us % 1_000_000
     var f = String(frac)
-    while f.count < 6 { f = "0" + f }
+    while f.utf8.count < 6 { f = "0" + f }
     return String(us / 1_000_000) + "." + f
 }
 
