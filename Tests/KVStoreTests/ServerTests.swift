@@ -323,3 +323,19 @@ struct Harness: ~Copyable {
         try h.finish()
     }
 }
+
+/// memcached's -A over UDP: with the shutdown command enabled, `shutdown` asks the program to
+/// stop (no reply, as memcached closes the connection); without it, ERROR as before.
+@Suite struct ShutdownCommandTests {
+    @Test(arguments: [false, true])
+    func shutdownOnlyWhenEnabled(enabled: Bool) {
+        var engine = MemcachedEngine(memoryBytes: 1 << 20, startTime: 0)
+        engine.shutdownEnabled = enabled
+        var sink = CollectingSink()
+        Array("shutdown\r\n".utf8).withUnsafeBytes { engine.execute($0.baseAddress!, count: $0.count, now: 0, into: &sink) }
+        sink.flush()
+        #expect(engine.shutdownRequested == enabled)
+        #expect(sink.responses == (enabled ? [] : [Array("ERROR\r\n".utf8)]))
+        engine.deallocate()
+    }
+}

@@ -20,6 +20,8 @@ public struct KVServerConfig: Sendable {
     public var reassemblyTimeout: UInt32
     /// memcached, or echo (then `memoryBytes` is not used: the item store gets its minimum).
     public var mode: KVServerMode
+    /// memcached's -A: the `shutdown` command ends the store (`engine.shutdownRequested`).
+    public var shutdownCommand = false
     public init(mac: MACAddress, ip: IPv4Address, prefixLength: Int = 24, port: UInt16 = 11211,
                 memoryBytes: Int = 64 << 20, reassemblySlots: Int = 8, reassemblyTimeout: UInt32 = 30,
                 mode: KVServerMode = .memcached) {
@@ -91,6 +93,7 @@ public struct KVServer: ~Copyable {
         echoes = config.mode == .echo
         // An echo server keeps no items: the store's minimum (one page), not the configured memory.
         engine = MemcachedEngine(memoryBytes: echoes ? 0 : config.memoryBytes, startTime: now)
+        engine.shutdownEnabled = config.shutdownCommand
         writer = DatagramWriter(pool: pool, mac: config.mac, ip: config.ip, port: config.port, frameCapacity: 1024)
         burst = .allocate(capacity: KVServer.burstSize)
         txQueue = .allocate(capacity: KVServer.txQueueSize)

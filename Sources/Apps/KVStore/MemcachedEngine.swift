@@ -11,6 +11,10 @@ import UKNetdev
 public struct MemcachedEngine {
     public var store: ItemStore
     public var stats = KVCommandStats()
+    /// memcached's -A: the `shutdown` command ends the store (the program asks
+    /// `shutdownRequested`), with no reply, as memcached closes the connection. Off: ERROR.
+    public var shutdownEnabled = false
+    public private(set) var shutdownRequested = false
     /// Time the store treats as "process start" for absolute expiry (memcached's process_started).
     public let startTime: UInt32
 
@@ -193,6 +197,11 @@ public struct MemcachedEngine {
             if token(0, is: "set") {
                 guard ntokens == 6 || ntokens == 7 else { return error(rest, &sink) }
                 return update(.set, ntokens, rest: rest, end: end, now: now, &sink)
+            }
+            if token(0, is: "shutdown") && ntokens == 2 && shutdownEnabled {
+                shutdownRequested = true
+                sink.skipResponse()   // no reply: memcached closes the connection
+                return .continueAt(rest)
             }
             if token(0, is: "stats") || token(0, is: "shutdown") || token(0, is: "slabs") { return unsupported(rest, &sink) }
             return error(rest, &sink)

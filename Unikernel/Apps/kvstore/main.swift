@@ -8,6 +8,7 @@
 //   kv.memory=MB                 item memory (default 16)
 //   kv.packets=N                 stop after N frames received (default: run until kv.seconds)
 //   kv.seconds=S                 stop after S seconds (default: none)
+//   kv.shutdown=1                memcached's -A: a `shutdown` request (over UDP) stops the store
 // Returns 0 after a clean shutdown, 2 for a bad command line, 3 when no NIC is found or it fails.
 import CUKHardware
 import HostStack
@@ -45,8 +46,10 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
         let port = try line.integer("kv.port", in: 1...65535).get() ?? 11211
         let memory = try line.integer("kv.memory", in: 1...65536).get() ?? 16
         limits = (try line.integer("kv.packets", in: 1...Int(Int32.max)).get(), try line.integer("kv.seconds", in: 1...86400).get())
-        config = KVServerConfig(mac: MACAddress(0, 0, 0, 0, 0, 0), ip: ip.address, prefixLength: ip.prefix, port: UInt16(port),
-                                memoryBytes: memory << 20)
+        var c = KVServerConfig(mac: MACAddress(0, 0, 0, 0, 0, 0), ip: ip.address, prefixLength: ip.prefix, port: UInt16(port),
+                               memoryBytes: memory << 20)
+        c.shutdownCommand = try line.integer("kv.shutdown", in: 0...1).get() == 1
+        config = c
     } catch {
         print("kvstore: " + error.description)
         return 2
@@ -127,14 +130,15 @@ func serve<T: VirtioTransport & ~Copyable>(_ transport: consuming T, options: Vi
     let packetLimit = UInt64(limits.packets ?? Int(Int32.max))
     var rounds = 0
     var now = startNs
-    while store.server.stats.framesReceived < packetLimit && now < deadline {
+    while store.server.stats.framesReceived < packetLimit && now < deadline && !store.server.engine.shutdownRequested {
         _ = store.poll(now: UInt32(truncatingIfNeeded: now / 1_000_000_000))
         rounds &+= 1
         if rounds & 63 == 0 { now = uk_monotonic_ns() }
     }
     store.flush()
     let s = store.server.stats
-    milestone("kvstore: shutdown after " + String(s.framesReceived) + " frames")
+    let why = store.server.engine.shutdownRequested ? "a shutdown request" : (now >= deadline ? "kv.seconds" : "kv.packets")
+    milestone("kvstore: shutdown (" + why + ") after " + String(s.framesReceived) + " frames")
     print("stats: requests \(s.requests), replies \(s.replyDatagrams), lone GETs \(s.loneGetReplies), ARP replies \(s.host.arpReplies), ICMP echo replies \(s.host.icmpReplies), drops \(s.host.totalDrops &+ s.drops.total)")
     let e = store.server.engine.stats
     print("engine: commands \(e.commands), hits \(e.hits), misses \(e.misses), errors \(e.errors)")
