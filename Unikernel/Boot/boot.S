@@ -21,9 +21,9 @@
  * Paging maps the first 4 GiB 1:1 (virtual = physical, so a DMA address is just a pointer) with
  * 1 GiB pages when CPUID offers them, else 2 MiB pages, which every x86_64 CPU has: 0-3 GiB
  * write-back (RAM), 3-4 GiB uncached (the PCI MMIO hole, the LAPIC and IOAPIC, microvm's
- * virtio-mmio windows near 0xFEB00000). With 2 MiB pages this stub maps 0-1 GiB and 3-4 GiB, and
- * start.c adds 1-3 GiB if the memory map has RAM there. RAM above 3 GiB (-m above ~3 GiB, which
- * QEMU puts above 4 GiB) is not used. Every page is writable, executable and user-accessible: one
+ * virtio-mmio windows near 0xFEB00000). With 2 MiB pages this stub maps 0-1 GiB, and start.c the
+ * rest (3-4 GiB, and 1-3 GiB as far as the memory map has RAM) from ring 3.
+ * RAM above 3 GiB (-m above ~3 GiB, which QEMU puts above 4 GiB) is not used. Every page is writable, executable and user-accessible: one
  * program, no protection between its parts.
  */
 
@@ -51,7 +51,7 @@
 #define PTE_PS  0x80             /* a 1 GiB / 2 MiB page */
 #define PTE     (PTE_P + PTE_RW + PTE_US)
 
-#define PAGE_DIRECTORIES 4       /* 4 x 512 x 2 MiB = 4 GiB; 1 and 2 filled by start.c */
+#define PAGE_DIRECTORIES 4       /* 4 x 512 x 2 MiB = 4 GiB; start.c fills most of them */
 #define STACK_SIZE       (64 * 1024)
 #define TRAP_STACK_SIZE  (16 * 1024)
 
@@ -106,21 +106,17 @@ uk_pvh_entry:
     movl $(0xC0000000 + PTE + PTE_PS + PTE_PWT + PTE_PCD), uk_pdpt + 24
     jmp 4f
 
-    /* Otherwise 2 MiB pages: PDPT[0] -> page directory 0 (0-1 GiB: the image, the boot info and
-     * RAM up to -m 1G), PDPT[3] -> page directory 3 (3-4 GiB, uncached). Each directory is written
-     * whole, both halves of each entry, so it needs no clearing. RAM between 1 and 3 GiB gets
-     * directories 1 and 2 from start.c, only when the memory map has RAM there: 512 entries cost
-     * ~2 ms where ring 0 is emulated (kvm-pvm). */
+    /* Otherwise 2 MiB pages: PDPT[0] -> page directory 0, 0-1 GiB (the image, the boot info and
+     * RAM up to -m 1G), written whole (both halves of each entry: it needs no clearing). The rest
+     * (3-4 GiB, and 1-3 GiB as far as there is RAM) start.c maps from ring 3, where kvm-pvm runs
+     * it natively: directories that are not yet in use are plain memory there, while a directory
+     * in use is write-protected by kvm-pvm's shadow paging (every store to it traps). */
 2:  movl $(uk_pd + PTE), uk_pdpt
-    movl $(uk_pd + 3 * 4096 + PTE), uk_pdpt + 24
     movl $(PTE + PTE_PS), %eax
     xorl %ecx, %ecx
     xorl %edx, %edx
 3:  movl %eax, uk_pd(, %ecx, 8)
     movl %edx, uk_pd + 4(, %ecx, 8)
-    leal (0xC0000000 + PTE_PWT + PTE_PCD)(%eax), %ebx
-    movl %ebx, uk_pd + 3 * 4096(, %ecx, 8)
-    movl %edx, uk_pd + 3 * 4096 + 4(, %ecx, 8)
     addl $0x200000, %eax
     incl %ecx
     cmpl $512, %ecx

@@ -3,6 +3,7 @@
  *
  * uk_platform_start(start_info), ring 0, on the boot stack: the IDT and TSS (cpu.c), then for good
  * into ring 3 (boot.S's uk_enter_ring3 clears .bss there), where platform_main carries on:
+ *   0. the ports opened to ring 3 (cpu.c), 3-4 GiB mapped (the MMIO window),
  *   1. the serial console, 2. the TSC's rate (clock.c),
  *   3. the PVH start info: the command line (copied) and the memory map; RAM between 1 and 3 GiB
  *      mapped if there is any; the heap gets the largest free RAM region above the image and
@@ -95,19 +96,29 @@ static void copy_cmdline(const struct pvh_start_info *si, int *truncated) {
     *truncated = src && src[n] != 0;
 }
 
-/* boot.S's tables (.noinit): the PDPT, and four page directories of which it filled 0 and 3
- * (2 MiB pages) or none (1 GiB pages: PDPT entries 0-3 map everything). */
+/* boot.S's tables (.noinit): the PDPT, and four page directories. With 1 GiB pages boot.S mapped
+ * all of 0-4 GiB in the PDPT; with 2 MiB pages 0-1 GiB, in directory 0. The others are filled
+ * here, before the PDPT points to them: each PDPT entry goes from not present to present, and a
+ * CPU caches no not-present entry, so no TLB flush is needed (none could be done from ring 3). */
 extern uint64_t uk_pdpt[512];
 extern uint64_t uk_pd[4][512];
+#define PTE_RAM 0x87                /* present, writable, user, 2 MiB page */
+#define PTE_MMIO (0x87 | 0x18)      /* and uncached (PWT|PCD) */
+#define PTE_TABLE 0x07              /* present, writable, user: a directory */
 
-/* Maps 1-3 GiB (write-back, 2 MiB pages) as far as RAM reaches: -m above 1 GiB. The entries were
- * not present before, and a CPU caches no not-present entry, so no TLB flush is needed. */
+/* Page directory d (GiB d) filled with 2 MiB pages, then put in the PDPT. */
+static void map_gib(uint64_t d, uint64_t flags) {
+    if (uk_pdpt[d] & 1) return;     /* mapped already (a 1 GiB page) */
+    for (uint64_t i = 0; i < 512; i++) uk_pd[d][i] = (d << 30) + (i << 21) + flags;
+    uk_pdpt[d] = (uintptr_t)uk_pd[d] + PTE_TABLE;
+}
+
+/* The MMIO window, right at ring 3's start. */
+static void map_mmio(void) { map_gib(3, PTE_MMIO); }
+
+/* 1-3 GiB (write-back) as far as RAM reaches: -m above 1 GiB. */
 static void map_ram_above_1g(uint64_t ram_end) {
-    for (uint64_t d = 1; d < 3 && (d << 30) < ram_end; d++) {
-        if (uk_pdpt[d] & 1) continue;   /* a 1 GiB page already */
-        for (uint64_t i = 0; i < 512; i++) uk_pd[d][i] = (d << 30) + (i << 21) + 0x87;   /* P, RW, US, PS */
-        uk_pdpt[d] = (uintptr_t)uk_pd[d] + 0x07;                                        /* P, RW, US */
-    }
+    for (uint64_t d = 1; d < 3 && (d << 30) < ram_end; d++) map_gib(d, PTE_RAM);
 }
 
 /* The largest piece of RAM above the image and below HEAP_END, page-aligned, into heap_*. */
@@ -156,6 +167,7 @@ static _Noreturn void platform_main(void *start_info) {
     const struct pvh_start_info *si = start_info;
     uint64_t t_ring3 = uk_tsc();
     uk_cpu_ring3_init();
+    map_mmio();
     int console = uk_console_init();
     uint64_t t_console = uk_tsc();
     enum uk_clock_source clock = uk_clock_init();
