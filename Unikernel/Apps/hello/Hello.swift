@@ -1,9 +1,9 @@
 // The smallest unikernel app: proves the boot and platform layer from the Swift side, and is what
 // scripts/unikernel-check.sh boots. Prints the command line it got, the heap, and the clock
 // advancing (a spin of `spin=MS` milliseconds, 1 by default, by uk_monotonic_ns, with the TSC
-// ticks it took beside the number the calibrated rate predicts). Returns 0; with the word `fail`
-// on the command line 3; with `trap` it traps (fatalError), which the platform reports and turns
-// into status 121.
+// ticks it took beside the number the calibrated rate predicts), and one MMIO read (microvm's
+// virtio-mmio magic). Returns 0; with the word `fail` on the command line 3; with `trap` it traps
+// (fatalError), which the platform reports and turns into status 121.
 import UKPlatform
 
 @_cdecl("uknet_kernel_main")
@@ -45,6 +45,10 @@ public func helloMain(_ cmdline: UnsafePointer<CChar>) -> Int32 {
     let advanced = now > t0 && ticks > expected - expected / 20 && ticks < expected + expected / 20 + hz / 10_000
     print("hello: clock: spun \(ms) ms by uk_monotonic_ns (\(now &- t0) ns): \(ticks) TSC ticks at \(hz / 1000) kHz,"
           + " \(expected) expected: " + (advanced ? "ok" : "WRONG"))
+
+    // MMIO through the uncached 3-4 GiB window: microvm's first virtio-mmio slot reads "virt".
+    let magic = uk_mmio_read32(0xFEB0_0000)
+    print("hello: MMIO 0xfeb00000: 0x\(hex(UInt64(magic)))" + (magic == 0x7472_6976 ? " (virtio-mmio \"virt\")" : ""))
 
     if args.contains("trap") {
         print("hello: trapping as asked")
