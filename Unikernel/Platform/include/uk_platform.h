@@ -5,9 +5,9 @@
  *
  * The app's side of the contract: it defines
  *     @_cdecl("uknet_kernel_main") public func main(_ cmdline: UnsafePointer<CChar>) -> Int32
- * which the platform calls once, on the only stack (64 KiB), interrupts off, with the kernel
- * command line (`-append`, never null, "" if none) and the heap ready; its result goes to
- * uk_exit. (Declared in the platform's private header, not here, so the Swift definition does not
+ * which the platform calls once, in ring 3 with IOPL 3 (port I/O allowed; see Unikernel/Boot/boot.S
+ * for why), on the only stack (64 KiB), interrupts off, with the kernel command line (`-append`,
+ * never null, "" if none) and the heap ready; its result goes to uk_exit. (Declared in the platform's private header, not here, so the Swift definition does not
  * collide with an imported declaration.)
  *
  * Memory is mapped 1:1 (virtual = physical) for the first 4 GiB: a pointer is a DMA address. The
@@ -16,8 +16,8 @@
  *
  * Port I/O and MMIO are static inline here (Swift has no inline assembly and no volatile access).
  * Each counts itself in uk_pio_count/uk_mmio_count: under KVM every port access and every MMIO
- * access to a device is a VM exit (~25 us each under this machine's nested KVM), so the counts
- * are the exits the kernel caused. The counters cost one memory increment per access.
+ * access to a device is a VM exit (~25 us each under this machine's KVM), so the counts are the
+ * exits the kernel caused. The counters cost one memory increment per access.
  *
  * Single core, interrupts off: nothing here is thread-safe or reentrant.
  */
@@ -41,10 +41,10 @@ _Noreturn void uk_exit(int32_t status);
 
 /* ---- Clock ----------------------------------------------------------------------------------
  * The TSC (invariant on KVM with +invtsc), its rate from KVM's CPUID leaf 0x40000010 when QEMU
- * offers it (exact to 1 kHz), else calibrated against the PIT (channel 2, 10 ms; see clock.c for
- * the error). Monotonic nanoseconds count from TSC = 0 (under KVM the vCPU's reset, so
- * uk_boot_ns() is the firmware's time before our first instruction; under TCG the TSC is the
- * host's and the origin is arbitrary): differences are what mean something. */
+ * offers it (exact to 1 kHz), else measured against the PIT (channel 0, 10 ms; within ~0.01%,
+ * see clock.c). Monotonic nanoseconds count from TSC = 0, whose meaning depends on the
+ * hypervisor (TCG: the VM's reset, so uk_boot_ns() is the firmware's time before our first
+ * instruction; this machine's kvm-pvm: the host's boot): differences are what mean something. */
 uint64_t uk_tsc_hz(void);
 uint64_t uk_monotonic_ns(void);
 uint64_t uk_boot_ns(void);            /* uk_monotonic_ns() at the boot stub's first instruction */
