@@ -11,11 +11,18 @@ SWIFT ?= swift
 BUILD_PACKAGES := libpcap-dev pkg-config
 
 # Debian packages per job, beyond the build's.
-TEST_PACKAGES  := valgrind tshark memcached iproute2 iputils-ping python3 dpdk-dev
+TEST_PACKAGES  := valgrind tshark memcached iproute2 iputils-ping python3 dpdk-dev qemu-system-x86
 BENCH_PACKAGES := valgrind libdpdk-dev dpdk-dev gcc memcached iproute2 python3
 DEMO_PACKAGES  := iproute2
+# Booting a unikernel image: QEMU (its qemu-system-data brings qboot.rom, the fast firmware for -M pc).
+KVM_PACKAGES   := qemu-system-x86
 
-.PHONY: all build test unit-tests virtio-asan embedded-check hotpath-check build-deps-check bench demo deps-build deps-test deps-bench deps-demo clean
+# The unikernel app `make image` / `make run-kvm` build and boot: a folder Unikernel/Apps/$(APP).
+# run-kvm also takes MACHINE (microvm|pc), FIRMWARE (qboot|seabios, for pc), ACCEL (auto|kvm|tcg),
+# CPU, CMDLINE, MEM, TIMEOUT, DEBUG_EXIT and QEMU_ARGS from the command line (scripts/run-kvm.sh).
+APP ?= hello
+
+.PHONY: all build test unit-tests virtio-asan embedded-check unikernel-check hotpath-check build-deps-check image run-kvm bench demo deps-build deps-test deps-bench deps-demo deps-kvm clean
 
 all: build
 
@@ -34,8 +41,11 @@ deps-bench: deps-build
 deps-demo: deps-build
 	scripts/install-deps.sh $(DEMO_PACKAGES)
 
+deps-kvm: deps-build
+	scripts/install-deps.sh $(KVM_PACKAGES)
+
 ## Everything CI checks: unit tests, the Embedded build of the core, and the hot-path proof.
-test: deps-test build-deps-check unit-tests virtio-asan embedded-check hotpath-check
+test: deps-test build-deps-check unit-tests virtio-asan embedded-check unikernel-check hotpath-check
 	@echo "make test: all checks passed"
 
 unit-tests: deps-test
@@ -55,6 +65,23 @@ virtio-asan: deps-test
 ## --self-test: the checks must catch a new runtime need, a stale list entry, a missing runtime.
 embedded-check: deps-build
 	scripts/embedded-check.sh --self-test
+
+## The unikernel's boot and platform layer: the hello image built, its size held under 256 KB,
+## booted on microvm and on pc (qboot) with KVM when /dev/kvm works (and under TCG), its console,
+## exit statuses, clock and timeout checked; boot times printed.
+unikernel-check: deps-test
+	scripts/unikernel-check.sh
+
+## A bootable image of the app Unikernel/Apps/$(APP) (Embedded Swift, PVH entry for qemu -kernel).
+image: deps-build
+	scripts/build-image.sh $(APP)
+
+## The image booted under QEMU (KVM when /dev/kvm works, else TCG), console on stdout; exits
+## with the app's status.
+run-kvm: deps-kvm image
+	MACHINE="$(MACHINE)" FIRMWARE="$(FIRMWARE)" ACCEL="$(ACCEL)" CPU="$(CPU)" CMDLINE="$(CMDLINE)" \
+	  MEM="$(MEM)" TIMEOUT="$(TIMEOUT)" DEBUG_EXIT="$(DEBUG_EXIT)" QEMU_ARGS="$(QEMU_ARGS)" \
+	  scripts/run-kvm.sh .build-image/$(APP)/$(APP).elf
 
 ## Every target that builds installs the build's packages first; every library and header the
 ## C targets use comes from them (with a negative control: the check must fail without them).

@@ -12,17 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 self_test=false
 [ "${1:-}" = --self-test ] && self_test=true
-swiftc_bin=${SWIFTC:-$(command -v swiftc)}
-tools=$(dirname "$(readlink -f "$swiftc_bin")")   # the toolchain's own llvm-nm, clang, ld.lld
-nm=$tools/llvm-nm clang=$tools/clang lld=$tools/ld.lld
 out=.build-embedded
-# -function-sections lets the link's --gc-sections drop Swift code nothing reaches.
-flags=(-target x86_64-unknown-none-elf -enable-experimental-feature Embedded -enable-experimental-feature SuppressedAssociatedTypes -wmo -parse-as-library
-       -Osize -Xfrontend -disable-stack-protector -Xfrontend -function-sections
-       -Xcc -mno-red-zone -Xcc -ffreestanding -I Sources/CUKAtomics/include -I Sources/CUKHardware/include)
-# The runtime's C: freestanding headers only (-nostdlibinc keeps just the compiler's own).
-cflags=(--target=x86_64-unknown-none-elf -std=c11 -O2 -ffreestanding -nostdlibinc -fno-stack-protector
-        -mno-red-zone -ffunction-sections -fdata-sections -Wall -Wextra -Werror -I Unikernel/Runtime -I Sources/CUKHardware/include)
+source scripts/embedded-flags.sh   # flags, cflags, swift_embedded, the toolchain binaries
 expected=scripts/embedded-undefined-symbols.txt
 # swiftc leaves an object alone when its IR is unchanged (.swift_modhash), even if codegen flags
 # changed (-function-sections did): start afresh whenever the flags differ from the last run's.
@@ -32,12 +23,6 @@ if [ "$(cat "$out/flags" 2>/dev/null)" != "${flags[*]} ${cflags[*]}" ]; then
   echo "${flags[*]} ${cflags[*]}" >"$out/flags"
 fi
 mkdir -p "$out/link" "$out/self-test"
-
-swift_embedded() { # module-name, object path, sources...
-  local name=$1 obj=$2; shift 2
-  "$swiftc_bin" "${flags[@]}" -module-name "$name" -emit-module -emit-module-path "$out/$name.swiftmodule" \
-    -I "$out" -c "$@" -o "$obj"
-}
 
 objects=()   # every module compiled below: the symbol check and the link take them all
 compile() { # module-name, object, sources...
@@ -113,7 +98,7 @@ swift_embedded LinkTest "$out/link/LinkTest.o" Unikernel/LinkTest/LinkTest.swift
 mapfile -t runtime_objects < <(runtime '(16u << 20)' "$out/link")
 elf=$out/link/linktest
 link "$elf" "${objects[@]}" "$out/link/LinkTest.o" "$out/link/start.o" "${runtime_objects[@]}"
-echo "embedded-check: linked $elf: $("$tools/llvm-objcopy" --strip-all "$elf" "$elf.stripped" && stat -c %s "$elf.stripped") bytes stripped, nothing undefined"
+echo "embedded-check: linked $elf: $("$objcopy" --strip-all "$elf" "$elf.stripped" && stat -c %s "$elf.stripped") bytes stripped, nothing undefined"
 if can_run; then
   status=0; "$elf" >"$out/link/run.log" 2>&1 || status=$?
   sed 's/^/  /' "$out/link/run.log"
