@@ -76,7 +76,7 @@ objects+=("$out/$module_name.o")
 objects+=("$out/c/boot.o")
 # The platform without SSE: its ring-0 part runs where kvm-pvm emulates instructions, and that
 # emulator has no SSE arithmetic (boot.S). It needs no floating point anyway.
-for c in Unikernel/Platform/*.c; do
+for c in Unikernel/Platform/*.c Sources/CUKHardware/uk_hardware.c; do
   "$clang" "${cflags[@]}" -mgeneral-regs-only -c "$c" -o "$out/c/platform-$(basename "${c%.c}").o"
   objects+=("$out/c/platform-$(basename "${c%.c}").o")
 done

@@ -86,7 +86,7 @@ compile VirtioNet VirtioNet.o $(find Sources/VirtioNet -name '*.swift' | sort)
 # unikernel's transports will be) through its rings.
 compile VirtioNetGuest VirtioNetGuest.o $(find Sources/VirtioNetGuest -name '*.swift' | sort)
 compile KernelCommandLine KernelCommandLine.o $(find Sources/KernelCommandLine -name '*.swift' | sort)
-"$clang" "${cflags[@]}" -c Sources/CUKHardware/uk_hardware.c -o "$out/uk_hardware.o"   # uk_io_exits
+"$clang" "${cflags[@]}" -c Sources/CUKHardware/uk_hardware.c -o "$out/uk_hardware.o"   # the exit counters
 objects+=("$out/uk_hardware.o")
 compile VirtioNetEmulator VirtioNetEmulator.o $(find Sources/VirtioNetEmulator -name '*.swift' | sort)
 

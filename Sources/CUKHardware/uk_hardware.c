@@ -1,3 +1,3 @@
 #include "uk_hardware.h"
 
-uint64_t uk_io_exits;
+uint64_t uk_pio_count, uk_mmio_count;

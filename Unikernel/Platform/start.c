@@ -43,7 +43,7 @@ struct pvh_memmap_entry {
 #define CMDLINE_MAX 4096
 #define MEMMAP_MAX 128            /* entries looked at (QEMU's e820 has a handful) */
 
-uint64_t uk_pio_count, uk_mmio_count;
+/* uk_pio_count, uk_mmio_count: Sources/CUKHardware/uk_hardware.c */
 
 /* Written before it is read (a NUL ends it): no need to clear it at boot. */
 static char cmdline[CMDLINE_MAX] __attribute__((section(".noinit.cmdline")));

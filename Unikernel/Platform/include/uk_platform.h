@@ -50,11 +50,7 @@ uint64_t uk_monotonic_ns(void);
 uint64_t uk_boot_ns(void);            /* uk_monotonic_ns() at the boot stub's first instruction */
 uint64_t uk_tsc_to_ns(uint64_t ticks); /* a TSC difference in nanoseconds */
 
-static inline uint64_t uk_tsc(void) {
-    uint32_t lo, hi;
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    return ((uint64_t)hi << 32) | lo;
-}
+/* uk_tsc(): CUKHardware's uk_hardware.h, included below. */
 
 /* ---- Console: COM1 (0x3F8) ------------------------------------------------------------------
  * print() from Swift goes here too (the platform's putchar). About one port write per byte: a
@@ -68,80 +64,8 @@ uintptr_t uk_heap_base(void);         /* the region the allocator was given */
 size_t uk_heap_size(void);
 size_t uk_heap_used(void);            /* bytes in allocated blocks now */
 
-/* ---- Exit counters --------------------------------------------------------------------------- */
-extern uint64_t uk_pio_count;         /* port I/O instructions through the functions below */
-extern uint64_t uk_mmio_count;        /* MMIO accesses through the functions below */
-
-/* ---- Barriers ---------------------------------------------------------------------------------
- * uk_barrier: the compiler keeps memory accesses on their side (x86 keeps stores in order with
- * stores and loads with loads). uk_mb: a full fence, for a store that must be visible before a
- * later load (virtio's event-index checks). Port I/O is serializing, and MMIO to the uncached
- * 3-4 GiB window is strongly ordered, so an I/O barrier is the compiler barrier. */
-static inline void uk_barrier(void) { __asm__ volatile("" ::: "memory"); }
-static inline void uk_mb(void) { __asm__ volatile("mfence" ::: "memory"); }
-static inline void uk_io_barrier(void) { __asm__ volatile("" ::: "memory"); }
-static inline void uk_pause(void) { __asm__ volatile("pause" ::: "memory"); }
-
-/* ---- Port I/O -----------------------------------------------------------------------------------
- * "memory" clobbers: the compiler must not move ring stores past a notify (outw to a queue
- * notify port) or ring loads before an ISR read. */
-static inline uint8_t uk_inb(uint16_t port) {
-    uint8_t v;
-    uk_pio_count++;
-    __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port) : "memory");
-    return v;
-}
-static inline uint16_t uk_inw(uint16_t port) {
-    uint16_t v;
-    uk_pio_count++;
-    __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port) : "memory");
-    return v;
-}
-static inline uint32_t uk_inl(uint16_t port) {
-    uint32_t v;
-    uk_pio_count++;
-    __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port) : "memory");
-    return v;
-}
-static inline void uk_outb(uint16_t port, uint8_t v) {
-    uk_pio_count++;
-    __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port) : "memory");
-}
-static inline void uk_outw(uint16_t port, uint16_t v) {
-    uk_pio_count++;
-    __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port) : "memory");
-}
-static inline void uk_outl(uint16_t port, uint32_t v) {
-    uk_pio_count++;
-    __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port) : "memory");
-}
-
-/* ---- MMIO ---------------------------------------------------------------------------------------
- * Volatile accesses of exactly the width asked (a device register must not be read as two halves
- * or merged with its neighbour). Addresses are physical = virtual. */
-static inline uint8_t uk_mmio_read8(uintptr_t addr) {
-    uk_mmio_count++;
-    return *(volatile uint8_t *)addr;
-}
-static inline uint16_t uk_mmio_read16(uintptr_t addr) {
-    uk_mmio_count++;
-    return *(volatile uint16_t *)addr;
-}
-static inline uint32_t uk_mmio_read32(uintptr_t addr) {
-    uk_mmio_count++;
-    return *(volatile uint32_t *)addr;
-}
-static inline void uk_mmio_write8(uintptr_t addr, uint8_t v) {
-    uk_mmio_count++;
-    *(volatile uint8_t *)addr = v;
-}
-static inline void uk_mmio_write16(uintptr_t addr, uint16_t v) {
-    uk_mmio_count++;
-    *(volatile uint16_t *)addr = v;
-}
-static inline void uk_mmio_write32(uintptr_t addr, uint32_t v) {
-    uk_mmio_count++;
-    *(volatile uint32_t *)addr = v;
-}
+/* Port I/O, MMIO, barriers, the exit counters and uk_tsc: Sources/CUKHardware, the one definition
+ * the platform and the drivers (VirtioNetGuest) share. */
+#include "uk_hardware.h"
 
 #endif

@@ -1,0 +1,146 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import TestSupport
+
+// The KV store as a unikernel (Unikernel/Apps/kvstore, built from the same Sources/ as the
+// hosted store) booted by QEMU on a TAP in a namespace the test creates, spoken to by a Linux
+// UDP socket there: the memcached session of the TAP tests (memcached 1.6.18's replies), ping,
+// ARP, then a `shutdown` request (kv.shutdown=1, memcached's -A) ends it with the success
+// status. One run per transport: legacy virtio-pci and modern-only virtio-pci on `-M pc`,
+// virtio-mmio on `-M microvm`. KVM when /dev/kvm works, else TCG (scripts/run-kvm.sh decides).
+
+enum UnikernelHarness {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+    static let qemu = Processes.executable(["/usr/bin/qemu-system-x86_64"])
+    static let canRun = TapHarness.canRun && qemu != nil
+    static let skipReason: Comment = "needs root, /dev/net/tun, iproute2, python3 and qemu-system-x86_64 (make test installs them)"
+
+    /// The image, built once per test run by scripts/build-image.sh (make test builds it first).
+    static let image: Result<String, Processes.Failed> = {
+        let path = repo + "/.build-image/kvstore/kvstore.elf"
+        do {
+            let r = try Processes.run([repo + "/scripts/build-image.sh", "kvstore"], seconds: 600)
+            guard r.exit == .code(0) else { return .failure(Processes.Failed(description: "build-image: \(r.exit): \(r.output)")) }
+        } catch let e as Processes.Failed {
+            return .failure(e)
+        } catch {
+            return .failure(Processes.Failed(description: "\(error)"))
+        }
+        return FileManager.default.fileExists(atPath: path) ? .success(path)
+            : .failure(Processes.Failed(description: "build-image made no \(path)"))
+    }()
+
+    /// Sends one memcached UDP datagram (request id 0x5151) with `payload` from `namespace`.
+    static func sendDatagram(_ payload: String, in namespace: String) throws {
+        let script = """
+        import socket, sys
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(b"\\x51\\x51\\x00\\x00\\x00\\x01\\x00\\x00" + sys.argv[1].encode().decode("unicode_escape").encode("latin-1"), ("192.0.2.2", 11211))
+        """
+        let r = try TapHarness.python(script, in: namespace, arguments: [payload], seconds: 10)
+        guard r.exit == .code(0) else { throw Processes.Failed(description: "send: \(r.exit) \(r.output)") }
+    }
+}
+
+@Suite(.serialized) struct UnikernelTests {
+    enum Variant: String, CaseIterable, CustomStringConvertible {
+        case pcLegacyPCI, pcModernPCI, microvmMMIO
+        var description: String { rawValue }
+        var machine: String { self == .microvmMMIO ? "microvm" : "pc" }
+        var device: String {
+            switch self {
+            case .pcLegacyPCI: "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:02"
+            case .pcModernPCI: "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:02,disable-legacy=on"
+            case .microvmMMIO: "virtio-net-device,netdev=n0,mac=02:00:00:00:00:02"
+            }
+        }
+        /// What the kernel must say it found.
+        var found: String {
+            switch self {
+            case .pcLegacyPCI: "pci: legacy virtio-net"
+            case .pcModernPCI: "pci: modern virtio-net"
+            case .microvmMMIO: "virtio-mmio: net"
+            }
+        }
+    }
+
+    @Test(.enabled(if: UnikernelHarness.canRun, UnikernelHarness.skipReason), arguments: Variant.allCases)
+    func kvStoreImageServesMemcachedOverTAP(_ variant: Variant) throws {
+        let image = try UnikernelHarness.image.get()
+        let pid = getpid()
+        let namespace = "uknet-uk-\(pid)"
+        let ifname = "ukt\(pid % 10_000)"
+        _ = try? Processes.run([TapHarness.ip!, "netns", "del", namespace])
+        try TapHarness.ipCommand("netns", "add", namespace)
+        defer { _ = try? Processes.run([TapHarness.ip!, "netns", "del", namespace]) }
+
+        let output = Processes.outputPath()
+        defer { unlink(output) }
+        var child = try Processes.spawn(["/usr/bin/env", "MACHINE=\(variant.machine)", "TIMEOUT=90", "MEM=64M",
+                                         "CMDLINE=netdev.ip=192.0.2.2/24 kv.shutdown=1 kv.seconds=80",
+                                         "QEMU_ARGS=-netdev tap,id=n0,ifname=\(ifname),script=no,downscript=no -device \(variant.device)",
+                                         UnikernelHarness.repo + "/scripts/run-kvm.sh", image], output: output)
+        defer {
+            if child > 0 {
+                kill(child, SIGTERM)
+                _ = Processes.wait(child, seconds: 5)
+            }
+        }
+        // QEMU creates the TAP in this (the root) namespace: wait for it, then move it.
+        var appeared = false
+        let deadline = Processes.monotonic() + 20
+        while Processes.monotonic() < deadline && !appeared {
+            appeared = (try? Processes.run([TapHarness.ip!, "link", "show", ifname], seconds: 2))?.exit == .code(0)
+            if !appeared { usleep(20_000) }
+        }
+        try #require(appeared, "QEMU did not create \(ifname): \(Processes.read(output))")
+        try TapHarness.configureNamespaceSide(ifname, namespace)
+        var ready = false
+        let readyBy = Processes.monotonic() + 30
+        while Processes.monotonic() < readyBy && !ready {
+            ready = Processes.read(output).contains("kvstore: ready on 192.0.2.2:11211")
+            if !ready { usleep(20_000) }
+        }
+        try #require(ready, "the kernel did not get ready:\n\(Processes.read(output))")
+        #expect(Processes.read(output).contains(variant.found), "\(Processes.read(output))")
+
+        let exchanges = TapTests.session()
+        let report = try TapHarness.memcachedClient(exchanges, in: namespace)
+        TapHarness.expectReplies(report, exchanges)
+        let ping = try TapHarness.ping3(in: namespace)
+        #expect(ping.exit == .code(0) && ping.output.contains("3 packets transmitted, 3 received"), "ping: \(ping.output)")
+        let neighbour = try TapHarness.ipCommand("-n", namespace, "neigh", "show", "192.0.2.2")
+        #expect(neighbour.contains("lladdr 02:00:00:00:00:02"), "neighbour entry: \(neighbour)")
+
+        try UnikernelHarness.sendDatagram("shutdown\\r\\n", in: namespace)
+        let exit = Processes.wait(child, seconds: 30)
+        child = 0
+        let console = Processes.read(output)
+        #expect(exit == .code(0), "run-kvm: \(exit)\n\(console)")
+        #expect(console.contains("kvstore: shutdown (a shutdown request)"), "\(console)")
+        let requests = exchanges.filter { !$0.raw }.count
+        #expect(console.contains("stats: requests \(requests + 1),"), "every request counted, the shutdown too:\n\(console)")
+        print("unikernel \(variant):\n" + console.split(separator: "\n").filter { $0.contains("[") || $0.contains("run-kvm") }
+            .joined(separator: "\n"))
+    }
+
+    /// The image links the repo's KVStore engine itself: its module list names Sources/Apps/KVStore,
+    /// and no Swift file of the app defines the engine's types (a copy or fork would).
+    @Test func theImageUsesTheEngineFromSources() throws {
+        let app = UnikernelHarness.repo + "/Unikernel/Apps/kvstore"
+        let modules = try String(contentsOfFile: app + "/modules", encoding: .utf8)
+        for m in ["UKNetdev", "HostStack", "KVStore", "VirtioNet", "VirtioNetGuest"] {
+            #expect(modules.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces) == m }, "\(m) not linked from Sources/")
+        }
+        for file in try FileManager.default.contentsOfDirectory(atPath: app) where file.hasSuffix(".swift") {
+            let text = try String(contentsOfFile: app + "/" + file, encoding: .utf8)
+            for type in ["struct KVServer", "struct MemcachedEngine", "struct ItemStore", "struct HostStack", "struct VirtioNetDevice"] {
+                #expect(!text.contains(type), "\(file) defines \(type): the engine must come from Sources/")
+            }
+        }
+    }
+}
