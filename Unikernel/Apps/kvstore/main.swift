@@ -62,18 +62,17 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
     // The NIC: virtio-mmio where QEMU's microvm named its devices on the command line, else the
     // first virtio-net on PCI bus 0, legacy when it has an I/O BAR (transitional), else modern.
     let mmioBases = VirtioMMIOTransport.bases(fromCommandLineValues: line.values("virtio_mmio.device"))
-    if !mmioBases.isEmpty {
+    let pciFunction = mmioBases.isEmpty ? (VirtioPCIModernTransport.find() ?? VirtioPCILegacyTransport.find()) : nil
+    guard let pci = pciFunction else {
+        // No PCI virtio-net (microvm has no PCI): virtio-mmio, at the command line's addresses or
+        // in microvm's slots (QEMU names them on the command line only for Linux kernels).
         guard let base = VirtioMMIOTransport.find(commandLineBases: mmioBases), let t = VirtioMMIOTransport(base: base) else {
-            print("kvstore: no virtio-net among the virtio-mmio devices (QEMU: -device virtio-net-device,netdev=...)")
+            print("kvstore: no virtio-net device found (QEMU: -device virtio-net-pci,netdev=... or, on microvm, virtio-net-device)")
             return 3
         }
-        milestone("virtio-mmio: net at 0x" + String(base, radix: 16) + ", version " + String(t.version))
+        milestone("virtio-mmio: net at 0x" + String(base, radix: 16) + ", version " + String(t.version) + " (" + String(exits() - exitsBefore) + " exits)")
         let options = t.driverOptions
         return serve(t, options: options, config: config, macOverride: macOverride, limits: limits, exitsBefore: exitsBefore)
-    }
-    guard let pci = VirtioPCIModernTransport.find() ?? VirtioPCILegacyTransport.find() else {
-        print("kvstore: no virtio-net device found (QEMU: -device virtio-net-pci,netdev=... or, on microvm, virtio-net-device)")
-        return 3
     }
     if pci.bar(0).isIO, let t = VirtioPCILegacyTransport(pci: pci) {
         milestone("pci: legacy virtio-net at " + pci.address.description + " (" + String(exits() - exitsBefore) + " exits)")
