@@ -133,6 +133,20 @@ enum UnikernelHarness {
         print("unikernel \(variant):\n" + console)
     }
 
+    /// Bad input at boot: a clear console line and the failure status, never a hang.
+    @Test(.enabled(if: UnikernelHarness.qemu != nil, "qemu-system-x86_64 is not installed"),
+          arguments: [("netdev.ip=192.0.2.300/24", 2, "kvstore: bad command line value netdev.ip=192.0.2.300/24: expected A.B.C.D[/prefix]"),
+                      ("kv.port=11211", 2, "kvstore: missing netdev.ip= on the command line (e.g. netdev.ip=192.0.2.2/24)"),
+                      ("netdev.ip=192.0.2.2/24 kv.port=70000", 2, "kvstore: bad command line value kv.port=70000: expected a number 1...65535"),
+                      ("netdev.ip=192.0.2.2/24", 3, "kvstore: no virtio-net device found")])
+    func badCommandLinesAndNoNICEndWithAClearMessage(_ cmdline: String, _ status: Int32, _ message: String) throws {
+        let image = try UnikernelHarness.image.get()
+        let r = try Processes.run(["/usr/bin/env", "MACHINE=pc", "TIMEOUT=30", "CMDLINE=\(cmdline)",
+                                   UnikernelHarness.repo + "/scripts/run-kvm.sh", image], seconds: 40)
+        #expect(r.exit == .code(status), "\(r.output)")
+        #expect(r.output.contains(message), "\(r.output)")
+    }
+
     /// The image links the repo's KVStore engine itself: its module list names Sources/Apps/KVStore,
     /// and no Swift file of the app defines the engine's types (a copy or fork would).
     @Test func theImageUsesTheEngineFromSources() throws {
