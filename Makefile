@@ -13,7 +13,7 @@ BUILD_PACKAGES := libpcap-dev pkg-config
 # Debian packages per job, beyond the build's.
 TEST_PACKAGES  := valgrind tshark memcached iproute2 iputils-ping python3 dpdk-dev qemu-system-x86
 BENCH_PACKAGES := valgrind libdpdk-dev dpdk-dev gcc memcached iproute2 python3
-DEMO_PACKAGES  := iproute2
+DEMO_PACKAGES  := iproute2 python3 qemu-system-x86
 # Booting a unikernel image: QEMU (its qemu-system-data brings qboot.rom, the fast firmware for -M pc).
 KVM_PACKAGES   := qemu-system-x86
 
@@ -102,8 +102,9 @@ bench: deps-bench
 	Benchmarks/run-tap-kv-bench.sh
 	Benchmarks/run-vhost-bench.sh
 
-## The main job: the KV store on a TAP in a private network namespace, driven by pktgen kv on a
-## second TAP across a bridge (in-process over a ring pair where there is no root).
+## The main job: the KV store unikernel in QEMU/KVM on a TAP in a private network namespace,
+## driven by pktgen kv on a second TAP across a bridge (HOSTED=1: the store as a Linux process;
+## in-process over a ring pair where there is no root).
 demo: deps-demo
 	scripts/demo.sh
 
