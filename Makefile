@@ -12,7 +12,7 @@ BUILD_PACKAGES := libpcap-dev pkg-config
 
 # Debian packages per job, beyond the build's.
 TEST_PACKAGES  := valgrind tshark memcached iproute2 iputils-ping python3 dpdk-dev qemu-system-x86
-BENCH_PACKAGES := valgrind libdpdk-dev dpdk-dev gcc memcached iproute2 python3
+BENCH_PACKAGES := valgrind libdpdk-dev dpdk-dev gcc memcached iproute2 python3 qemu-system-x86
 DEMO_PACKAGES  := iproute2 python3 qemu-system-x86
 # Booting a unikernel image: QEMU (its qemu-system-data brings qboot.rom, the fast firmware for -M pc).
 KVM_PACKAGES   := qemu-system-x86
@@ -94,13 +94,15 @@ hotpath-check: deps-test
 
 ## Speed beside its peers: the core vs DPDK's rte_ring/rte_mempool, the KV store vs memcached,
 ## pktgen TX vs testpmd txonly on net_null, pktgen kv against the store, and through TAPs
-## against the store and against memcached; VirtioNet over vhost-user beside DPDK's virtio_user.
+## against the store and against memcached; VirtioNet over vhost-user beside DPDK's virtio_user;
+## the KV store unikernel's size, boot times and smallest memory.
 bench: deps-bench
 	Benchmarks/run-netdev-bench.sh
 	Benchmarks/run-kv-bench.sh
 	Benchmarks/run-pktgen-bench.sh
 	Benchmarks/run-tap-kv-bench.sh
 	Benchmarks/run-vhost-bench.sh
+	Benchmarks/run-unikernel-bench.sh
 
 ## The main job: the KV store unikernel in QEMU/KVM on a TAP in a private network namespace,
 ## driven by pktgen kv on a second TAP across a bridge (HOSTED=1: the store as a Linux process;

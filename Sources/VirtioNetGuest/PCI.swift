@@ -125,6 +125,8 @@ public enum PCIBus {
     /// Every function on bus 0 (QEMU's pc and q35 put their devices there): one config read per
     /// slot, a second for multi-function devices. Each read is two port exits under KVM.
     public static func scan(_ body: (PCIFunction) -> Void) {
+        // No host bridge at 00:00.0: no PCI at all (microvm): one read, not 32.
+        guard PCIConfig.read32(PCIAddress(bus: 0, device: 0, function: 0), 0) & 0xFFFF != 0xFFFF else { return }
         for device in UInt8(0)..<32 {
             let first = PCIAddress(bus: 0, device: device, function: 0)
             let id = PCIConfig.read32(first, 0)

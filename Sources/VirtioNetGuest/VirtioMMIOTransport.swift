@@ -37,10 +37,12 @@ public struct VirtioMMIOTransport: VirtioTransport, ~Copyable {
     static var config: UInt { 0x100 }
 
     /// The register block of the first virtio-net device: from the kernel command line's
-    /// `virtio_mmio.device=SIZE@BASE:IRQ` words (QEMU's microvm adds one per device), else by
-    /// probing microvm's slots (0xFEB00000, every 0x200) for the magic value.
+    /// `virtio_mmio.device=SIZE@BASE:IRQ` words (QEMU's microvm adds one per device for Linux
+    /// kernels), else by probing microvm's 24 slots (0xFEB00000, every 0x200) for the magic
+    /// value, from the last: QEMU fills them from there down, so the first probe usually hits
+    /// (each probe is a VM exit).
     public static func find(commandLineBases: [UInt] = []) -> UInt? {
-        let candidates = commandLineBases.isEmpty ? (0..<32).map { UInt(0xFEB0_0000) + UInt($0) * 0x200 } : commandLineBases
+        let candidates = commandLineBases.isEmpty ? (0..<24).reversed().map { UInt(0xFEB0_0000) + UInt($0) * 0x200 } : commandLineBases
         for base in candidates where uk_mmio_read32(base + magic) == 0x7472_6976 && uk_mmio_read32(base + deviceID) == 1 {
             return base
         }
