@@ -56,8 +56,9 @@ public struct PCIFunction: Sendable {
     public var address: PCIAddress
     public var vendor: UInt16
     public var deviceID: UInt16
-    public var subsystemID: UInt16
-    public var revision: UInt8
+    /// Read when asked (each config read is two VM exits under KVM).
+    public var subsystemID: UInt16 { UInt16(truncatingIfNeeded: PCIConfig.read32(address, 0x2C) >> 16) }
+    public var revision: UInt8 { PCIConfig.read8(address, 0x08) }
 
     /// Command register bits.
     public static var ioSpace: UInt16 { 1 }
@@ -122,9 +123,10 @@ public struct PCIBar: Sendable {
 }
 
 public enum PCIBus {
-    /// Every function on bus 0 (QEMU's pc and q35 put their devices there): one config read per
-    /// slot, a second for multi-function devices. Each read is two port exits under KVM.
-    public static func scan(_ body: (PCIFunction) -> Void) {
+    /// The functions on bus 0 (QEMU's pc and q35 put their devices there), in order, until
+    /// `body` returns true: one config read per slot, more only for multi-function devices.
+    /// Each read is two port exits under KVM, so the scan stops as soon as it is answered.
+    public static func scan(_ body: (PCIFunction) -> Bool) {
         // No host bridge at 00:00.0: no PCI at all (microvm): one read, not 32.
         guard PCIConfig.read32(PCIAddress(bus: 0, device: 0, function: 0), 0) & 0xFFFF != 0xFFFF else { return }
         for device in UInt8(0)..<32 {
@@ -136,10 +138,22 @@ public enum PCIBus {
                 let a = PCIAddress(bus: 0, device: device, function: function)
                 let vd = function == 0 ? id : PCIConfig.read32(a, 0)
                 guard vd & 0xFFFF != 0xFFFF else { continue }
-                let subsystem = UInt16(truncatingIfNeeded: PCIConfig.read32(a, 0x2C) >> 16)
-                body(PCIFunction(address: a, vendor: UInt16(truncatingIfNeeded: vd), deviceID: UInt16(truncatingIfNeeded: vd >> 16),
-                                 subsystemID: subsystem, revision: PCIConfig.read8(a, 0x08)))
+                if body(PCIFunction(address: a, vendor: UInt16(truncatingIfNeeded: vd), deviceID: UInt16(truncatingIfNeeded: vd >> 16))) {
+                    return
+                }
             }
         }
+    }
+
+    /// The first virtio-net function: 1af4:1041 (modern), or a transitional 1af4:1000 (or
+    /// 1000-103f with subsystem 1, the net device).
+    public static func findVirtioNet() -> PCIFunction? {
+        var found: PCIFunction?
+        scan { f in
+            guard f.vendor == 0x1AF4 else { return false }
+            if f.deviceID == 0x1041 || ((0x1000...0x103F).contains(f.deviceID) && f.subsystemID == 1) { found = f }
+            return found != nil
+        }
+        return found
     }
 }

@@ -28,16 +28,6 @@ public struct VirtioPCILegacyTransport: VirtioTransport, ~Copyable {
     static var status: UInt16 { 0x12 }
     static var config: UInt16 { 0x14 }
 
-    /// The first virtio-net function (1af4:1000, or subsystem 1 on a transitional id) on bus 0.
-    public static func find() -> PCIFunction? {
-        var found: PCIFunction?
-        PCIBus.scan { f in
-            if found == nil && f.vendor == 0x1AF4 && (f.deviceID == 0x1000 || (f.deviceID >= 0x1000 && f.deviceID <= 0x103F && f.subsystemID == 1)) {
-                found = f
-            }
-        }
-        return found
-    }
 
     /// Takes over the device at `pci`: BAR 0 assigned and I/O decoding and bus mastering on
     /// when firmware left them off, the device reset, acknowledged, its features read.

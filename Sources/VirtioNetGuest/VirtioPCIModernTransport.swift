@@ -38,16 +38,6 @@ public struct VirtioPCIModernTransport: VirtioTransport, ~Copyable {
     static var queueDriver: UInt { 0x28 }
     static var queueDevice: UInt { 0x30 }
 
-    /// The first modern virtio-net function (1af4:1041, or a transitional id) on bus 0.
-    public static func find() -> PCIFunction? {
-        var found: PCIFunction?
-        PCIBus.scan { f in
-            if found == nil && f.vendor == 0x1AF4 && (f.deviceID == 0x1041 || (f.deviceID == 0x1000 && f.subsystemID == 1)) {
-                found = f
-            }
-        }
-        return found
-    }
 
     /// Takes over the device: memory decoding and bus mastering on, unassigned memory BARs
     /// placed from `memoryWindow` (qboot assigns none), the capabilities read, the device reset

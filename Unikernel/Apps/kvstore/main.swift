@@ -6,6 +6,7 @@
 //   netdev.mac=XX:XX:XX:XX:XX:XX  override the NIC's MAC
 //   kv.port=N                    UDP port (default 11211)
 //   kv.memory=MB                 item memory (default 16)
+//   kv.buffers=N                 packet buffers (default 512: the RX ring's 256 and room for replies)
 //   kv.packets=N                 stop after N frames received (default: run until kv.seconds)
 //   kv.seconds=S                 stop after S seconds (default: none)
 //   kv.shutdown=1                memcached's -A: a `shutdown` request (over UDP) stops the store
@@ -32,6 +33,9 @@ func exits() -> UInt64 { uk_pio_count &+ uk_mmio_count }
 
 /// `quiet` on the command line: no milestones (each console byte is a VM exit), one line when ready.
 nonisolated(unsafe) var quiet = false
+/// Where the boot time went, in microseconds since the first instruction (said in the ready line).
+nonisolated(unsafe) var phases: [(StaticString, UInt64)] = []
+func phase(_ name: StaticString) { phases.append((name, (uk_monotonic_ns() &- uk_boot_ns()) / 1000)) }
 
 func milestone(_ what: String) {
     if quiet { return }
@@ -42,10 +46,12 @@ func milestone(_ what: String) {
 public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
     let line = KernelCommandLine(cString: cmdline.map { UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self) })
     quiet = line.contains("quiet")
+    phase("main")
     milestone("kvstore: main")
     let config: KVServerConfig
     let limits: (packets: Int?, seconds: Int?)
     let macOverride: MACAddress?
+    let buffers: Int
     do throws(KernelCommandLineError) {
         guard let ip = try line.ipv4("netdev.ip").get() else {
             throw KernelCommandLineError.missing(key: "netdev.ip", example: "netdev.ip=192.0.2.2/24")
@@ -54,6 +60,7 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
         let port = try line.integer("kv.port", in: 1...65535).get() ?? 11211
         let memory = try line.integer("kv.memory", in: 1...65536).get() ?? 16
         limits = (try line.integer("kv.packets", in: 1...Int(Int32.max)).get(), try line.integer("kv.seconds", in: 1...86400).get())
+        buffers = try line.integer("kv.buffers", in: 320...65536).get() ?? 512
         var c = KVServerConfig(mac: MACAddress(0, 0, 0, 0, 0, 0), ip: ip.address, prefixLength: ip.prefix, port: UInt16(port),
                                memoryBytes: memory << 20)
         c.shutdownCommand = try line.integer("kv.shutdown", in: 0...1).get() == 1
@@ -67,7 +74,8 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
     // The NIC: virtio-mmio where QEMU's microvm named its devices on the command line, else the
     // first virtio-net on PCI bus 0, legacy when it has an I/O BAR (transitional), else modern.
     let mmioBases = VirtioMMIOTransport.bases(fromCommandLineValues: line.values("virtio_mmio.device"))
-    let pciFunction = mmioBases.isEmpty ? (VirtioPCIModernTransport.find() ?? VirtioPCILegacyTransport.find()) : nil
+    phase("config")
+    let pciFunction = mmioBases.isEmpty ? PCIBus.findVirtioNet() : nil
     guard let pci = pciFunction else {
         // No PCI virtio-net (microvm has no PCI): virtio-mmio, at the command line's addresses or
         // in microvm's slots (QEMU names them on the command line only for Linux kernels).
@@ -77,25 +85,27 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
         }
         milestone("virtio-mmio: net at 0x" + String(base, radix: 16) + ", version " + String(t.version) + " (" + String(exits() - exitsBefore) + " exits)")
         let options = t.driverOptions
-        return serve(t, options: options, config: config, macOverride: macOverride, limits: limits, exitsBefore: exitsBefore)
+        return serve(t, options: options, config: config, macOverride: macOverride, limits: limits, buffers: buffers, exitsBefore: exitsBefore)
     }
     if pci.bar(0).isIO, let t = VirtioPCILegacyTransport(pci: pci) {
         milestone("pci: legacy virtio-net at " + pci.address.description + " (" + String(exits() - exitsBefore) + " exits)")
         return serve(t, options: VirtioPCILegacyTransport.driverOptions, config: config, macOverride: macOverride, limits: limits,
-                     exitsBefore: exitsBefore)
+                     buffers: buffers, exitsBefore: exitsBefore)
     }
     guard let t = VirtioPCIModernTransport(pci: pci) else {
         print("kvstore: virtio-net at " + pci.address.description + " has neither a legacy I/O BAR nor the modern capabilities")
         return 3
     }
     milestone("pci: modern virtio-net at " + pci.address.description + " (" + String(exits() - exitsBefore) + " exits)")
-    return serve(t, options: VirtioNetOptions(), config: config, macOverride: macOverride, limits: limits, exitsBefore: exitsBefore)
+    return serve(t, options: VirtioNetOptions(), config: config, macOverride: macOverride, limits: limits, buffers: buffers,
+                 exitsBefore: exitsBefore)
 }
 
 /// The store on the NIC behind `transport`, until the packet or time limit.
 func serve<T: VirtioTransport & ~Copyable>(_ transport: consuming T, options: VirtioNetOptions, config: KVServerConfig,
                                            macOverride: MACAddress?, limits: (packets: Int?, seconds: Int?),
-                                           exitsBefore: UInt64) -> Int32 {
+                                           buffers: Int, exitsBefore: UInt64) -> Int32 {
+    phase("nic")
     var device: VirtioNetDevice<T>
     do {
         device = try VirtioNetDevice(transport: transport, options: options)
@@ -111,10 +121,12 @@ func serve<T: VirtioTransport & ~Copyable>(_ transport: consuming T, options: Vi
     }
     serverConfig.mac = mac
 
-    guard let pool = try? NetBufPool(count: 1024, roomSize: 2048, headroom: 128) else {
+    phase("negotiated")
+    guard let pool = try? NetBufPool(count: buffers, roomSize: 2048, headroom: 128) else {
         print("kvstore: no memory for the packet pool (raise -m)")
         return 3
     }
+    phase("pool")
     let size = min(device.info.rxDescriptors.max, 256)   // the pool keeps buffers for the app beyond the ring
     do {
         try device.bringUp(rx: RxQueueConfig(descriptors: size, allocator: pool.rxAllocator), tx: TxQueueConfig(descriptors: size))
@@ -122,6 +134,7 @@ func serve<T: VirtioTransport & ~Copyable>(_ transport: consuming T, options: Vi
         print("kvstore: device start failed")
         return 3
     }
+    phase("device up")
     let startNs = uk_monotonic_ns()
     let server: KVServer
     do {
@@ -131,11 +144,18 @@ func serve<T: VirtioTransport & ~Copyable>(_ transport: consuming T, options: Vi
         return 3
     }
     var store = KVServerOnDevice(server: server, device: device)
+    phase("store")
     let readyNs = uk_monotonic_ns() &- uk_boot_ns()
     let readyExits = exits()
     // Always said (the tests and the demo wait for it), with the guest time taken before printing.
     print("[" + seconds(readyNs) + "] kvstore: ready on \(serverConfig.ip.description):\(serverConfig.port) mac \(mac.description) "
           + "(guest time \(readyNs / 1000) us; \(readyExits - exitsBefore) port/MMIO exits since main, \(readyExits) since boot)")
+    var split = "boot phases (us since the first instruction):"
+    for (name, us) in phases {
+        split += " " + String(decoding: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), as: UTF8.self)
+            + " " + String(us)
+    }
+    print(split)
 
     let deadline = limits.seconds.map { startNs + UInt64($0) * 1_000_000_000 } ?? UInt64.max
     let packetLimit = UInt64(limits.packets ?? Int(Int32.max))
