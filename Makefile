@@ -80,7 +80,7 @@ image: deps-build
 ## with the app's status.
 run-kvm: deps-kvm image
 	MACHINE="$(MACHINE)" FIRMWARE="$(FIRMWARE)" ACCEL="$(ACCEL)" CPU="$(CPU)" CMDLINE="$(CMDLINE)" \
-	  MEM="$(MEM)" TIMEOUT="$(TIMEOUT)" DEBUG_EXIT="$(DEBUG_EXIT)" QEMU_ARGS="$(QEMU_ARGS)" \
+	  MEM="$(MEM)" TIMEOUT="$(TIMEOUT)" DEBUG_EXIT="$(DEBUG_EXIT)" QEMU_ARGS="$(QEMU_ARGS)" NET="$(NET)" \
 	  scripts/run-kvm.sh .build-image/$(APP)/$(APP).elf
 
 ## Every target that builds installs the build's packages first; every library and header the

@@ -12,6 +12,13 @@
 #   TIMEOUT   seconds before QEMU is stopped (default 60); then the status is 124
 #   DEBUG_EXIT  1 (default) adds isa-debug-exit at 0xf4; 0 leaves it out (the kernel then halts)
 #   QEMU_ARGS   more QEMU arguments (devices, -D/-trace, ...), split on spaces
+#   NET       a NIC for the guest (virtio-mmio on microvm, virtio-net-pci on pc), MAC 02:00:00:00:00:02:
+#             tap            a TAP in a network namespace this script creates (and removes),
+#                            192.0.2.1/24 on our side: reach the guest (192.0.2.2 with the
+#                            kvstore's CMDLINE netdev.ip=192.0.2.2/24) with `ip netns exec NS ...`
+#                            (NS is printed)
+#             vhost-user:SOCK  a vhost-user backend listening on SOCK (e.g. dpdk-testpmd
+#                            --vdev net_vhost0,iface=SOCK); guest RAM is then a shared memfd
 #
 # The console (COM1) is this script's stdout; its own lines go to stderr, the last one
 #   run-kvm: status S, QEMU start to exit T ms (MACHINE, ACCEL)
@@ -67,19 +74,41 @@ args=("${machine_args[@]}" "${cpu[@]}" -m "$mem" -nodefaults -no-user-config -di
 [ "$debug_exit" = 1 ] && args+=(-device isa-debug-exit,iobase=0xf4,iosize=0x04)
 # shellcheck disable=SC2206  # QEMU_ARGS is split on spaces on purpose
 [ -n "${QEMU_ARGS:-}" ] && args+=($QEMU_ARGS)
+net=${NET:-} netns="" run_in=()
+if [ "$machine" = microvm ]; then nic=virtio-net-device; else nic=virtio-net-pci; fi
+case $net in
+  "") ;;
+  tap)
+    netns=uknet-run-$$
+    ip netns add "$netns"
+    ip -n "$netns" link set lo up
+    ip -n "$netns" tuntap add dev ukrun0 mode tap
+    ip -n "$netns" addr add 192.0.2.1/24 dev ukrun0
+    ip -n "$netns" link set ukrun0 up
+    run_in=(ip netns exec "$netns")
+    args+=(-netdev tap,id=n0,ifname=ukrun0,script=no,downscript=no,vnet_hdr=off -device "$nic,netdev=n0,mac=02:00:00:00:00:02")
+    say "NET=tap: namespace $netns, TAP ukrun0 with 192.0.2.1/24 on our side: ip netns exec $netns ..." ;;
+  vhost-user:*)
+    sock=${net#vhost-user:}
+    [ -S "$sock" ] || { say "NET=$net: no socket at $sock (start the backend first, e.g. dpdk-testpmd --vdev net_vhost0,iface=$sock)"; exit 2; }
+    args+=(-object "memory-backend-memfd,id=mem,size=$mem,share=on" -numa node,memdev=mem
+           -chardev "socket,id=c0,path=$sock" -netdev vhost-user,id=n0,chardev=c0 -device "$nic,netdev=n0,mac=02:00:00:00:00:02") ;;
+  *) say "NET must be tap or vhost-user:SOCK, not $net"; exit 2 ;;
+esac
 
 pid="" timer="" stopped=$(mktemp)
 cleanup() {
   [ -n "$timer" ] && kill "$timer" 2>/dev/null && wait "$timer" 2>/dev/null
   [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   rm -f "$stopped"
+  [ -n "$netns" ] && ip netns del "$netns" 2>/dev/null
   return 0
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 start=$(date +%s%N)
-"$qemu" "${args[@]}" </dev/null &
+"${run_in[@]}" "$qemu" "${args[@]}" </dev/null &
 pid=$! qemu_pid=$!
 # The timer: after TIMEOUT seconds, TERM, then KILL 2 s later. Its own sleep is killed by PID
 # when the timer is (the trap), so nothing outlives this script.
