@@ -71,34 +71,27 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
     }
 
     let exitsBefore = exits()
-    // The NIC: virtio-mmio where QEMU's microvm named its devices on the command line, else the
-    // first virtio-net on PCI bus 0, legacy when it has an I/O BAR (transitional), else modern.
-    let mmioBases = VirtioMMIOTransport.bases(fromCommandLineValues: line.values("virtio_mmio.device"))
     phase("config")
-    let pciFunction = mmioBases.isEmpty ? PCIBus.findVirtioNet() : nil
-    guard let pci = pciFunction else {
-        // No PCI virtio-net (microvm has no PCI): virtio-mmio, at the command line's addresses or
-        // in microvm's slots (QEMU names them on the command line only for Linux kernels).
-        guard let base = VirtioMMIOTransport.find(commandLineBases: mmioBases), let t = VirtioMMIOTransport(base: base) else {
-            print("kvstore: no virtio-net device found (QEMU: -device virtio-net-pci,netdev=... or, on microvm, virtio-net-device)")
-            return 3
-        }
-        milestone("virtio-mmio: net at 0x" + String(base, radix: 16) + ", version " + String(t.version) + " (" + String(exits() - exitsBefore) + " exits)")
-        let options = t.driverOptions
-        return serve(t, options: options, config: config, macOverride: macOverride, limits: limits, buffers: buffers, exitsBefore: exitsBefore)
-    }
-    if pci.bar(0).isIO, let t = VirtioPCILegacyTransport(pci: pci) {
-        milestone("pci: legacy virtio-net at " + pci.address.description + " (" + String(exits() - exitsBefore) + " exits)")
-        return serve(t, options: VirtioPCILegacyTransport.driverOptions, config: config, macOverride: macOverride, limits: limits,
-                     buffers: buffers, exitsBefore: exitsBefore)
-    }
-    guard let t = VirtioPCIModernTransport(pci: pci) else {
-        print("kvstore: virtio-net at " + pci.address.description + " has neither a legacy I/O BAR nor the modern capabilities")
+    var store = StoreOnNIC(config: config, macOverride: macOverride, limits: limits, buffers: buffers, exitsBefore: exitsBefore)
+    var problem = ""
+    guard let status = GuestNIC.open(mmioCommandLineValues: line.values("virtio_mmio.device"), visitor: &store, problem: &problem) else {
+        print("kvstore: " + problem)
         return 3
     }
-    milestone("pci: modern virtio-net at " + pci.address.description + " (" + String(exits() - exitsBefore) + " exits)")
-    return serve(t, options: VirtioNetOptions(), config: config, macOverride: macOverride, limits: limits, buffers: buffers,
-                 exitsBefore: exitsBefore)
+    return status
+}
+
+struct StoreOnNIC: GuestNICVisitor {
+    let config: KVServerConfig
+    let macOverride: MACAddress?
+    let limits: (packets: Int?, seconds: Int?)
+    let buffers: Int
+    let exitsBefore: UInt64
+    mutating func visit<T: VirtioTransport & ~Copyable>(_ transport: consuming T, options: VirtioNetOptions, found: String) -> Int32 {
+        milestone(found + " (" + String(exits() - exitsBefore) + " exits)")
+        return serve(transport, options: options, config: config, macOverride: macOverride, limits: limits, buffers: buffers,
+                     exitsBefore: exitsBefore)
+    }
 }
 
 /// The store on the NIC behind `transport`, until the packet or time limit.
