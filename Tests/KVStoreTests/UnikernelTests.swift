@@ -133,6 +133,34 @@ enum UnikernelHarness {
         print("unikernel \(variant):\n" + console)
     }
 
+    /// The packet generator image (Unikernel/Apps/pktgen: PktGen's engine over the same driver)
+    /// sends exactly what it was told: Linux's counters on the TAP agree, frame for frame and byte
+    /// for byte.
+    @Test(.enabled(if: UnikernelHarness.canRun, UnikernelHarness.skipReason), arguments: ["microvm", "pc"])
+    func pktgenImageSendsExactlyTheCountItWasGiven(_ machine: String) throws {
+        let r0 = try Processes.run([UnikernelHarness.repo + "/scripts/build-image.sh", "pktgen"], seconds: 600)
+        try #require(r0.exit == .code(0), "\(r0.output)")
+        let image = UnikernelHarness.repo + "/.build-image/pktgen/pktgen.elf"
+        let namespace = "uknet-ukpg-\(getpid())"
+        _ = try? Processes.run([TapHarness.ip!, "netns", "del", namespace])
+        try TapHarness.ipCommand("netns", "add", namespace)
+        defer { _ = try? Processes.run([TapHarness.ip!, "netns", "del", namespace]) }
+        try TapHarness.ipCommand("-n", namespace, "tuntap", "add", "dev", "pg0", "mode", "tap")
+        try TapHarness.ipCommand("-n", namespace, "link", "set", "pg0", "up")
+        let nic = machine == "microvm" ? "virtio-net-device" : "virtio-net-pci"
+        let r = try Processes.run([TapHarness.ip!, "netns", "exec", namespace, "/usr/bin/env", "MACHINE=\(machine)", "TIMEOUT=60",
+                                   "CMDLINE=pg.count=50000 pg.size=128 pg.flows=4",
+                                   "QEMU_ARGS=-netdev tap,id=n0,ifname=pg0,script=no,downscript=no,vnet_hdr=off -device \(nic),netdev=n0,mac=02:00:00:00:00:10",
+                                   UnikernelHarness.repo + "/scripts/run-kvm.sh", image], seconds: 90)
+        #expect(r.exit == .code(0), "\(r.output)")
+        #expect(r.output.contains("pktgen: sent 50000 frames, 6200000 bytes"), "\(r.output)")
+        let stats = try TapHarness.ipCommand("-n", namespace, "-s", "link", "show", "pg0")
+        // "RX: bytes packets ..." then the numbers: what Linux received from the guest.
+        let lines = stats.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        let rx = try #require(lines.firstIndex { $0.first == "RX:" }.map { lines[$0 + 1] }, "\(stats)")
+        #expect(rx.count >= 2 && rx[0] == "6200000" && rx[1] == "50000", "the TAP received \(rx): \(stats)")
+    }
+
     /// Bad input at boot: a clear console line and the failure status, never a hang.
     @Test(.enabled(if: UnikernelHarness.qemu != nil, "qemu-system-x86_64 is not installed"),
           arguments: [("netdev.ip=192.0.2.300/24", 2, "kvstore: bad command line value netdev.ip=192.0.2.300/24: expected A.B.C.D[/prefix]"),
