@@ -49,13 +49,16 @@ enum UnikernelHarness {
 @Suite(.serialized) struct UnikernelTests {
     enum Variant: String, CaseIterable, CustomStringConvertible {
         case pcLegacyPCI, pcModernPCI, microvmMMIO, microvmModernMMIO
+        /// The same image under QEMU's emulator (TCG), as on a machine without KVM.
+        case microvmMMIOUnderTCG
         var description: String { rawValue }
-        var machine: String { self == .microvmMMIO || self == .microvmModernMMIO ? "microvm" : "pc" }
+        var machine: String { self == .pcLegacyPCI || self == .pcModernPCI ? "pc" : "microvm" }
+        var accel: String { self == .microvmMMIOUnderTCG ? "tcg" : "auto" }
         var device: String {
             switch self {
             case .pcLegacyPCI: "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:02"
             case .pcModernPCI: "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:02,disable-legacy=on"
-            case .microvmMMIO: "virtio-net-device,netdev=n0,mac=02:00:00:00:00:02"
+            case .microvmMMIO, .microvmMMIOUnderTCG: "virtio-net-device,netdev=n0,mac=02:00:00:00:00:02"
             // Version 2 registers (QEMU's virtio-mmio is version 1, legacy, unless told).
             case .microvmModernMMIO: "virtio-net-device,netdev=n0,mac=02:00:00:00:00:02 -global virtio-mmio.force-legacy=false"
             }
@@ -65,7 +68,7 @@ enum UnikernelHarness {
             switch self {
             case .pcLegacyPCI: "pci: legacy virtio-net"
             case .pcModernPCI: "pci: modern virtio-net"
-            case .microvmMMIO: "virtio-mmio: net at 0xfeb0"   // then the slot QEMU chose, ", version 1"
+            case .microvmMMIO, .microvmMMIOUnderTCG: "virtio-mmio: net at 0xfeb0"   // then the slot QEMU chose, ", version 1"
             case .microvmModernMMIO: "virtio-mmio: net at 0xfeb0"
             }
         }
@@ -83,7 +86,7 @@ enum UnikernelHarness {
 
         let output = Processes.outputPath()
         defer { unlink(output) }
-        var child = try Processes.spawn(["/usr/bin/env", "MACHINE=\(variant.machine)", "TIMEOUT=90", "MEM=64M",
+        var child = try Processes.spawn(["/usr/bin/env", "MACHINE=\(variant.machine)", "ACCEL=\(variant.accel)", "TIMEOUT=90", "MEM=64M",
                                          "CMDLINE=netdev.ip=192.0.2.2/24 kv.shutdown=1 kv.seconds=80",
                                          "QEMU_ARGS=-netdev tap,id=n0,ifname=\(ifname),script=no,downscript=no -device \(variant.device)",
                                          UnikernelHarness.repo + "/scripts/run-kvm.sh", image], output: output)
@@ -128,6 +131,7 @@ enum UnikernelHarness {
         let console = Processes.read(output)
         #expect(exit == .code(0), "run-kvm: \(exit)\n\(console)")
         #expect(console.contains("kvstore: shutdown (a shutdown request)"), "\(console)")
+        if variant == .microvmMMIOUnderTCG { #expect(console.contains("(microvm, tcg)"), "it ran under TCG: \(console)") }
         let requests = exchanges.filter { !$0.raw }.count
         #expect(console.contains("stats: requests \(requests + 1),"), "every request counted, the shutdown too:\n\(console)")
         print("unikernel \(variant):\n" + console)
