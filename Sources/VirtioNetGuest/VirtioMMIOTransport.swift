@@ -7,7 +7,7 @@ import VirtioNet
 /// ring addresses, QueueReady, FEATURES_OK) and version 1 (legacy, QEMU's default unless
 /// `-global virtio-mmio.force-legacy=false`: page-numbered rings, GuestPageSize, no
 /// FEATURES_OK; the 12-byte header then needs MRG_RXBUF, see `driverOptions`).
-public struct VirtioMMIOTransport: VirtioTransport, ~Copyable {
+public struct VirtioMMIOTransport: KernelMemoryTransport, ~Copyable {
     public let base: UInt
     public let version: UInt32
     let offered: VirtioFeatures
@@ -140,18 +140,8 @@ public struct VirtioMMIOTransport: VirtioTransport, ~Copyable {
         negotiated = features
     }
 
-    public mutating func allocateDeviceMemory(bytes: Int, alignment: Int) throws(VirtioError) -> DeviceMemory {
-        let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: max(alignment, 16))
-        p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        return DeviceMemory(pointer: p, deviceAddress: UInt64(UInt(bitPattern: p)), size: bytes)
-    }
 
-    public mutating func freeDeviceMemory(_ memory: DeviceMemory) { memory.pointer.deallocate() }
 
-    func write64(_ at: UInt, _ value: UInt64) {
-        uk_mmio_write32(at, UInt32(truncatingIfNeeded: value))
-        uk_mmio_write32(at + 4, UInt32(truncatingIfNeeded: value >> 32))
-    }
 
     public mutating func activateQueue(_ index: Int, size: Int, rings: SplitRingAddresses) throws(VirtioError) {
         guard index < 2 else { throw .queueUnavailable(index: index) }
@@ -159,9 +149,9 @@ public struct VirtioMMIOTransport: VirtioTransport, ~Copyable {
         uk_mmio_write32(base + Self.queueSelect, UInt32(index))
         uk_mmio_write32(base + Self.queueNum, UInt32(size))
         if version == 2 {
-            write64(base + Self.queueDescLow, rings.descriptors)
-            write64(base + Self.queueDriverLow, rings.available)
-            write64(base + Self.queueDeviceLow, rings.used)
+            mmioWrite64(base + Self.queueDescLow, rings.descriptors)
+            mmioWrite64(base + Self.queueDriverLow, rings.available)
+            mmioWrite64(base + Self.queueDeviceLow, rings.used)
             uk_mmio_write32(base + Self.queueReady, 1)
         } else {
             // The legacy layout (SplitRingLayout's): the used ring on the next 4 KiB boundary.
@@ -189,6 +179,4 @@ public struct VirtioMMIOTransport: VirtioTransport, ~Copyable {
     @inline(__always)
     public func notify(_ index: Int) { uk_mmio_write32(base + Self.queueNotify, UInt32(truncatingIfNeeded: index)) }
 
-    @inline(__always)
-    public func canReach(_ address: UInt64, length: Int) -> Bool { true }
 }

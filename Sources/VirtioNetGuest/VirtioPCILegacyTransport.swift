@@ -8,7 +8,7 @@ import VirtioNet
 /// MRG_RXBUF, so the driver must require MRG_RXBUF over this transport (`driverOptions`).
 ///
 /// Memory is the kernel's own, identity-mapped: a ring's device address is its address.
-public struct VirtioPCILegacyTransport: VirtioTransport, ~Copyable {
+public struct VirtioPCILegacyTransport: KernelMemoryTransport, ~Copyable {
     public let pci: PCIFunction
     /// I/O port base of the register block.
     let io: UInt16
@@ -88,13 +88,7 @@ public struct VirtioPCILegacyTransport: VirtioTransport, ~Copyable {
         negotiated = features
     }
 
-    public mutating func allocateDeviceMemory(bytes: Int, alignment: Int) throws(VirtioError) -> DeviceMemory {
-        let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: max(alignment, 16))
-        p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        return DeviceMemory(pointer: p, deviceAddress: UInt64(UInt(bitPattern: p)), size: bytes)
-    }
 
-    public mutating func freeDeviceMemory(_ memory: DeviceMemory) { memory.pointer.deallocate() }
 
     public mutating func activateQueue(_ index: Int, size: Int, rings: SplitRingAddresses) throws(VirtioError) {
         guard index < 2 else { throw .queueUnavailable(index: index) }
@@ -123,6 +117,4 @@ public struct VirtioPCILegacyTransport: VirtioTransport, ~Copyable {
         uk_outw(io + Self.queueNotify, UInt16(truncatingIfNeeded: index))
     }
 
-    @inline(__always)
-    public func canReach(_ address: UInt64, length: Int) -> Bool { true }
 }

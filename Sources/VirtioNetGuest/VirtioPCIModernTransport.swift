@@ -8,7 +8,7 @@ import VirtioNet
 ///
 /// Memory is the kernel's own, identity-mapped: a ring's device address is its address, and
 /// the BARs must lie in mapped (uncached) memory below 4 GiB.
-public struct VirtioPCIModernTransport: VirtioTransport, ~Copyable {
+public struct VirtioPCIModernTransport: KernelMemoryTransport, ~Copyable {
     public let pci: PCIFunction
     let common: UInt
     let notifyBase: UInt
@@ -135,18 +135,8 @@ public struct VirtioPCIModernTransport: VirtioTransport, ~Copyable {
         negotiated = features
     }
 
-    public mutating func allocateDeviceMemory(bytes: Int, alignment: Int) throws(VirtioError) -> DeviceMemory {
-        let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: max(alignment, 16))
-        p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        return DeviceMemory(pointer: p, deviceAddress: UInt64(UInt(bitPattern: p)), size: bytes)
-    }
 
-    public mutating func freeDeviceMemory(_ memory: DeviceMemory) { memory.pointer.deallocate() }
 
-    func write64(_ at: UInt, _ value: UInt64) {
-        uk_mmio_write32(at, UInt32(truncatingIfNeeded: value))
-        uk_mmio_write32(at + 4, UInt32(truncatingIfNeeded: value >> 32))
-    }
 
     public mutating func activateQueue(_ index: Int, size: Int, rings: SplitRingAddresses) throws(VirtioError) {
         guard index < 2 else { throw .queueUnavailable(index: index) }
@@ -154,9 +144,9 @@ public struct VirtioPCIModernTransport: VirtioTransport, ~Copyable {
         uk_mmio_write16(common + Self.queueSelect, UInt16(index))
         uk_mmio_write16(common + Self.queueSize, UInt16(size))
         uk_mmio_write16(common + Self.queueMSIXVector, 0xFFFF)   // no interrupts: we poll
-        write64(common + Self.queueDesc, rings.descriptors)
-        write64(common + Self.queueDriver, rings.available)
-        write64(common + Self.queueDevice, rings.used)
+        mmioWrite64(common + Self.queueDesc, rings.descriptors)
+        mmioWrite64(common + Self.queueDriver, rings.available)
+        mmioWrite64(common + Self.queueDevice, rings.used)
         let off = UInt(uk_mmio_read16(common + Self.queueNotifyOff))
         let address = notifyBase + off * UInt(notifyMultiplier)
         if index == 0 { notifyAddress.0 = address } else { notifyAddress.1 = address }
@@ -185,6 +175,4 @@ public struct VirtioPCIModernTransport: VirtioTransport, ~Copyable {
         uk_mmio_write16(index == 0 ? notifyAddress.0 : notifyAddress.1, UInt16(truncatingIfNeeded: index))
     }
 
-    @inline(__always)
-    public func canReach(_ address: UInt64, length: Int) -> Bool { true }
 }

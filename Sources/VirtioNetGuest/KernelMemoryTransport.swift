@@ -1,0 +1,27 @@
+import CUKHardware
+import VirtioNet
+
+/// A transport inside the guest kernel: memory is the kernel's own and mapped 1:1, so device
+/// memory is any zeroed allocation and its device address is its address; the device reaches all
+/// of it. The PCI and MMIO transports take these from here.
+public protocol KernelMemoryTransport: VirtioTransport, ~Copyable {}
+
+extension KernelMemoryTransport where Self: ~Copyable {
+    public mutating func allocateDeviceMemory(bytes: Int, alignment: Int) throws(VirtioError) -> DeviceMemory {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: max(alignment, 16))
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        return DeviceMemory(pointer: p, deviceAddress: UInt64(UInt(bitPattern: p)), size: bytes)
+    }
+
+    public mutating func freeDeviceMemory(_ memory: DeviceMemory) { memory.pointer.deallocate() }
+
+    @inline(__always)
+    public func canReach(_ address: UInt64, length: Int) -> Bool { true }
+}
+
+/// A 64-bit device register written as two 32-bit MMIO writes, low half first (virtio 1.x: ring
+/// addresses in the common configuration and the MMIO register block).
+func mmioWrite64(_ at: UInt, _ value: UInt64) {
+    uk_mmio_write32(at, UInt32(truncatingIfNeeded: value))
+    uk_mmio_write32(at + 4, UInt32(truncatingIfNeeded: value >> 32))
+}
