@@ -201,6 +201,46 @@ uk_trap_common:
     andq $-16, %rsp
     call uk_trap                          /* does not return */
 
+/* Idle: ring 3 calls uk_idle_hlt after arming the local APIC timer (clock.c's uk_idle). Its hlt
+ * needs ring 0: it raises #GP, and uk_gp_entry (IDT vector 13), seeing the fault at this very
+ * instruction, resumes after it, halts in ring 0 with interrupts on until the timer's interrupt
+ * (uk_timer_entry: EOI) or any other, and returns to ring 3. The vCPU sleeps in the host
+ * meanwhile: a poller that naps lets another program have the CPU. Any other #GP is fatal, as
+ * every exception is (uk_trap_stubs' vector 13). */
+    .globl uk_idle_hlt
+uk_idle_hlt:
+    hlt
+    ret
+
+    .globl uk_gp_entry
+uk_gp_entry:                              /* [error code, rip, cs, rflags, rsp, ss] */
+    pushq %rax
+    leaq uk_idle_hlt(%rip), %rax
+    cmpq %rax, 16(%rsp)
+    jne 1f
+    popq %rax
+    addq $8, %rsp                         /* the error code */
+    incq (%rsp)                           /* resume after the one-byte hlt */
+    sti
+    hlt
+    cli
+    iretq
+1:  popq %rax
+    pushq $13
+    jmp uk_trap_common
+
+    .globl uk_timer_entry
+uk_timer_entry:                           /* the local APIC timer (vector 0x40): end of interrupt */
+    pushq %rax
+    movl $0xfee000b0, %eax
+    movl $0, (%rax)
+    popq %rax
+    iretq
+
+    .globl uk_spurious_entry
+uk_spurious_entry:                        /* the local APIC's spurious vector (0x4f): no EOI */
+    iretq
+
 /* uk_halt: stops the machine for good (interrupts are off: nothing wakes it). hlt needs ring 0:
  * in ring 3 it raises #GP, and uk_trap, seeing the fault at this very instruction, calls uk_halt
  * again from ring 0. (Not `int n` through a ring-3 gate: kvm-pvm answers that with #UD.) */

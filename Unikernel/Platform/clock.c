@@ -130,3 +130,39 @@ uint64_t uk_tsc_to_ns(uint64_t ticks) {
 uint64_t uk_monotonic_ns(void) { return uk_tsc_to_ns(uk_tsc()); }
 
 uint64_t uk_boot_ns(void) { return uk_tsc_to_ns(uk_boot_tsc); }
+
+/* ---- Idle: a nap on the local APIC timer ------------------------------------------------------
+ * A polling app that finds nothing to do can give its CPU back for a while (the vCPU sleeps in
+ * the host; under this machine's KVM three pollers share two CPUs). The local APIC (xAPIC, MMIO
+ * at 0xFEE00000, mapped uncached and reachable from ring 3) counts down in one-shot mode and
+ * interrupts on vector 0x40; uk_idle_hlt (boot.S) halts in ring 0 until then. The APIC timer's
+ * rate is measured against the TSC on first use (1 ms). */
+#define LAPIC 0xFEE00000u
+static uint64_t lapic_ticks_per_ms;
+
+static void lapic_write(uint32_t reg, uint32_t v) { uk_mmio_write32(LAPIC + reg, v); }
+static uint32_t lapic_read(uint32_t reg) { return uk_mmio_read32(LAPIC + reg); }
+
+static int lapic_setup(void) {
+    lapic_write(0xF0, 0x14F);           /* software enable, spurious vector 0x4f */
+    lapic_write(0x3E0, 0xB);            /* divide by 1 */
+    lapic_write(0x320, 0x40 | 1u << 16);   /* one-shot, vector 0x40, masked while measuring */
+    lapic_write(0x380, 0xFFFFFFFFu);
+    uint64_t t0 = uk_tsc(), wait = uk_tsc_hz() / 1000;
+    while (uk_tsc() - t0 < wait) uk_pause();
+    uint32_t left = lapic_read(0x390);
+    lapic_write(0x380, 0);
+    lapic_ticks_per_ms = 0xFFFFFFFFu - left;
+    lapic_write(0x320, 0x40);           /* unmasked: the next count interrupts */
+    return lapic_ticks_per_ms > 0;
+}
+
+int uk_idle(uint64_t ns) {
+    if (lapic_ticks_per_ms == 0 && !lapic_setup()) return -1;
+    uint64_t ticks = lapic_ticks_per_ms * ns / 1000000;
+    if (ticks == 0) ticks = 1;
+    if (ticks > 0xFFFFFFFFu) ticks = 0xFFFFFFFFu;
+    lapic_write(0x380, (uint32_t)ticks);
+    uk_idle_hlt();
+    return 0;
+}

@@ -42,7 +42,11 @@ struct __attribute__((packed)) tss {
 #define TSS_SELECTOR 0x28
 #define IOMAP_BYTES (65536 / 8)    /* a bit per port; a 0 bit allows the port */
 
-static struct idt_gate idt[32] __attribute__((section(".noinit.idt")));
+/* Vectors 0-31 (exceptions), 0x40 (the local APIC timer: uk_idle) and 0x4f (its spurious vector,
+ * which must end in 1111); 0x20-0x4f otherwise "not present". In .noinit: .bss is cleared only
+ * on the way to ring 3, after this is set up. */
+#define IDT_VECTORS 0x50
+static struct idt_gate idt[IDT_VECTORS] __attribute__((section(".noinit.idt")));
 static struct __attribute__((packed)) {
     struct tss tss;
     uint8_t iomap[IOMAP_BYTES + 1];   /* the CPU wants a byte of all ones after the bitmap */
@@ -58,6 +62,13 @@ static void set_gate(int vector, uintptr_t handler, uint8_t type) {
 
 void uk_cpu_init(void) {
     for (int v = 0; v < 32; v++) set_gate(v, (uintptr_t)uk_trap_stubs + 16 * (uintptr_t)v, GATE_RING0);
+    /* One rep stosq: kvm-pvm emulates ring 0 an instruction at a time, and a C loop would be ~200. */
+    void *rest = &idt[32];
+    uint64_t words = (IDT_VECTORS - 32) * sizeof(struct idt_gate) / 8;
+    __asm__ volatile("rep stosq" : "+D"(rest), "+c"(words) : "a"(0) : "memory");
+    set_gate(13, (uintptr_t)uk_gp_entry, GATE_RING0);                /* ring 3's idle hlt, else fatal */
+    set_gate(0x40, (uintptr_t)uk_timer_entry, GATE_RING0);           /* the local APIC timer (uk_idle) */
+    set_gate(0x4F, (uintptr_t)uk_spurious_entry, GATE_RING0);
     struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idtr = {sizeof idt - 1, (uintptr_t)idt};
     __asm__ volatile("lidt %0" : : "m"(idtr));
 

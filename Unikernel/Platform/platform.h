@@ -26,6 +26,8 @@ _Noreturn void uk_enter_ring3(void (*fn)(void *), void *arg, void *stack_top);  
 void uk_cpu_init(void);               /* IDT, TSS; ring 0 */
 void uk_cpu_ring3_init(void);         /* opens the ports to ring 3: first thing there */
 _Noreturn void uk_halt(void);         /* boot.S: stops the machine (from ring 3 too) */
+void uk_idle_hlt(void);               /* boot.S: ring 3's hlt, done in ring 0 until an interrupt */
+extern const char uk_gp_entry[], uk_timer_entry[], uk_spurious_entry[];   /* boot.S: IDT entries */
 
 /* console.c */
 int uk_console_init(void);            /* 1: COM1 answered; 0: no UART there (output is dropped) */

@@ -49,6 +49,9 @@ uint64_t uk_tsc_hz(void);
 uint64_t uk_monotonic_ns(void);
 uint64_t uk_boot_ns(void);            /* uk_monotonic_ns() at the boot stub's first instruction */
 uint64_t uk_tsc_to_ns(uint64_t ticks); /* a TSC difference in nanoseconds */
+/* Gives the CPU back for about `ns` (a local APIC timer interrupt ends the halt): for a poller
+ * with nothing to do. 0, or -1 when the local APIC cannot be used (it then returns at once). */
+int uk_idle(uint64_t ns);
 
 /* uk_tsc(): CUKHardware's uk_hardware.h, included below. */
 
