@@ -54,6 +54,9 @@ enum UnikernelHarness {
         var description: String { rawValue }
         var machine: String { self == .pcLegacyPCI || self == .pcModernPCI ? "pc" : "microvm" }
         var accel: String { self == .microvmMMIOUnderTCG ? "tcg" : "auto" }
+        /// One variant naps between polls (kv.idle: the local APIC timer wakes it), so the idle
+        /// path carries the same session.
+        var extraCommandLine: String { self == .microvmModernMMIO || self == .pcModernPCI ? " kv.idle=250" : "" }
         var device: String {
             switch self {
             case .pcLegacyPCI: "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:02"
@@ -87,7 +90,7 @@ enum UnikernelHarness {
         let output = Processes.outputPath()
         defer { unlink(output) }
         var child = try Processes.spawn(["/usr/bin/env", "MACHINE=\(variant.machine)", "ACCEL=\(variant.accel)", "TIMEOUT=90", "MEM=64M",
-                                         "CMDLINE=netdev.ip=192.0.2.2/24 kv.shutdown=1 kv.seconds=80",
+                                         "CMDLINE=netdev.ip=192.0.2.2/24 kv.shutdown=1 kv.seconds=80" + variant.extraCommandLine,
                                          "QEMU_ARGS=-netdev tap,id=n0,ifname=\(ifname),script=no,downscript=no -device \(variant.device)",
                                          UnikernelHarness.repo + "/scripts/run-kvm.sh", image], output: output)
         defer {
