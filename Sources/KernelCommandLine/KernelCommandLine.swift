@@ -80,57 +80,28 @@ public struct KernelCommandLine: Sendable {
         return n
     }
 
-    /// `A.B.C.D[/prefix]` (prefix 24 when absent); Unikraft's longer `addr/mask:gw:dns` form gives its address part.
+    /// `A.B.C.D[/prefix]` (prefix 24 when absent); Unikraft's longer `addr/mask:gw:dns` form gives
+    /// its address part. The address is `IPv4Address`'s own parser's.
     public func ipv4(_ key: StaticString) -> Result<IPv4Interface?, KernelCommandLineError> {
         guard let range = valueRange(key) else { return .success(nil) }
         let bad = KernelCommandLineError.invalid(key: keyText(key), value: String(decoding: bytes[range], as: UTF8.self),
                                                  expected: "A.B.C.D[/prefix]")
-        var end = range.upperBound
-        if let colon = range.first(where: { bytes[$0] == UInt8(ascii: ":") }) { end = colon }
-        var octets: [UInt8] = []
-        var i = range.lowerBound
-        var prefix = 24
-        while i < end {
-            var j = i
-            while j < end && bytes[j] != UInt8(ascii: ".") && bytes[j] != UInt8(ascii: "/") { j += 1 }
-            guard let n = number(i..<j, maxDigits: 3), n <= 255, octets.count < 4 else { return .failure(bad) }
-            octets.append(UInt8(n))
-            if j < end && bytes[j] == UInt8(ascii: "/") {
-                guard octets.count == 4, let p = number((j + 1)..<end, maxDigits: 2), p <= 32 else { return .failure(bad) }
-                prefix = p
-                i = end
-                break
-            }
-            i = j + 1
-            if j == end { break }
+        let end = range.first { bytes[$0] == UInt8(ascii: ":") } ?? range.upperBound
+        let slash = (range.lowerBound..<end).first { bytes[$0] == UInt8(ascii: "/") }
+        guard let address = IPv4Address(String(decoding: bytes[range.lowerBound..<(slash ?? end)], as: UTF8.self)) else {
+            return .failure(bad)
         }
-        guard octets.count == 4 else { return .failure(bad) }
-        return .success(IPv4Interface(address: IPv4Address(octets[0], octets[1], octets[2], octets[3]), prefix: prefix))
+        guard let slash else { return .success(IPv4Interface(address: address, prefix: 24)) }
+        guard let prefix = number((slash + 1)..<end, maxDigits: 2), prefix <= 32 else { return .failure(bad) }
+        return .success(IPv4Interface(address: address, prefix: prefix))
     }
 
-    /// `XX:XX:XX:XX:XX:XX`.
+    /// `XX:XX:XX:XX:XX:XX`, by `MACAddress`'s own parser.
     public func mac(_ key: StaticString) -> Result<MACAddress?, KernelCommandLineError> {
         guard let range = valueRange(key) else { return .success(nil) }
-        func hex(_ b: UInt8) -> UInt8? {
-            switch b {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
-            default: nil
-            }
-        }
-        var octets: [UInt8] = []
-        if range.count == 17 {
-            for k in 0..<6 {
-                let at = range.lowerBound + 3 * k
-                guard let hi = hex(bytes[at]), let lo = hex(bytes[at + 1]), k == 5 || bytes[at + 2] == UInt8(ascii: ":") else { break }
-                octets.append(hi << 4 | lo)
-            }
-        }
-        guard octets.count == 6 else {
-            return .failure(.invalid(key: keyText(key), value: String(decoding: bytes[range], as: UTF8.self), expected: "XX:XX:XX:XX:XX:XX"))
-        }
-        return .success(MACAddress(octets[0], octets[1], octets[2], octets[3], octets[4], octets[5]))
+        let text = String(decoding: bytes[range], as: UTF8.self)
+        guard let m = MACAddress(text) else { return .failure(.invalid(key: keyText(key), value: text, expected: "XX:XX:XX:XX:XX:XX")) }
+        return .success(m)
     }
 
     /// A whole number in `range`.

@@ -1,4 +1,5 @@
 import CUKHardware
+import UKNetdev
 
 /// Where a PCI function sits.
 public struct PCIAddress: Equatable, Sendable, CustomStringConvertible {
@@ -11,14 +12,10 @@ public struct PCIAddress: Equatable, Sendable, CustomStringConvertible {
         self.function = function
     }
     public var description: String {
-        hex2(bus) + ":" + hex2(device) + "." + String(function)
+        hexByte(bus) + ":" + hexByte(device) + "." + String(function)
     }
 }
 
-func hex2(_ v: UInt8) -> String {
-    let digits: [Character] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f"]
-    return String(digits[Int(v >> 4)]) + String(digits[Int(v & 15)])
-}
 
 /// PCI configuration space through the legacy mechanism: an address written to port 0xCF8,
 /// the data read or written at 0xCFC (every x86 PC and QEMU's pc/q35; microvm has none).

@@ -59,7 +59,7 @@ public struct VirtioMMIOTransport: KernelMemoryTransport, ~Copyable {
             if i + 1 < bytes.count && bytes[i] == UInt8(ascii: "0") && (bytes[i + 1] | 0x20) == UInt8(ascii: "x") { i += 2 }
             var n: UInt = 0
             var digits = 0
-            while i < bytes.count, let d = hexDigit(bytes[i]) {
+            while i < bytes.count, let d = hexValue(bytes[i]) {
                 n = n << 4 | UInt(d)
                 i += 1
                 digits += 1
@@ -69,14 +69,6 @@ public struct VirtioMMIOTransport: KernelMemoryTransport, ~Copyable {
         return result
     }
 
-    static func hexDigit(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
 
     /// Takes over the device at `base`: reset, acknowledged, its features read.
     public init?(base: UInt) {

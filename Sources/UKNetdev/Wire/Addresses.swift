@@ -99,7 +99,8 @@ public struct IPv4Address: Equatable, Hashable, Sendable, CustomStringConvertibl
     }
 }
 
-func hexValue(_ c: UInt8) -> UInt8? {
+/// The value of one hexadecimal digit (either case), or nil.
+public func hexValue(_ c: UInt8) -> UInt8? {
     switch c {
     case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
     case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
@@ -108,7 +109,8 @@ func hexValue(_ c: UInt8) -> UInt8? {
     }
 }
 
-func hexByte(_ b: UInt8) -> String {
+/// Two lowercase hexadecimal digits.
+public func hexByte(_ b: UInt8) -> String {
     let digits: StaticString = "0123456789abcdef"
     return digits.withUTF8Buffer { d in
         String(decoding: [d[Int(b >> 4)], d[Int(b & 0xF)]], as: UTF8.self)
