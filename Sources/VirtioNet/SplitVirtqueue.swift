@@ -179,20 +179,8 @@ public struct SplitVirtqueue: ~Copyable {
         availIdx &+= 1
     }
 
-    /// Posts one buffer for the device to write into: one descriptor over the virtio-net header
-    /// (in the headroom, `headerSize` bytes) and the whole tailroom. The caller checked
-    /// `freeDescriptors > 0` and that the headroom holds the header.
-    @inlinable @inline(__always)
-    public mutating func postReceive(_ buf: NetBuf, headerSize: Int) {
-        let id = popFreeId()
-        let room = UInt32(truncatingIfNeeded: buf.tailroom &+ buf.length &+ headerSize)
-        writeDescriptor(id, address: buf.deviceAddress &- UInt64(headerSize), length: room, flags: VirtqFlag.write, next: 0)
-        slots[id] = DescriptorSlot(buf: buf, posted: room, chainCount: 1)
-        makeAvailable(id)
-        inFlightCount &+= 1
-    }
-
-    /// Posts `count` buffers at `buffers` for the device to write into, like `postReceive` each,
+    /// Posts `count` buffers at `buffers` for the device to write into: per buffer one descriptor
+    /// over the virtio-net header (in the headroom, `headerSize` bytes) and the rest of the room,
     /// with the ring's indices kept in registers for the batch. Buffers without room for the
     /// header in front (or chained) are not posted: they are released and counted in the result's
     /// `refused`. The caller checked `freeDescriptors >= count`.
