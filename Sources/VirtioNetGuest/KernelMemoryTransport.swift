@@ -1,4 +1,5 @@
 import CUKHardware
+import UKNetdev
 import VirtioNet
 
 /// A transport inside the guest kernel: memory is the kernel's own and mapped 1:1, so device
@@ -24,4 +25,26 @@ extension KernelMemoryTransport where Self: ~Copyable {
 func mmioWrite64(_ at: UInt, _ value: UInt64) {
     uk_mmio_write32(at, UInt32(truncatingIfNeeded: value))
     uk_mmio_write32(at + 4, UInt32(truncatingIfNeeded: value >> 32))
+}
+
+/// The 64 feature bits behind a select register (virtio 1.x, PCI common configuration and MMIO
+/// alike): word 0, then word 1.
+func mmioReadFeatures(select: UInt, value: UInt) -> VirtioFeatures {
+    uk_mmio_write32(select, 0)
+    let low = UInt64(uk_mmio_read32(value))
+    uk_mmio_write32(select, 1)
+    return VirtioFeatures(rawValue: UInt64(uk_mmio_read32(value)) << 32 | low)
+}
+
+func mmioWriteFeatures(_ features: VirtioFeatures, select: UInt, value: UInt) {
+    uk_mmio_write32(select, 0)
+    uk_mmio_write32(value, UInt32(truncatingIfNeeded: features.rawValue))
+    uk_mmio_write32(select, 1)
+    uk_mmio_write32(value, UInt32(truncatingIfNeeded: features.rawValue >> 32))
+}
+
+/// The MAC address at the start of a virtio-net device configuration in memory space.
+func mmioReadMAC(at config: UInt) -> MACAddress {
+    MACAddress(uk_mmio_read8(config), uk_mmio_read8(config + 1), uk_mmio_read8(config + 2),
+               uk_mmio_read8(config + 3), uk_mmio_read8(config + 4), uk_mmio_read8(config + 5))
 }

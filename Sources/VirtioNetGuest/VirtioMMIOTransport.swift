@@ -79,11 +79,7 @@ public struct VirtioMMIOTransport: KernelMemoryTransport, ~Copyable {
         self.version = version
         uk_mmio_write32(base + Self.status, 0)
         uk_mmio_write32(base + Self.status, UInt32(VirtioStatus.acknowledge | VirtioStatus.driver))
-        uk_mmio_write32(base + Self.deviceFeaturesSelect, 0)
-        let low = UInt64(uk_mmio_read32(base + Self.deviceFeatures))
-        uk_mmio_write32(base + Self.deviceFeaturesSelect, 1)
-        let high = UInt64(uk_mmio_read32(base + Self.deviceFeatures))
-        offered = VirtioFeatures(rawValue: high << 32 | low)
+        offered = mmioReadFeatures(select: base + Self.deviceFeaturesSelect, value: base + Self.deviceFeatures)
         uk_mmio_write32(base + Self.queueSelect, 0)
         let rx = uk_mmio_read32(base + Self.queueNumMax)
         uk_mmio_write32(base + Self.queueSelect, 1)
@@ -91,8 +87,7 @@ public struct VirtioMMIOTransport: KernelMemoryTransport, ~Copyable {
         maxSizes = (rx, tx)
         if offered.contains(.mac) {
             let c = base + Self.config
-            macAddress = MACAddress(uk_mmio_read8(c), uk_mmio_read8(c + 1), uk_mmio_read8(c + 2),
-                                    uk_mmio_read8(c + 3), uk_mmio_read8(c + 4), uk_mmio_read8(c + 5))
+            macAddress = mmioReadMAC(at: c)
         } else {
             macAddress = nil
         }
@@ -119,10 +114,7 @@ public struct VirtioMMIOTransport: KernelMemoryTransport, ~Copyable {
     }
 
     public mutating func negotiate(_ features: VirtioFeatures) throws(VirtioError) {
-        uk_mmio_write32(base + Self.driverFeaturesSelect, 0)
-        uk_mmio_write32(base + Self.driverFeatures, UInt32(truncatingIfNeeded: features.rawValue))
-        uk_mmio_write32(base + Self.driverFeaturesSelect, 1)
-        uk_mmio_write32(base + Self.driverFeatures, UInt32(truncatingIfNeeded: features.rawValue >> 32))
+        mmioWriteFeatures(features, select: base + Self.driverFeaturesSelect, value: base + Self.driverFeatures)
         if version == 2 {
             uk_mmio_write32(base + Self.status, UInt32(VirtioStatus.acknowledge | VirtioStatus.driver | VirtioStatus.featuresOK))
             guard uk_mmio_read32(base + Self.status) & UInt32(VirtioStatus.featuresOK) != 0 else { throw .featuresRejected(features) }

@@ -89,11 +89,7 @@ public struct VirtioPCIModernTransport: KernelMemoryTransport, ~Copyable {
         var spins = 0
         while uk_mmio_read8(common + Self.deviceStatus) != 0 && spins < 1000 { spins += 1 }   // reset takes effect
         uk_mmio_write8(common + Self.deviceStatus, VirtioStatus.acknowledge | VirtioStatus.driver)
-        uk_mmio_write32(common + Self.deviceFeatureSelect, 0)
-        let low = UInt64(uk_mmio_read32(common + Self.deviceFeature))
-        uk_mmio_write32(common + Self.deviceFeatureSelect, 1)
-        let high = UInt64(uk_mmio_read32(common + Self.deviceFeature))
-        offered = VirtioFeatures(rawValue: high << 32 | low)
+        offered = mmioReadFeatures(select: common + Self.deviceFeatureSelect, value: common + Self.deviceFeature)
         pairs = 1   // MQ needs the control queue; one pair here
         uk_mmio_write16(common + Self.queueSelect, 0)
         let rx = uk_mmio_read16(common + Self.queueSize)
@@ -102,8 +98,7 @@ public struct VirtioPCIModernTransport: KernelMemoryTransport, ~Copyable {
         maxSizes = (rx, tx)
         if offered.contains(.mac) && deviceConfig != 0 {
             let d = deviceConfig
-            macAddress = MACAddress(uk_mmio_read8(d), uk_mmio_read8(d + 1), uk_mmio_read8(d + 2),
-                                    uk_mmio_read8(d + 3), uk_mmio_read8(d + 4), uk_mmio_read8(d + 5))
+            macAddress = mmioReadMAC(at: d)
         } else {
             macAddress = nil
         }
@@ -125,10 +120,7 @@ public struct VirtioPCIModernTransport: KernelMemoryTransport, ~Copyable {
     }
 
     public mutating func negotiate(_ features: VirtioFeatures) throws(VirtioError) {
-        uk_mmio_write32(common + Self.driverFeatureSelect, 0)
-        uk_mmio_write32(common + Self.driverFeature, UInt32(truncatingIfNeeded: features.rawValue))
-        uk_mmio_write32(common + Self.driverFeatureSelect, 1)
-        uk_mmio_write32(common + Self.driverFeature, UInt32(truncatingIfNeeded: features.rawValue >> 32))
+        mmioWriteFeatures(features, select: common + Self.driverFeatureSelect, value: common + Self.driverFeature)
         let status = VirtioStatus.acknowledge | VirtioStatus.driver | VirtioStatus.featuresOK
         uk_mmio_write8(common + Self.deviceStatus, status)
         guard uk_mmio_read8(common + Self.deviceStatus) & VirtioStatus.featuresOK != 0 else { throw .featuresRejected(features) }
