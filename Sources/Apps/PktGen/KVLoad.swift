@@ -212,6 +212,9 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder>: ~Copy
     public var inFlight: Int { config.window - freeCount }
     public var isPreloading: Bool { preloadNext != nil }
     public var isResolved: Bool { serverMAC != nil }
+    /// True once the device said its input is all delivered (`BurstStatus.endOfInput`: a capture
+    /// file read to its end, a vhost-user backend gone for good): no reply can come any more.
+    public private(set) var inputEnded = false
 
     /// SETs every key once (0..<keys, in order) before anything else is issued.
     public mutating func startPreload() { preloadNext = 0 }
@@ -224,7 +227,9 @@ public struct KVLoadClient<Sampler: KeySampler, Latency: LatencyRecorder>: ~Copy
     public mutating func poll<Device: NetDevice & ~Copyable>(_ device: inout Device, now: UInt64, issue: Int) -> Int {
         let before = stats.completed
         host.expire(now: KVLoadClient.seconds(now))
-        let n = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(start: rxBurst, count: KVLoadClient.rxBurstSize)).count
+        let result = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(start: rxBurst, count: KVLoadClient.rxBurstSize))
+        if result.status.contains(.endOfInput) { inputEnded = true }
+        let n = result.count
         for i in 0..<n { receive(rxBurst[i], now: now) }
         if serverMAC == nil { serverMAC = host.peerMAC(config.serverIP) }
         if now >= nextTimeoutScan {

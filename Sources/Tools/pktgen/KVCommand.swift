@@ -95,7 +95,6 @@ struct KVCommand: ParsableCommand {
         let pool = try device.pool(threadSafe: inProcess)
         var runner = KVRunner(pool: pool, config: try config(), zipf: distribution == "zipf" ? zipf : nil, preload: preload, requests: requests,
                               duration: requests == nil && duration == nil ? 5 : duration, live: !output.quiet)
-        runner.waitsForBackend = spec.waitsForBackend
         let result: KVResult
         if inProcess {
             result = try runner.againstInProcessStore(memoryMiB: storeMemory, record: device.record)
@@ -163,8 +162,6 @@ struct KVRunner: NetDeviceVisitor {
     let requests: UInt64?
     let duration: Double?
     let live: Bool
-    /// The device waits out a backend outage (vhost-user reconnect=): keep the load running.
-    var waitsForBackend = false
 
     mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> KVResult { try run(on: &device) }
 
@@ -204,16 +201,14 @@ struct KVRunner: NetDeviceVisitor {
         var line = LiveLine(enabled: live, start: loadStart, duration: duration.map { UInt64($0 * 1e9) })
         var lastCompleted: UInt64 = 0
         var now = loadStart
-        var linkCheck = 0
         if failure == nil {
             while now < deadline && stopRequested == 0 {
                 let left = requests.map { Int($0 - client.started) } ?? Int.max
                 if left == 0 && client.inFlight == 0 { break }
                 _ = client.poll(&device, now: now, issue: left)
                 now = monotonicNanoseconds()
-                linkCheck &+= 1
-                if linkCheck & 4095 == 0 && !waitsForBackend && !device.info.link.up {
-                    failure = "the device's link went down (its backend went away)"
+                if client.inputEnded {   // a backend gone for good (one that may come back never says so)
+                    failure = "the device's input ended (its backend went away)"
                     break
                 }
                 if line.due(now) {

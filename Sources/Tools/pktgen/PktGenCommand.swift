@@ -137,10 +137,14 @@ func waitFor(_ pacer: Pacer) {
 struct RxDrain {
     let burst = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: 64)
     var frames: UInt64 = 0
-    mutating func drain<D: NetDevice & ~Copyable>(_ device: inout D) {
+    /// Takes everything waiting; returns true once the device said its input ended for good
+    /// (`endOfInput`: e.g. a vhost-user backend that went away and will not be waited for).
+    @discardableResult
+    mutating func drain<D: NetDevice & ~Copyable>(_ device: inout D) -> Bool {
         while true {
-            let n = device.rxBurst(queue: 0, into: burst).count
-            if n == 0 { return }
+            let r = device.rxBurst(queue: 0, into: burst)
+            let n = r.count
+            if n == 0 { return r.status.contains(.endOfInput) }
             frames &+= UInt64(n)
             NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[0..<n]))
         }

@@ -209,8 +209,7 @@ struct TxRunner: NetDeviceVisitor {
             if rounds & (clockEvery - 1) == 0 {
                 now = monotonicNanoseconds()
                 if rounds & 255 == 0 {
-                    drain.drain(&device)
-                    if !netdev.waitsForBackend && !device.info.link.up { break }   // a vhost-user backend went away
+                    if drain.drain(&device) { break }   // the device ended (a vhost-user backend went away)
                 }
                 if line.due(now) {
                     let p = gen.stats.packets
