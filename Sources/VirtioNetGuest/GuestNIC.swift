@@ -18,7 +18,7 @@ public enum GuestNIC {
                                                 problem: inout String) -> Int32? {
         let mmioBases = VirtioMMIOTransport.bases(fromCommandLineValues: mmioCommandLineValues)
         if mmioBases.isEmpty, let pci = PCIBus.findVirtioNet() {
-            if pci.bar(0).isIO, let t = VirtioPCILegacyTransport(pci: pci) {
+            if pci.barRegister(0) & 1 != 0, let t = VirtioPCILegacyTransport(pci: pci) {
                 return visitor.visit(t, options: VirtioPCILegacyTransport.driverOptions,
                                      found: "pci: legacy virtio-net at " + pci.address.description)
             }

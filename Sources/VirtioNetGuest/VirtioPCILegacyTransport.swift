@@ -31,17 +31,20 @@ public struct VirtioPCILegacyTransport: KernelMemoryTransport, ~Copyable {
 
     /// Takes over the device at `pci`: BAR 0 assigned and I/O decoding and bus mastering on
     /// when firmware left them off, the device reset, acknowledged, its features read.
-    /// `ioBase`: the port to give BAR 0 when it has none.
+    /// `ioBase`: the port to give BAR 0 when it has none (aligned for any I/O BAR's size, which
+    /// is at most 256 ports: no sizing needed). Nil if BAR 0 is not an I/O BAR or does not
+    /// take the port.
     public init?(pci: PCIFunction, ioBase: UInt16 = 0xC000) {
-        var bar = pci.bar(0)
-        guard bar.isIO, bar.size >= 0x20 else { return nil }
-        if bar.base == 0 {
+        var bar = pci.barRegister(0)
+        guard bar & 1 != 0 else { return nil }
+        if bar & 0xFFFC == 0 {
             pci.assignIOBar(0, base: ioBase)
-            bar = pci.bar(0)
+            bar = pci.barRegister(0)
+            guard bar & 0xFFFC == UInt32(ioBase) else { return nil }
         }
         pci.enable(PCIFunction.ioSpace | PCIFunction.busMaster)
         self.pci = pci
-        let io = UInt16(truncatingIfNeeded: bar.base)
+        let io = UInt16(truncatingIfNeeded: bar & 0xFFFC)
         self.io = io
         uk_outb(io + Self.status, 0)   // reset
         uk_outb(io + Self.status, VirtioStatus.acknowledge | VirtioStatus.driver)
@@ -54,8 +57,11 @@ public struct VirtioPCILegacyTransport: KernelMemoryTransport, ~Copyable {
         ringSizes = (rxSize, txSize)
         queuePairsValue = 1   // MQ needs the control queue; one pair here
         if features.contains(.mac) {
-            let b = (0..<6).map { uk_inb(io + Self.config + UInt16($0)) }
-            macAddress = MACAddress(b[0], b[1], b[2], b[3], b[4], b[5])
+            // Two reads, not six: each is an exit (the legacy config space takes any width).
+            let low = uk_inl(io + Self.config), high = uk_inw(io + Self.config + 4)
+            macAddress = MACAddress(UInt8(truncatingIfNeeded: low), UInt8(truncatingIfNeeded: low >> 8),
+                                    UInt8(truncatingIfNeeded: low >> 16), UInt8(truncatingIfNeeded: low >> 24),
+                                    UInt8(truncatingIfNeeded: high), UInt8(truncatingIfNeeded: high >> 8))
         } else {
             macAddress = nil
         }

@@ -19,12 +19,15 @@
  *
  * Memory: the image is linked at 1 MiB (kernel.ld) and runs at the addresses it was linked at.
  * Paging maps the first 4 GiB 1:1 (virtual = physical, so a DMA address is just a pointer) with
- * 1 GiB pages when CPUID offers them, else 2 MiB pages, which every x86_64 CPU has: 0-3 GiB
- * write-back (RAM), 3-4 GiB uncached (the PCI MMIO hole, the LAPIC and IOAPIC, microvm's
- * virtio-mmio windows near 0xFEB00000). With 2 MiB pages this stub maps 0-1 GiB, and start.c the
- * rest (3-4 GiB, and 1-3 GiB as far as the memory map has RAM) from ring 3.
- * RAM above 3 GiB (-m above ~3 GiB, which QEMU puts above 4 GiB) is not used. Every page is writable, executable and user-accessible: one
- * program, no protection between its parts.
+ * 2 MiB pages, which every x86_64 CPU has: 0-3 GiB write-back (RAM), 3-4 GiB uncached (the PCI
+ * MMIO hole, the LAPIC and IOAPIC, microvm's virtio-mmio windows near 0xFEB00000). The tables for
+ * 0-1 GiB (the image, the boot info and RAM up to -m 1G) are in the image, written at build time
+ * (12 KiB of it): building them here took ~5,000 emulated ring-0 instructions, ~2 ms of boot
+ * under kvm-pvm. start.c maps the rest (3-4 GiB, and 1-3 GiB as far as the memory map has RAM)
+ * from ring 3, where kvm-pvm runs it natively: directories not yet in use are plain memory there,
+ * while one in use is write-protected by kvm-pvm's shadow paging (every store to it traps).
+ * RAM above 3 GiB (-m above ~3 GiB, which QEMU puts above 4 GiB) is not used. Every page is
+ * writable, executable and user-accessible: one program, no protection between its parts.
  */
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
@@ -51,7 +54,6 @@
 #define PTE_PS  0x80             /* a 1 GiB / 2 MiB page */
 #define PTE     (PTE_P + PTE_RW + PTE_US)
 
-#define PAGE_DIRECTORIES 4       /* 4 x 512 x 2 MiB = 4 GiB; start.c fills most of them */
 #define STACK_SIZE       (64 * 1024)
 #define TRAP_STACK_SIZE  (16 * 1024)
 
@@ -84,47 +86,9 @@ uk_pvh_entry:
     movl %edx, uk_boot_tsc + 4
     movl %ebx, %esi                 /* &hvm_start_info: %esi survives everything below */
 
-    /* The PML4 and the PDPT: zero, then one entry and four. */
-    movl $uk_pml4, %edi
-    movl $(2 * 4096 / 4), %ecx
-    xorl %eax, %eax
-    rep stosl
-    movl $(uk_pdpt + PTE), uk_pml4
-
-    /* 1 GiB pages if the CPU has them (CPUID 0x80000001 EDX bit 26): four PDPT entries. */
-    movl $0x80000000, %eax
-    cpuid
-    cmpl $0x80000001, %eax
-    jb 2f
-    movl $0x80000001, %eax
-    cpuid
-    btl $26, %edx
-    jnc 2f
-    movl $(PTE + PTE_PS), uk_pdpt
-    movl $(0x40000000 + PTE + PTE_PS), uk_pdpt + 8
-    movl $(0x80000000 + PTE + PTE_PS), uk_pdpt + 16
-    movl $(0xC0000000 + PTE + PTE_PS + PTE_PWT + PTE_PCD), uk_pdpt + 24
-    jmp 4f
-
-    /* Otherwise 2 MiB pages: PDPT[0] -> page directory 0, 0-1 GiB (the image, the boot info and
-     * RAM up to -m 1G), written whole (both halves of each entry: it needs no clearing). The rest
-     * (3-4 GiB, and 1-3 GiB as far as there is RAM) start.c maps from ring 3, where kvm-pvm runs
-     * it natively: directories that are not yet in use are plain memory there, while a directory
-     * in use is write-protected by kvm-pvm's shadow paging (every store to it traps). */
-2:  movl $(uk_pd + PTE), uk_pdpt
-    movl $(PTE + PTE_PS), %eax
-    xorl %ecx, %ecx
-    xorl %edx, %edx
-3:  movl %eax, uk_pd(, %ecx, 8)
-    movl %edx, uk_pd + 4(, %ecx, 8)
-    addl $0x200000, %eax
-    incl %ecx
-    cmpl $512, %ecx
-    jb 3b
-
     /* Long mode: PAE and SSE in CR4, the tables in CR3, EFER.LME, then paging on. CR0 gets its
      * cache bits cleared too: CD and NW are set at reset and firmware need not clear them. */
-4:  movl $uk_pml4, %eax
+    movl $uk_pml4, %eax
     movl %eax, %cr3
     movl %cr4, %eax
     orl $(CR4_PAE + CR4_OSFXSR + CR4_OSXMMEXCPT), %eax
@@ -269,17 +233,31 @@ uk_gdt_descriptor:
 uk_boot_tsc:                        /* the TSC at uk_pvh_entry's first instruction */
     .quad 0
 
+    /* The page tables for 0-1 GiB, complete in the image: PML4[0] -> the PDPT, PDPT[0] -> page
+     * directory 0, whose 512 entries map 0-1 GiB with 2 MiB pages. */
+    .section .data.pagetables, "aw", @progbits
+    .p2align 12
+    .globl uk_pdpt                  /* start.c maps 1-4 GiB through it */
+uk_pml4:
+    .quad uk_pdpt + PTE
+    .fill 511, 8, 0
+uk_pdpt:
+    .quad uk_pd0 + PTE
+    .fill 511, 8, 0
+uk_pd0:
+    .set page, 0
+    .rept 512
+    .quad page + PTE + PTE_PS
+    .set page, page + 0x200000
+    .endr
+
     /* Not cleared at boot (kernel.ld puts .noinit after __bss_end): the stacks need no zeros, and
-     * the page tables are written before use (above). */
+     * the page directories for 1-4 GiB are written whole before use (start.c). */
     .section .noinit.boot, "aw", @nobits
     .p2align 12
-    .globl uk_pdpt, uk_pd                 /* start.c maps RAM in 1-3 GiB through them */
-uk_pml4:
-    .skip 4096
-uk_pdpt:
-    .skip 4096
-uk_pd:
-    .skip PAGE_DIRECTORIES * 4096
+    .globl uk_pd_high
+uk_pd_high:                         /* GiB 1, 2 and 3 */
+    .skip 3 * 4096
     .p2align 4
     .globl uk_boot_stack_top, uk_trap_stack_top
 uk_boot_stack:                      /* ring 0 until uk_enter_ring3, then ring 3's: no guard page */

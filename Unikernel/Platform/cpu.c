@@ -10,11 +10,10 @@
  *   TSS   RSP0, the stack exceptions from ring 3 switch to, and an I/O permission bitmap that
  *         allows every port. IOPL 3 alone should allow ring 3 all ports, and does on hardware
  *         and TCG; kvm-pvm checks the bitmap regardless (without it the first inb faults, #GP).
- *         The bitmap (8 KiB) is zeroed in ring 3 (uk_cpu_ring3_init), where it costs ~1 us
- *         instead of ~0.5 ms of emulated ring 0.
  *
- * uk_cpu_init runs in ring 0 before .bss is cleared: the tables live in .noinit and are written
- * whole. Compiled without SSE (-mgeneral-regs-only, scripts/build-image.sh) like all the platform's
+ * uk_cpu_init (ring 0, before .bss is cleared) only loads the two tables' registers; the tables
+ * are in .bss and uk_cpu_ring3_init fills them in ring 3 once .bss is clear, where kvm-pvm runs
+ * the ~600 instructions natively instead of emulating them (~0.25 ms of boot). Compiled without SSE (-mgeneral-regs-only, scripts/build-image.sh) like all the platform's
  * C, since kvm-pvm cannot emulate SSE arithmetic in ring 0.
  */
 #include "platform.h"
@@ -43,14 +42,13 @@ struct __attribute__((packed)) tss {
 #define IOMAP_BYTES (65536 / 8)    /* a bit per port; a 0 bit allows the port */
 
 /* Vectors 0-31 (exceptions), 0x40 (the local APIC timer: uk_idle) and 0x4f (its spurious vector,
- * which must end in 1111); 0x20-0x4f otherwise "not present". In .noinit: .bss is cleared only
- * on the way to ring 3, after this is set up. */
+ * which must end in 1111); 0x20-0x4f otherwise "not present". */
 #define IDT_VECTORS 0x50
-static struct idt_gate idt[IDT_VECTORS] __attribute__((section(".noinit.idt")));
+static struct idt_gate idt[IDT_VECTORS];
 static struct __attribute__((packed)) {
     struct tss tss;
     uint8_t iomap[IOMAP_BYTES + 1];   /* the CPU wants a byte of all ones after the bitmap */
-} tss __attribute__((section(".noinit.tss"), aligned(16)));
+} tss __attribute__((aligned(16)));
 
 extern uint64_t uk_gdt[];                       /* boot.S: 0x28 and 0x30 are the TSS's */
 extern char uk_trap_stack_top[];
@@ -60,20 +58,12 @@ static void set_gate(int vector, uintptr_t handler, uint8_t type) {
                                     (uint32_t)(handler >> 32), 0};
 }
 
+/* Ring 0: only what needs it (the IDT's and the TSS's registers, the TSS descriptor ltr checks).
+ * The CPU reads the gates and the TSS's fields when an exception comes, not when lidt or ltr
+ * runs, so uk_cpu_ring3_init writes them, natively, before anything in ring 3 can fault. */
 void uk_cpu_init(void) {
-    for (int v = 0; v < 32; v++) set_gate(v, (uintptr_t)uk_trap_stubs + 16 * (uintptr_t)v, GATE_RING0);
-    /* One rep stosq: kvm-pvm emulates ring 0 an instruction at a time, and a C loop would be ~200. */
-    void *rest = &idt[32];
-    uint64_t words = (IDT_VECTORS - 32) * sizeof(struct idt_gate) / 8;
-    __asm__ volatile("rep stosq" : "+D"(rest), "+c"(words) : "a"(0) : "memory");
-    set_gate(13, (uintptr_t)uk_gp_entry, GATE_RING0);                /* ring 3's idle hlt, else fatal */
-    set_gate(0x40, (uintptr_t)uk_timer_entry, GATE_RING0);           /* the local APIC timer (uk_idle) */
-    set_gate(0x4F, (uintptr_t)uk_spurious_entry, GATE_RING0);
     struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idtr = {sizeof idt - 1, (uintptr_t)idt};
     __asm__ volatile("lidt %0" : : "m"(idtr));
-
-    tss.tss = (struct tss){.rsp = {(uintptr_t)uk_trap_stack_top}, .iomap_base = sizeof tss.tss};
-    tss.iomap[IOMAP_BYTES] = 0xFF;
     uint64_t base = (uintptr_t)&tss, limit = sizeof tss - 1;
     uk_gdt[TSS_SELECTOR / 8] = (limit & 0xFFFF) | (base & 0xFFFFFF) << 16 | 0x89ull << 40 |   /* present, 64-bit TSS */
                                ((limit >> 16) & 0xF) << 48 | ((base >> 24) & 0xFF) << 56;
@@ -81,8 +71,15 @@ void uk_cpu_init(void) {
     __asm__ volatile("ltr %w0" : : "r"(TSS_SELECTOR));
 }
 
+/* Ring 3, right after .bss is cleared (the IDT and the TSS are in .bss: all zeros until here). */
 void uk_cpu_ring3_init(void) {
-    for (int i = 0; i < IOMAP_BYTES / 8; i++) ((volatile uint64_t *)tss.iomap)[i] = 0;
+    tss.tss.rsp[0] = (uintptr_t)uk_trap_stack_top;
+    tss.tss.iomap_base = sizeof tss.tss;
+    tss.iomap[IOMAP_BYTES] = 0xFF;
+    for (int v = 0; v < 32; v++) set_gate(v, (uintptr_t)uk_trap_stubs + 16 * (uintptr_t)v, GATE_RING0);
+    set_gate(13, (uintptr_t)uk_gp_entry, GATE_RING0);                /* ring 3's idle hlt, else fatal */
+    set_gate(0x40, (uintptr_t)uk_timer_entry, GATE_RING0);           /* the local APIC timer (uk_idle) */
+    set_gate(0x4F, (uintptr_t)uk_spurious_entry, GATE_RING0);
 }
 
 static const char *const trap_names[32] = {

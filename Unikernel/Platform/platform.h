@@ -23,8 +23,8 @@ extern char __kernel_start[], __kernel_end[];
 _Noreturn void uk_enter_ring3(void (*fn)(void *), void *arg, void *stack_top);   /* fn must not return */
 
 /* cpu.c */
-void uk_cpu_init(void);               /* IDT, TSS; ring 0 */
-void uk_cpu_ring3_init(void);         /* opens the ports to ring 3: first thing there */
+void uk_cpu_init(void);               /* the IDT and TSS registers; ring 0 */
+void uk_cpu_ring3_init(void);         /* the IDT, the TSS, the ports opened: first thing in ring 3 */
 _Noreturn void uk_halt(void);         /* boot.S: stops the machine (from ring 3 too) */
 void uk_idle_hlt(void);               /* boot.S: ring 3's hlt, done in ring 0 until an interrupt */
 extern const char uk_gp_entry[], uk_timer_entry[], uk_spurious_entry[];   /* boot.S: IDT entries */

@@ -96,21 +96,21 @@ static void copy_cmdline(const struct pvh_start_info *si, int *truncated) {
     *truncated = src && src[n] != 0;
 }
 
-/* boot.S's tables (.noinit): the PDPT, and four page directories. With 1 GiB pages boot.S mapped
- * all of 0-4 GiB in the PDPT; with 2 MiB pages 0-1 GiB, in directory 0. The others are filled
- * here, before the PDPT points to them: each PDPT entry goes from not present to present, and a
- * CPU caches no not-present entry, so no TLB flush is needed (none could be done from ring 3). */
+/* boot.S's tables: the PDPT, whose entry 0 (0-1 GiB) the image carries, and three page
+ * directories for GiB 1-3 (.noinit), filled here before the PDPT points to them: each PDPT entry
+ * goes from not present to present, and a CPU caches no not-present entry, so no TLB flush is
+ * needed (none could be done from ring 3). */
 extern uint64_t uk_pdpt[512];
-extern uint64_t uk_pd[4][512];
+extern uint64_t uk_pd_high[3][512];
 #define PTE_RAM 0x87                /* present, writable, user, 2 MiB page */
 #define PTE_MMIO (0x87 | 0x18)      /* and uncached (PWT|PCD) */
 #define PTE_TABLE 0x07              /* present, writable, user: a directory */
 
-/* Page directory d (GiB d) filled with 2 MiB pages, then put in the PDPT. */
+/* GiB d (1-3): its page directory filled with 2 MiB pages, then put in the PDPT. */
 static void map_gib(uint64_t d, uint64_t flags) {
-    if (uk_pdpt[d] & 1) return;     /* mapped already (a 1 GiB page) */
-    for (uint64_t i = 0; i < 512; i++) uk_pd[d][i] = (d << 30) + (i << 21) + flags;
-    uk_pdpt[d] = (uintptr_t)uk_pd[d] + PTE_TABLE;
+    uint64_t *pd = uk_pd_high[d - 1];
+    for (uint64_t i = 0; i < 512; i++) pd[i] = (d << 30) + (i << 21) + flags;
+    uk_pdpt[d] = (uintptr_t)pd + PTE_TABLE;
 }
 
 /* The MMIO window, right at ring 3's start. */
