@@ -103,6 +103,7 @@ bench: deps-bench
 	Benchmarks/run-tap-kv-bench.sh
 	Benchmarks/run-vhost-bench.sh
 	Benchmarks/run-unikernel-bench.sh
+	Benchmarks/run-unikernel-vhost-bench.sh
 
 ## The main job: the KV store unikernel in QEMU/KVM on a TAP in a private network namespace,
 ## driven by pktgen kv on a second TAP across a bridge (HOSTED=1: the store as a Linux process;

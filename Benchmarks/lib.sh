@@ -14,3 +14,41 @@ callgrind() {
   arc=$( { grep -E ':(swift_retain|swift_release|swift_allocObject|swift_deallocObject|swift_bridgeObjectRetain|swift_bridgeObjectRelease|malloc|__libc_malloc|free|__libc_free)( |$)' <<<"$report" || true; } \
         | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
 }
+
+# backend MODE [NAME...]: dpdk-testpmd forwarding in MODE between net_vhost ports (vhost-user
+# backends listening on $tmp/NAME.sock) polling on CPU 1, in the background; sets $backend (pid)
+# and $backend_log and adds the pid to $pids (the caller's cleanup stops them). Uses the caller's
+# $tmp, $n (a counter for unique DPDK file prefixes uknet-vb-N), the EAL array and TXPKTS. Waits
+# until its sockets exist.
+backend() {
+  local mode=$1; shift
+  n=$((n + 1))
+  backend_log=$tmp/backend.$n.log
+  local vdevs=() socks=()
+  for name in "$@"; do vdevs+=(--vdev "net_vhost${#socks[@]},iface=$tmp/$name.sock"); socks+=("$tmp/$name.sock"); done
+  rm -f "${socks[@]}"
+  dpdk-testpmd --lcores=0@0,1@1 "${EAL[@]}" --file-prefix=uknet-vb-$n "${vdevs[@]}" -- -a --stats-period 1 \
+    --forward-mode="$mode" --total-num-mbufs=32768 --txpkts="${TXPKTS:-60}" >"$backend_log" 2>&1 &
+  backend=$!
+  pids+=("$backend")
+  for _ in $(seq 100); do
+    local ok=1
+    for s in "${socks[@]}"; do [ -S "$s" ] || ok=0; done
+    [ $ok = 1 ] && return 0
+    sleep 0.1
+  done
+  echo "testpmd did not create its sockets"; cat "$backend_log"; exit 1
+}
+stop_backend() { kill -INT "$backend" 2>/dev/null || true; wait "$backend" 2>/dev/null || true; }
+
+# kv_summary JSON LABEL: one line from `pktgen kv --json`'s result (replies/s, p50, p99, losses);
+# fails if the file is not a result.
+kv_summary() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+l = r["latency"]
+print(f"  {sys.argv[2]:9s}: {r['replies_per_second']:.0f} replies/s, p50 {l['p50_us']:.1f} us, p99 {l['p99_us']:.1f} us "
+      f"({r['requests']} requests, {r['timeouts']} timeouts, {r['wrong_values']} wrong values)")
+PY
+}

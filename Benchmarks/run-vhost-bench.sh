@@ -32,29 +32,8 @@ cleanup() {
 trap cleanup EXIT
 EAL=(--no-huge -m 512 --no-pci)
 n=0
+source Benchmarks/lib.sh
 
-# backend MODE [VDEV...]: testpmd with net_vhost ports (sockets in $tmp) polling on CPU 1, in the
-# background; sets $backend (pid) and $backend_log. Waits until its sockets exist.
-backend() {
-  local mode=$1; shift
-  n=$((n + 1))
-  backend_log=$tmp/backend.$n.log
-  local vdevs=() socks=()
-  for name in "$@"; do vdevs+=(--vdev "net_vhost${#socks[@]},iface=$tmp/$name.sock"); socks+=("$tmp/$name.sock"); done
-  rm -f "${socks[@]}"
-  dpdk-testpmd --lcores=0@0,1@1 "${EAL[@]}" --file-prefix=uknet-vb-$n "${vdevs[@]}" -- -a --stats-period 1 \
-    --forward-mode="$mode" --total-num-mbufs=32768 --txpkts="${TXPKTS:-60}" >"$backend_log" 2>&1 &
-  backend=$!
-  pids+=("$backend")
-  for _ in $(seq 100); do
-    local ok=1
-    for s in "${socks[@]}"; do [ -S "$s" ] || ok=0; done
-    [ $ok = 1 ] && return 0
-    sleep 0.1
-  done
-  echo "testpmd did not create its sockets"; cat "$backend_log"; exit 1
-}
-stop_backend() { kill -INT "$backend" 2>/dev/null || true; wait "$backend" 2>/dev/null || true; }
 
 # DPDK's virtio driver as the frontend: testpmd net_virtio_user polling on CPU 0 for
 # about $SECONDS_PER_RUN s after its start-up (~2 s); prints the median of its steady per-second MODE rate (tx or rx), in Mpps.
@@ -153,11 +132,5 @@ for mode in $modes; do
     --get-ratio 1 --window 32 --duration "$SECONDS_PER_RUN" --quiet --json "${client[@]}" >"$tmp/kv.$mode.json" 2>"$tmp/kv.$mode.err" || true
   kill -INT "$kv"; wait "$kv" 2>/dev/null || true
   stop_backend
-  python3 - "$tmp/kv.$mode.json" "$mode" <<'PY' || { echo "pktgen kv ($mode) failed:"; cat "$tmp/kv.$mode.err"; }
-import json, sys
-r = json.load(open(sys.argv[1]))
-l = r["latency"]
-print(f"  {sys.argv[2]:9s}: {r['replies_per_second']:.0f} replies/s, p50 {l['p50_us']:.1f} us, p99 {l['p99_us']:.1f} us "
-      f"({r['requests']} requests, {r['timeouts']} timeouts, {r['wrong_values']} wrong values)")
-PY
+  kv_summary "$tmp/kv.$mode.json" "$mode" || { echo "pktgen kv ($mode) failed:"; cat "$tmp/kv.$mode.err"; }
 done
