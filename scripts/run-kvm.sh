@@ -2,7 +2,8 @@
 # Boots a unikernel image (scripts/build-image.sh) under QEMU and exits with the app's status.
 #   scripts/run-kvm.sh IMAGE            (make run-kvm APP=... builds the image first)
 # Settings, from the environment (make passes its variables of the same names):
-#   MACHINE   microvm (default: no firmware to speak of, no PCI) or pc (PCI, with FIRMWARE)
+#   MACHINE   microvm (default: no firmware to speak of, no PCI, virtio-mmio), pc (PCI, with
+#             FIRMWARE) or q35 (PCI Express: ECAM, named in ACPI's MCFG, and the legacy ports)
 #   FIRMWARE  for pc: qboot (default, /usr/share/qemu/qboot.rom: ~10 ms) or seabios (QEMU's
 #             default BIOS: seconds under this machine's KVM); microvm always uses its own qboot
 #   ACCEL     auto (default: KVM when /dev/kvm can be opened, else TCG, saying so), kvm or tcg
@@ -61,13 +62,13 @@ case $accel in
 esac
 case $machine in
   microvm) machine_args=(-M microvm) ;;
-  pc) machine_args=(-M pc)
+  pc|q35) machine_args=(-M "$machine")
       case $firmware in
         qboot) machine_args+=(-bios /usr/share/qemu/qboot.rom) ;;
         seabios) ;;
         *) say "FIRMWARE must be qboot or seabios, not $firmware"; exit 2 ;;
       esac ;;
-  *) say "MACHINE must be microvm or pc, not $machine"; exit 2 ;;
+  *) say "MACHINE must be microvm, pc or q35, not $machine"; exit 2 ;;
 esac
 args=("${machine_args[@]}" "${cpu[@]}" -m "$mem" -nodefaults -no-user-config -display none
       -serial stdio -no-reboot -kernel "$image" -append "$cmdline")
@@ -144,5 +145,5 @@ else
   status=125
   say "QEMU failed (exit status $rc)"
 fi
-say "status $status, QEMU start to exit $ms ms ($machine$([ "$machine" = pc ] && echo "+$firmware"), $accel)"
+say "status $status, QEMU start to exit $ms ms ($machine$(case $machine in pc|q35) true ;; *) false ;; esac && echo "+$firmware"), $accel)"
 exit "$status"

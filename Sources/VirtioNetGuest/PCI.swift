@@ -17,9 +17,28 @@ public struct PCIAddress: Equatable, Sendable, CustomStringConvertible {
 }
 
 
-/// PCI configuration space through the legacy mechanism: an address written to port 0xCF8,
-/// the data read or written at 0xCFC (every x86 PC and QEMU's pc/q35; microvm has none).
+/// PCI configuration space, through one of two mechanisms:
+/// - the legacy one: an address written to port 0xCF8, the data read or written at 0xCFC (every
+///   x86 PC, QEMU's pc and q35): two VM exits per access;
+/// - ECAM (PCI Express: `useECAM`, from the ACPI MCFG table): the space mapped into memory, one
+///   MMIO access and one exit per access; the only one on microvm with `pcie=on`.
+/// Only bus 0 is reached through ECAM (the window mapped is bus 0's).
 public enum PCIConfig {
+    /// The mapped base of bus 0's ECAM space, or 0 for the legacy ports.
+    nonisolated(unsafe) static var ecamBus0: UInt = 0
+
+    /// From now on, config space through ECAM. The caller has mapped `ecam.bus0` uncached.
+    public static func useECAM(_ ecam: PCIExpressECAM) {
+        if let bus0 = ecam.bus0 { ecamBus0 = UInt(bus0.address) }
+    }
+    public static var usesECAM: Bool { ecamBus0 != 0 }
+
+    @inline(__always)
+    static func ecam(_ a: PCIAddress, _ offset: UInt8) -> UInt? {
+        guard ecamBus0 != 0 else { return nil }
+        guard a.bus == 0 else { return 0 }   // not mapped: reads as absent, writes dropped
+        return ecamBus0 + UInt(a.device & 31) << 15 + UInt(a.function & 7) << 12 + UInt(offset)
+    }
     @inline(__always)
     static func select(_ a: PCIAddress, _ offset: UInt8) {
         let address: UInt32 = 0x8000_0000 | UInt32(a.bus) << 16 | UInt32(a.device & 31) << 11
@@ -27,22 +46,27 @@ public enum PCIConfig {
         uk_outl(0xCF8, address)
     }
     public static func read32(_ a: PCIAddress, _ offset: UInt8) -> UInt32 {
+        if let m = ecam(a, offset & 0xFC) { return m == 0 ? 0xFFFF_FFFF : uk_mmio_read32(m) }
         select(a, offset)
         return uk_inl(0xCFC)
     }
     public static func read16(_ a: PCIAddress, _ offset: UInt8) -> UInt16 {
+        if let m = ecam(a, offset & 0xFE) { return m == 0 ? 0xFFFF : uk_mmio_read16(m) }
         select(a, offset)
         return uk_inw(0xCFC + UInt16(offset & 2))
     }
     public static func read8(_ a: PCIAddress, _ offset: UInt8) -> UInt8 {
+        if let m = ecam(a, offset) { return m == 0 ? 0xFF : uk_mmio_read8(m) }
         select(a, offset)
         return uk_inb(0xCFC + UInt16(offset & 3))
     }
     public static func write32(_ a: PCIAddress, _ offset: UInt8, _ value: UInt32) {
+        if let m = ecam(a, offset & 0xFC) { if m != 0 { uk_mmio_write32(m, value) }; return }
         select(a, offset)
         uk_outl(0xCFC, value)
     }
     public static func write16(_ a: PCIAddress, _ offset: UInt8, _ value: UInt16) {
+        if let m = ecam(a, offset & 0xFE) { if m != 0 { uk_mmio_write16(m, value) }; return }
         select(a, offset)
         uk_outw(0xCFC + UInt16(offset & 2), value)
     }

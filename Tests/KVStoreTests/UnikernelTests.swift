@@ -49,10 +49,18 @@ enum UnikernelHarness {
 @Suite(.serialized) struct UnikernelTests {
     enum Variant: String, CaseIterable, CustomStringConvertible {
         case pcLegacyPCI, pcModernPCI, microvmMMIO, microvmModernMMIO
+        /// PCI Express: config space through ECAM, found in ACPI's MCFG table.
+        case q35ModernECAM
         /// The same image under QEMU's emulator (TCG), as on a machine without KVM.
         case microvmMMIOUnderTCG
         var description: String { rawValue }
-        var machine: String { self == .pcLegacyPCI || self == .pcModernPCI ? "pc" : "microvm" }
+        var machine: String {
+            switch self {
+            case .pcLegacyPCI, .pcModernPCI: "pc"
+            case .q35ModernECAM: "q35"
+            default: "microvm"
+            }
+        }
         var accel: String { self == .microvmMMIOUnderTCG ? "tcg" : "auto" }
         /// One variant naps between polls (kv.idle: the local APIC timer wakes it), so the idle
         /// path carries the same session.
@@ -60,7 +68,7 @@ enum UnikernelHarness {
         var device: String {
             switch self {
             case .pcLegacyPCI: "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:02"
-            case .pcModernPCI: "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:02,disable-legacy=on"
+            case .pcModernPCI, .q35ModernECAM: "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:02,disable-legacy=on"
             case .microvmMMIO, .microvmMMIOUnderTCG: "virtio-net-device,netdev=n0,mac=02:00:00:00:00:02"
             // Version 2 registers (QEMU's virtio-mmio is version 1, legacy, unless told).
             case .microvmModernMMIO: "virtio-net-device,netdev=n0,mac=02:00:00:00:00:02 -global virtio-mmio.force-legacy=false"
@@ -71,6 +79,7 @@ enum UnikernelHarness {
             switch self {
             case .pcLegacyPCI: "pci: legacy virtio-net"
             case .pcModernPCI: "pci: modern virtio-net"
+            case .q35ModernECAM: "pcie (ECAM at 0xb0000000): modern virtio-net"
             case .microvmMMIO, .microvmMMIOUnderTCG: "virtio-mmio: net at 0xfeb0"   // then the slot QEMU chose, ", version 1"
             case .microvmModernMMIO: "virtio-mmio: net at 0xfeb0"
             }

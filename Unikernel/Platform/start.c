@@ -48,11 +48,13 @@ struct pvh_memmap_entry {
 /* Written before it is read (a NUL ends it): no need to clear it at boot. */
 static char cmdline[CMDLINE_MAX] __attribute__((section(".noinit.cmdline")));
 static uint64_t ram_bytes;
+static uint64_t acpi_rsdp;
 static uintptr_t heap_base;
 static size_t heap_size;
 
 const char *uk_cmdline(void) { return cmdline; }
 uint64_t uk_ram_bytes(void) { return ram_bytes; }
+uint64_t uk_acpi_rsdp(void) { return acpi_rsdp; }
 uintptr_t uk_heap_base(void) { return heap_base; }
 size_t uk_heap_size(void) { return heap_size; }
 size_t uk_heap_used(void) { return ukrt_heap_stats().used; }
@@ -106,31 +108,74 @@ extern uint64_t uk_pd_high[3][512];
 #define PTE_MMIO (0x87 | 0x18)      /* and uncached (PWT|PCD) */
 #define PTE_TABLE 0x07              /* present, writable, user: a directory */
 
-/* GiB d (1-3): its page directory filled with 2 MiB pages, then put in the PDPT. */
-static void map_gib(uint64_t d, uint64_t flags) {
+/* GiB d (1-3): its page directory filled, the first `pages` 2 MiB pages mapped with `flags` and
+ * the rest not present, then put in the PDPT. */
+static void map_gib(uint64_t d, uint64_t pages, uint64_t flags) {
     uint64_t *pd = uk_pd_high[d - 1];
-    for (uint64_t i = 0; i < 512; i++) pd[i] = (d << 30) + (i << 21) + flags;
+    for (uint64_t i = 0; i < 512; i++) pd[i] = i < pages ? (d << 30) + (i << 21) + flags : 0;
     uk_pdpt[d] = (uintptr_t)pd + PTE_TABLE;
 }
 
 /* The MMIO window, right at ring 3's start. */
-static void map_mmio(void) { map_gib(3, PTE_MMIO); }
+static void map_mmio(void) { map_gib(3, 512, PTE_MMIO); }
 
-/* 1-3 GiB (write-back) as far as RAM reaches: -m above 1 GiB. */
-static void map_ram_above_1g(uint64_t ram_end) {
-    for (uint64_t d = 1; d < 3 && (d << 30) < ram_end; d++) map_gib(d, PTE_RAM);
+/* RAM between 1 and 3 GiB (-m above 1 GiB), write-back, in 2 MiB pages (a partial one rounded
+ * out); the rest of those GiBs stays unmapped, for uk_map_mmio (q35's ECAM window at 2.75 GiB
+ * lies right after its low RAM). */
+static void map_ram_region(uint64_t start, uint64_t end) {
+    if (end > (3ull << 30)) end = 3ull << 30;
+    if (start < (1ull << 30)) start = 1ull << 30;
+    for (uint64_t a = start & ~((2ull << 20) - 1); a < end; a += 2ull << 20) {
+        uint64_t d = a >> 30;
+        if (!(uk_pdpt[d] & 1)) map_gib(d, 0, 0);   /* a directory of absent pages, then this one */
+        uk_pd_high[d - 1][(a >> 21) & 511] = a + PTE_RAM;
+    }
+}
+
+int uk_map_mmio(uint64_t base, uint64_t size) {
+    if (size == 0 || base + size < base || base + size > (4ull << 30)) return -1;
+    if (base >= (3ull << 30)) return 0;                         /* mapped uncached at boot */
+    if (base < (1ull << 30)) return -1;                         /* RAM: the image's own tables */
+    for (uint64_t a = base & ~((2ull << 20) - 1); a < base + size; a += 2ull << 20) {
+        uint64_t d = a >> 30, i = (a >> 21) & 511;
+        if (a >= (3ull << 30)) break;
+        if (!(uk_pdpt[d] & 1)) map_gib(d, 0, 0);                 /* a directory of absent pages */
+        uint64_t *pd = uk_pd_high[d - 1];
+        if (pd[i] & 1) {
+            if (pd[i] != a + PTE_MMIO) return -1;               /* RAM there: not a device's */
+            continue;
+        }
+        /* Absent before, so no TLB holds it: no flush needed (none could be done in ring 3). */
+        pd[i] = a + PTE_MMIO;
+    }
+    return 0;
+}
+
+/* The RSDP: where the PVH start info says (QEMU's PVH loader fills it in when it finds one), else
+ * found as the ACPI spec says, a "RSD PTR " signature on a 16-byte boundary in the BIOS area
+ * 0xE0000-0xFFFFF with a valid checksum over its first 20 bytes. 0 if there is none. */
+static uint64_t find_rsdp(const struct pvh_start_info *si) {
+    if (si->rsdp_paddr) return si->rsdp_paddr;
+    for (uintptr_t a = 0xE0000; a < 0x100000; a += 16) {
+        const uint8_t *p = (const uint8_t *)a;
+        if (p[0] != 'R' || p[1] != 'S' || p[2] != 'D' || p[3] != ' ' || p[4] != 'P' || p[5] != 'T' ||
+            p[6] != 'R' || p[7] != ' ')
+            continue;
+        uint8_t sum = 0;
+        for (int i = 0; i < 20; i++) sum += p[i];
+        if (sum == 0) return a;
+    }
+    return 0;
 }
 
 /* The largest piece of RAM above the image and below HEAP_END, page-aligned, into heap_*. */
 static uint32_t find_heap(const struct pvh_start_info *si) {
     const struct pvh_memmap_entry *map = (const struct pvh_memmap_entry *)(uintptr_t)si->memmap_paddr;
     uint32_t entries = si->memmap_entries < MEMMAP_MAX ? si->memmap_entries : MEMMAP_MAX;
-    uint64_t floor = (uintptr_t)__kernel_end, ram_end = 0;
-    for (uint32_t i = 0; i < entries; i++)
-        if (map[i].type == PVH_MEMMAP_RAM && map[i].addr + map[i].size > ram_end) ram_end = map[i].addr + map[i].size;
-    map_ram_above_1g(ram_end);
+    uint64_t floor = (uintptr_t)__kernel_end;
     for (uint32_t i = 0; i < entries; i++) {
         if (map[i].type != PVH_MEMMAP_RAM) continue;
+        map_ram_region(map[i].addr, map[i].addr + map[i].size);
         ram_bytes += map[i].size;
         uint64_t start = map[i].addr > floor ? map[i].addr : floor;
         uint64_t end = map[i].addr + map[i].size;
@@ -192,6 +237,7 @@ static _Noreturn void platform_main(void *start_info) {
     copy_cmdline(si, &truncated);
     if (si->version < 1 || si->memmap_paddr == 0) fail("PVH start info without a memory map (version 0)");
     uint32_t entries = find_heap(si);
+    acpi_rsdp = find_rsdp(si);
     if (heap_size == 0 || ukrt_heap_init((void *)heap_base, heap_size) != 0)
         fail("no free RAM above the image for the heap");
     uint64_t t_ready = uk_tsc(), pio_ready = uk_pio_count;
@@ -223,6 +269,8 @@ static _Noreturn void platform_main(void *start_info) {
     uk_console_dec(heap_size >> 10);
     uk_console_puts(" KiB at ");
     uk_console_hex(heap_base);
+    uk_console_puts("; ACPI RSDP ");
+    if (acpi_rsdp) uk_console_hex(acpi_rsdp); else uk_console_puts("none");
     uk_console_puts("\n");
     milestone(t_ready, "cmdline: \"");
     uk_console_puts(cmdline);

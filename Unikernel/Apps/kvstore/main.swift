@@ -78,7 +78,8 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
     phase("config")
     var store = StoreOnNIC(config: config, macOverride: macOverride, limits: limits, buffers: buffers, exitsBefore: exitsBefore)
     var problem = ""
-    guard let status = GuestNIC.open(mmioCommandLineValues: line.values("virtio_mmio.device"), visitor: &store, problem: &problem) else {
+    guard let status = GuestNIC.open(mmioCommandLineValues: line.values("virtio_mmio.device"), acpiRSDP: uk_acpi_rsdp(),
+                                          mapMMIO: { uk_map_mmio($0, $1) == 0 }, visitor: &store, problem: &problem) else {
         print("kvstore: " + problem)
         return 3
     }

@@ -45,7 +45,8 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
     }
     var sender = Sender(settings: settings)
     var problem = ""
-    guard let status = GuestNIC.open(mmioCommandLineValues: line.values("virtio_mmio.device"), visitor: &sender, problem: &problem) else {
+    guard let status = GuestNIC.open(mmioCommandLineValues: line.values("virtio_mmio.device"), acpiRSDP: uk_acpi_rsdp(),
+                                          mapMMIO: { uk_map_mmio($0, $1) == 0 }, visitor: &sender, problem: &problem) else {
         print("pktgen: " + problem)
         return 3
     }

@@ -66,6 +66,12 @@ uint64_t uk_ram_bytes(void);          /* RAM in the firmware's memory map */
 uintptr_t uk_heap_base(void);         /* the region the allocator was given */
 size_t uk_heap_size(void);
 size_t uk_heap_used(void);            /* bytes in allocated blocks now */
+uint64_t uk_acpi_rsdp(void);          /* the ACPI RSDP's address, 0 if the firmware has none */
+
+/* Maps [base, base + size) uncached for a device's registers (2 MiB pages), where no RAM is:
+ * 3-4 GiB is mapped so at boot; this is for windows below it (q35's PCIe ECAM at 0xB0000000).
+ * 0, or -1 if the range is outside 1-4 GiB or overlaps RAM. */
+int uk_map_mmio(uint64_t base, uint64_t size);
 
 /* Port I/O, MMIO, barriers, the exit counters and uk_tsc: Sources/CUKHardware, the one definition
  * the platform and the drivers (VirtioNetGuest) share. */
