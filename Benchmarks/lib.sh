@@ -15,11 +15,28 @@ callgrind() {
         | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
 }
 
+# vhost_scratch NAME: a scratch folder $tmp (/tmp/NAME.XXXXXX), the list $pids of background
+# processes to stop at exit (INT, then KILL a second later), the EAL arguments of every testpmd
+# here, and the counter $n for backend's DPDK file prefixes. KEEP=1 keeps the folder.
+vhost_scratch() {
+  tmp=$(mktemp -d "/tmp/$1.XXXXXX")
+  pids=()
+  EAL=(--no-huge -m 512 --no-pci)
+  n=0
+  trap vhost_cleanup EXIT
+}
+vhost_cleanup() {
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  sleep 1
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  [ -n "${KEEP:-}" ] || rm -rf "$tmp"
+  rm -rf /var/run/dpdk/uknet-vb-*
+}
+
 # backend MODE [NAME...]: dpdk-testpmd forwarding in MODE between net_vhost ports (vhost-user
 # backends listening on $tmp/NAME.sock) polling on CPU 1, in the background; sets $backend (pid)
-# and $backend_log and adds the pid to $pids (the caller's cleanup stops them). Uses the caller's
-# $tmp, $n (a counter for unique DPDK file prefixes uknet-vb-N), the EAL array and TXPKTS. Waits
-# until its sockets exist.
+# and $backend_log and adds the pid to $pids (stopped at exit). Uses vhost_scratch's $tmp, $n and
+# EAL, and TXPKTS. Waits until its sockets exist.
 backend() {
   local mode=$1; shift
   n=$((n + 1))

@@ -18,18 +18,8 @@ IDLES=${IDLES:-100 250}
 swift build -c release --product kvstore >/dev/null
 swift build -c release --product pktgen >/dev/null
 scripts/build-image.sh kvstore | tail -1
-tmp=$(mktemp -d /tmp/uknet-uk-vhost.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  sleep 1
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  [ -n "${KEEP:-}" ] || rm -rf "$tmp"; rm -rf /var/run/dpdk/uknet-vb-*
-}
-trap cleanup EXIT
-EAL=(--no-huge -m 512 --no-pci)
-n=0
 source Benchmarks/lib.sh
+vhost_scratch uknet-uk-vhost
 
 # wait_for FILE TEXT SECONDS: until FILE has TEXT; fails after SECONDS.
 wait_for() {

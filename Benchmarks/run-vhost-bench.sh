@@ -21,18 +21,8 @@ ROUNDS=${ROUNDS:-3}
 SIZES=${SIZES:-64 128 256 512 1024 1500}
 swift build -c release --product pktgen >/dev/null
 swift build -c release --product kvstore >/dev/null
-tmp=$(mktemp -d /tmp/uknet-vhost-bench.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-  sleep 1
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  [ -n "${KEEP:-}" ] || rm -rf "$tmp"; rm -rf /var/run/dpdk/uknet-vb-*
-}
-trap cleanup EXIT
-EAL=(--no-huge -m 512 --no-pci)
-n=0
 source Benchmarks/lib.sh
+vhost_scratch uknet-vhost-bench
 
 
 # DPDK's virtio driver as the frontend: testpmd net_virtio_user polling on CPU 0 for
