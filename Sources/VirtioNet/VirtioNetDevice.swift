@@ -7,15 +7,15 @@ public struct VirtioNetOptions: Sendable {
     public var wanted: VirtioFeatures
     /// Features without which the driver refuses the device.
     public var required: VirtioFeatures
-    /// Calls to `checkAlive` are made once per this many bursts (a power of two). An empty RX
-    /// burst counts as `VirtioNetOptions.emptyRxBurstWeight` bursts: a poller that naps while
-    /// idle (50-100 us per empty poll) would otherwise take 65536 naps, 6-11 s, to notice that a
-    /// vhost-user backend died.
+    /// Calls to `checkAlive` are made once per this many bursts (a power of two). An idle burst
+    /// (an empty RX burst, a TX burst into a full ring) counts as `VirtioNetOptions.idleBurstWeight`
+    /// bursts: a program that naps while it cannot make progress (50-100 us a nap) would
+    /// otherwise take 65536 naps, 4-11 s, to notice that a vhost-user backend died.
     public var aliveCheckInterval: Int
-    /// How many bursts an empty RX burst counts as towards `aliveCheckInterval` (1024 empty
-    /// polls per check with the default interval: one poll(2) per ~1024 idle polls, and a dead
-    /// backend is seen within milliseconds even by a poller that sleeps between polls).
-    public static let emptyRxBurstWeight = 64
+    /// How many bursts an idle burst counts as towards `aliveCheckInterval` (1024 idle bursts
+    /// per check with the default interval: one poll(2) per ~1024, and a dead backend is seen
+    /// within ~0.1 s even by a program that sleeps between bursts).
+    public static let idleBurstWeight = 64
 
     /// When the device goes away: wait for it to come back (the transport connects again, the
     /// queues are handed over afresh) instead of ending RX with `endOfInput`.
@@ -395,7 +395,7 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
         // A device that went away: what it returned before is ours to deliver, then the input
         // ended (or, asked to, we wait for it to come back). An empty poll counts for more in
         // the liveness countdown: idle pollers nap between polls.
-        guard deviceStillThere(weight: waiting == 0 ? VirtioNetOptions.emptyRxBurstWeight : 1) || waiting > 0 else { return whileGone() }
+        guard deviceStillThere(weight: waiting == 0 ? VirtioNetOptions.idleBurstWeight : 1) || waiting > 0 else { return whileGone() }
         var taken = 0
         var n = 0
         var bytes = 0
@@ -523,7 +523,9 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
     @inlinable
     public mutating func txBurst(queue: Int, from packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
         guard running, !gone, queue >= 0, queue < pairs, !tx[queue].ring.isBroken else { return .refused }
-        guard deviceStillThere() else { return .refused }
+        // A full ring is an idle burst: a sender that naps until the device catches up would
+        // otherwise take seconds to see that the device is gone.
+        guard deviceStillThere(weight: tx[queue].ring.freeDescriptors == 0 ? VirtioNetOptions.idleBurstWeight : 1) else { return .refused }
         let q = tx + queue
         let count = packets.count
         guard count > 0, let src = packets.baseAddress else {

@@ -406,7 +406,7 @@ struct InteropTests {
         let output = tx.output
         print("pktgen tx ended \(String(format: "%.3f", after)) s after testpmd was killed")
         #expect(exit == .code(3), "pktgen tx: \(exit):\n\(output)")
-        #expect(after < 5, "pktgen tx took \(after) s to notice")
+        #expect(after < 2, "pktgen tx took \(after) s to notice")   // ~0.16 s here: a full ring counts as idle for the liveness check
         #expect(output.contains("error: the vhost-user backend at \(sock) went away mid-run"), "\(output)")
         let results = try tx.json()["results"] as? [[String: Any]]
         #expect((Interop.int(results?.first?["packets"]) ?? 0) > 0, "\(output)")
