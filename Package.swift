@@ -84,8 +84,17 @@ let package = Package(
         // pcap backend (hosted): PcapDevice and the PcapWriter middleware over libpcap.
         .systemLibrary(name: "CPcap", path: "Sources/CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .target(name: "PcapNet", dependencies: ["UKNetdev", "CPcap"], path: "Sources/PcapNet", swiftSettings: swiftSettings),
+        // DPDK backend (hosted): a C shim that alone includes DPDK's headers (Swift cannot import
+        // rte_mbuf; the headers want -march), and DPDKNet, a NetDevice over any DPDK port whose
+        // mbufs are our NetBufs. Debian's libdpdk.pc cannot be parsed by SwiftPM: flags by hand.
+        .target(name: "CDPDK", path: "Sources/CDPDK",
+                cSettings: [.unsafeFlags(["-march=corei7", "-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk", "-gdwarf-4"])],
+                linkerSettings: [.linkedLibrary("rte_eal"), .linkedLibrary("rte_ethdev"), .linkedLibrary("rte_mbuf"),
+                                 .linkedLibrary("rte_mempool"), .linkedLibrary("rte_ring"), .linkedLibrary("rte_net"),
+                                 .linkedLibrary("rte_kvargs"), .linkedLibrary("rte_telemetry")]),
+        .target(name: "DPDKNet", dependencies: ["UKNetdev", "CDPDK"], path: "Sources/DPDKNet", swiftSettings: swiftSettings),
         // Device specs for command-line tools ("pcap:rx=F", "tap:ifname=N", "null", "ring").
-        .target(name: "NetdevSpec", dependencies: ["UKNetdev", "UKNetdevLinux", "PcapNet", "VirtioNet", "VirtioNetVhostUser"], path: "Sources/NetdevSpec", swiftSettings: swiftSettings),
+        .target(name: "NetdevSpec", dependencies: ["UKNetdev", "UKNetdevLinux", "PcapNet", "VirtioNet", "VirtioNetVhostUser", "DPDKNet"], path: "Sources/NetdevSpec", swiftSettings: swiftSettings),
 
         .executableTarget(
             name: "pktgen-bench",
@@ -107,6 +116,7 @@ let package = Package(
         .testTarget(name: "VirtioNetTests", dependencies: ["TestSupport", "UKNetdev", "VirtioNet", "VirtioNetEmulator", "VirtioNetGuest"], path: "Tests/VirtioNetTests", swiftSettings: swiftSettings),
         .testTarget(name: "VirtioNetVhostUserTests", dependencies: ["TestSupport", "VirtioNetVhostUser", "VirtioNet", "UKNetdev", "UKNetdevLinux", "CUKLinux"], path: "Tests/VirtioNetVhostUserTests", swiftSettings: swiftSettings),
         .testTarget(name: "KernelCommandLineTests", dependencies: ["KernelCommandLine", "UKNetdev"], path: "Tests/KernelCommandLineTests", swiftSettings: swiftSettings),
+        .testTarget(name: "DPDKNetTests", dependencies: ["TestSupport"], path: "Tests/DPDKNetTests", swiftSettings: swiftSettings),
         .testTarget(name: "NetdevSpecTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet", "NetdevSpec"], path: "Tests/NetdevSpecTests", swiftSettings: swiftSettings),
     ]
 )

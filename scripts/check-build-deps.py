@@ -147,8 +147,11 @@ def check_sources(build_packages, errors):
         if pkg not in allowed:
             errors.append(f"library {lib}: lib{lib}.so comes from {pkg}, which BUILD_PACKAGES does not bring in")
     compiler_dirs = compiler_include_dirs()
+    # System directories a target adds with -I (DPDK's headers live under /usr/include/dpdk).
+    package_text = open(os.path.join(ROOT, "Package.swift")).read()
+    include_dirs = SYSTEM_INCLUDE_DIRS + sorted(set(re.findall(r'"-I(/[^"]+)"', package_text)))
     for h, where in sorted(headers.items()):
-        found = [os.path.join(d, h) for d in SYSTEM_INCLUDE_DIRS if os.path.exists(os.path.join(d, h))]
+        found = [os.path.join(d, h) for d in include_dirs if os.path.exists(os.path.join(d, h))]
         if not found:
             if any(os.path.exists(os.path.join(d, h)) for d in compiler_dirs):
                 continue  # the compiler's own (stddef.h, stdint.h, ...)

@@ -20,14 +20,35 @@ public enum NetdevSpec: Equatable, Sendable, CustomStringConvertible {
     /// `reconnect`: seconds between attempts to connect again when the backend went away (0:
     /// do not; the program then ends, reporting it).
     case vhostUser(path: String, queues: Int, reconnect: Double = 0)
+    /// A DPDK port: EAL's arguments (split on spaces), and the port's index (`--port=N` among
+    /// them, taken out before EAL sees them; 0 by default).
+    case dpdk(eal: [String], port: Int)
 
     /// The kinds, as written on a command line.
-    public static let kinds = ["pcap", "tap", "null", "ring", "vhost-user"]
+    public static let kinds = ["pcap", "tap", "null", "ring", "vhost-user", "dpdk"]
 
     /// Parses `kind[:key=value,...]`; keys may come in any order, each at most once.
     public init(parsing text: String) throws(NetdevSpecError) {
         let (kind, rest) = Self.split(text, at: ":")
         guard !kind.isEmpty else { throw .empty }
+        if kind == "dpdk" {
+            // Everything after "dpdk:" is EAL's argument list, not key=value options.
+            var eal: [String] = []
+            var port = 0
+            for word in (rest ?? "").split(separator: " ", omittingEmptySubsequences: true).map(String.init) {
+                if word.hasPrefix("--port=") {
+                    let value = String(word.dropFirst("--port=".count))
+                    guard let n = Int(value), (0...1023).contains(n) else {
+                        throw .invalidValue(kind: kind, key: "--port", value: value, expected: "a port index, 0...1023")
+                    }
+                    port = n
+                } else {
+                    eal.append(word)
+                }
+            }
+            self = .dpdk(eal: eal, port: port)
+            return
+        }
         let options = try Self.options(rest ?? "", kind: kind)
         switch kind {
         case "pcap":
@@ -91,6 +112,8 @@ public enum NetdevSpec: Equatable, Sendable, CustomStringConvertible {
         case .vhostUser(let path, let queues, let reconnect):
             return "vhost-user:path=\(path)" + (queues == 1 ? "" : ",queues=\(queues)")
                 + (reconnect == 0 ? "" : ",reconnect=\(reconnect)")
+        case .dpdk(let eal, let port):
+            return "dpdk:" + ((port == 0 ? [] : ["--port=\(port)"]) + eal).joined(separator: " ")
         }
     }
 

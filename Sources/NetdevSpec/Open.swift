@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import DPDKNet
 import PcapNet
 import UKNetdev
 import UKNetdevLinux
@@ -50,28 +51,56 @@ public func open<V: NetDeviceVisitor>(_ spec: NetdevSpec, pool: NetBufPool, reco
         }
         let device = try VhostUserNetDevice.vhostUser(path: path, queuePairs: queues, memory: memory, reconnectInterval: reconnect)
         printError("vhost-user \(path): \(device.negotiationSummary)")
-        var watcher = BackendWatcher(inner: visitor, path: path)
+        var watcher = BackendWatcher(inner: visitor, label: "vhost-user \(path)", lostMessage: "the vhost-user backend at \(path)")
+        defer { visitor = watcher.inner }
+        return try run(device, pool: pool, record: record, options: options, visitor: &watcher)
+    case .dpdk(let eal, let port):
+        try DPDK.initialize(arguments: eal)
+        let device = try DPDKDevice(port: port, finiteInput: try finitePcapInput(eal))
+        printError("dpdk: port \(port) (\(device.driver))" + (device.info.mac.map { ", MAC \($0)" } ?? ""))
+        var watcher = BackendWatcher(inner: visitor, label: "dpdk port \(port)", lostMessage: nil)
         defer { visitor = watcher.inner }
         return try run(device, pool: pool, record: record, options: options, visitor: &watcher)
     }
 }
 
-/// Runs the visitor on a vhost-user device, then says whether the backend went away during the
-/// run (its traffic then stopped): the error goes to standard error and into `deviceLost`, the
-/// program still prints what it measured, then exits with a failure status (`exitIfDeviceLost`).
+/// net_pcap's `rx_pcap=FILE` among EAL's --vdev arguments (without `infinite_rx=1`): the frames in
+/// FILE, so the device can say when all of them came through (DPDK's PMD never says).
+func finitePcapInput(_ eal: [String]) throws -> UInt64? {
+    var total: UInt64? = nil
+    for (i, word) in eal.enumerated() {
+        var vdev = word
+        if word == "--vdev", i + 1 < eal.count { vdev = eal[i + 1] } else if word.hasPrefix("--vdev=") { vdev = String(word.dropFirst(7)) } else { continue }
+        guard vdev.hasPrefix("net_pcap") || vdev.hasPrefix("eth_pcap") else { continue }
+        let args = vdev.split(separator: ",").map(String.init)
+        if args.contains("infinite_rx=1") { return nil }
+        for a in args where a.hasPrefix("rx_pcap=") {
+            total = (total ?? 0) + (try pcapFrameCount(path: String(a.dropFirst(8))))
+        }
+    }
+    return total
+}
+
+/// Runs the visitor on a vhost-user or DPDK device, then prints its extended counters (standard
+/// error) and, for a backend that can go away (vhost-user), whether it went away during the run
+/// (its traffic then stopped): the error goes to standard error and into `deviceLost`, the program
+/// still prints what it measured, then exits with a failure status (`exitIfDeviceLost`).
 struct BackendWatcher<Inner: NetDeviceVisitor>: NetDeviceVisitor {
     var inner: Inner
-    let path: String
+    /// How the counters line starts ("vhost-user SOCK", "dpdk port 0").
+    let label: String
+    /// For a device whose backend can go away (vhost-user): how to name it when it did.
+    let lostMessage: String?
     mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> Inner.Result {
         let result = try inner.visit(&device)
         var counters: [String] = []
         device.extendedStats { name, queue, value in
             if value != 0 { counters.append("\(name)[\(queue)]=\(value)") }
         }
-        printError("vhost-user \(path): " + (counters.isEmpty ? "no kicks, no ring faults" : counters.joined(separator: " ")))
-        if !device.info.link.up {
+        printError(label + ": " + (counters.isEmpty ? "no extended counters above 0" : counters.joined(separator: " ")))
+        if let lostMessage, !device.info.link.up {
             let s = device.stats
-            let message = "error: the vhost-user backend at \(path) went away mid-run "
+            let message = "error: \(lostMessage) went away mid-run "
                 + "(\(s.rx.packets) packets received, \(s.tx.packets) sent before it did)"
             printError(message)
             deviceLost = message
@@ -103,6 +132,10 @@ extension NetdevSpec {
         if case .vhostUser = self {
             return try PacketMemory.process().makePool(count: count, roomSize: roomSize, headroom: headroom, threading: threading)
         }
+        if case .dpdk(let eal, _) = self {
+            try DPDK.initialize(arguments: eal)
+            return try DPDK.makePool(count: count, roomSize: roomSize, headroom: headroom, threading: threading)
+        }
         return try NetBufPool(count: count, roomSize: roomSize, headroom: headroom, threading: threading)
     }
 
@@ -110,6 +143,8 @@ extension NetdevSpec {
     public func destroyPool(_ pool: NetBufPool) throws {
         if case .vhostUser = self {
             try PacketMemory.process().destroy(pool)
+        } else if case .dpdk = self {
+            try DPDK.destroyPool(pool)
         } else {
             try pool.destroy()
         }

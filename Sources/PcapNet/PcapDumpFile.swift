@@ -148,3 +148,18 @@ struct PcapDumpFile {
         counters.deallocate()
     }
 }
+
+/// Frames in the pcap file at `path` (another program will read it, e.g. DPDK's net_pcap, and
+/// the reader of its output needs to know when all of it has come through).
+public func pcapFrameCount(path: String) throws(PcapDeviceError) -> UInt64 {
+    var message = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
+    guard let handle = pcap_open_offline(path, &message) else {
+        throw .open(path: path, message: message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+    }
+    defer { pcap_close(handle) }
+    var count: UInt64 = 0
+    var header: UnsafeMutablePointer<pcap_pkthdr>?
+    var data: UnsafePointer<UInt8>?
+    while pcap_next_ex(handle, &header, &data) == 1 { count += 1 }
+    return count
+}

@@ -85,7 +85,7 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     }
     /// Sum of the `packetLength`s of `count` packets at `p`: a burst's bytes, for the stats.
     @inlinable @inline(__always)
-    static func totalLength(_ p: UnsafePointer<NetBuf>, count: Int) -> Int {
+    public static func totalLength(_ p: UnsafePointer<NetBuf>, count: Int) -> Int {
         var bytes = 0
         var i = 0
         while i < count {
@@ -466,6 +466,18 @@ public enum NetBufError: Error, Equatable {
     case chained
     case chainLoop
     case chainTooLong
+}
+
+/// The header's layout for C code that writes headers itself (the DPDK shim fills received
+/// buffers' headers from their mbufs): the offsets of pool, next, room, refcount, kind, data
+/// offset, length, packet length, flags, segments, checksum start, checksum offset and capacity,
+/// then the header's size. Such code checks its own copy against this at start-up.
+public enum NetBufLayout {
+    public static var offsets: [UInt16] {
+        typealias F = NetBuf.Field
+        return [F.pool, F.next, F.room, F.refcount, F.kind, F.dataOffset, F.length, F.packetLength, F.flags,
+                F.segments, F.checksumStart, F.checksumOffset, F.capacity, NetBuf.headerSize].map { UInt16($0) }
+    }
 }
 
 /// How memory another library owns goes back to it: called once, on the last release of a

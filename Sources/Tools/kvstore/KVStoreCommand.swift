@@ -22,7 +22,7 @@ struct KVStoreCommand: ParsableCommand {
             SIGTERM, printing statistics once per second on a terminal and once at exit.
             """)
 
-    @Option(help: "The device: pcap:rx=FILE,tx=FILE | tap:ifname=NAME | vhost-user:path=SOCK[,queues=N] | null | ring.")
+    @Option(help: "The device: pcap:rx=FILE,tx=FILE | tap:ifname=NAME | vhost-user:path=SOCK[,queues=N] | \"dpdk:[--port=N] EAL-ARGUMENTS\" | null | ring.")
     var netdev: String
 
     @Option(help: "The store's IPv4 address, A.B.C.D[/prefix] (default prefix 24).")

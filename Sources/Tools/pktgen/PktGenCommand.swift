@@ -27,7 +27,7 @@ struct PktGenCommand: ParsableCommand {
 
 /// Where frames go and come from.
 struct DeviceOptions: ParsableArguments {
-    @Option(help: "The device: pcap:rx=FILE,tx=FILE | tap:ifname=NAME | vhost-user:path=SOCK[,queues=N] | null | ring (a loopback ring).")
+    @Option(help: "The device: pcap:rx=FILE,tx=FILE | tap:ifname=NAME | vhost-user:path=SOCK[,queues=N] | \"dpdk:[--port=N] EAL-ARGUMENTS\" | null | ring (a loopback ring).")
     var netdev: String
 
     @Option(help: "Also record every frame received and sent into this pcap file.")
@@ -137,17 +137,19 @@ func waitFor(_ pacer: Pacer) {
 struct RxDrain {
     let burst = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: 64)
     var frames: UInt64 = 0
-    /// Takes everything waiting; returns true once the device said its input ended for good
+    /// Takes what is waiting, at most 16 bursts (a device whose RX never runs dry, such as DPDK's
+    /// net_null, must not starve TX); returns true once the device said its input ended for good
     /// (`endOfInput`: e.g. a vhost-user backend that went away and will not be waited for).
     @discardableResult
     mutating func drain<D: NetDevice & ~Copyable>(_ device: inout D) -> Bool {
-        while true {
+        for _ in 0..<16 {
             let r = device.rxBurst(queue: 0, into: burst)
             let n = r.count
             if n == 0 { return r.status.contains(.endOfInput) }
             frames &+= UInt64(n)
             NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[0..<n]))
         }
+        return false
     }
     func deallocate() { burst.deallocate() }
 }

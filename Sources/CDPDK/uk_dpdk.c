@@ -1,0 +1,307 @@
+/* uk_dpdk.c: see include/uk_dpdk.h. */
+#include "uk_dpdk.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+_Static_assert(sizeof(struct rte_mbuf) == UK_DPDK_MBUF_BYTES, "rte_mbuf is not 128 bytes in this DPDK");
+
+/* UKNetdev's NetBuf header (Sources/UKNetdev/NetBuf.swift, NetBuf.Field); DPDKNet checks these
+ * against Swift's own at start-up (uk_dpdk_netbuf_layout). */
+enum {
+    NB_POOL = 0, NB_NEXT = 8, NB_ROOM = 16, NB_REFCOUNT = 24, NB_KIND = 28, NB_DATA_OFFSET = 32,
+    NB_LENGTH = 36, NB_PACKET_LENGTH = 40, NB_FLAGS = 44, NB_SEGMENTS = 46, NB_CSUM_START = 48,
+    NB_CSUM_OFFSET = 50, NB_CAPACITY = 60, NB_HEADER = 64,
+};
+enum { NB_NEEDS_CSUM = 1 << 0, NB_NEEDS_IP_CSUM = 1 << 1, NB_CSUM_VALID = 1 << 8, NB_CSUM_BAD = 1 << 9,
+       NB_IP_CSUM_VALID = 1 << 10 };
+
+void uk_dpdk_netbuf_layout(uint16_t out[14]) {
+    const uint16_t v[14] = {NB_POOL, NB_NEXT, NB_ROOM, NB_REFCOUNT, NB_KIND, NB_DATA_OFFSET, NB_LENGTH,
+                            NB_PACKET_LENGTH, NB_FLAGS, NB_SEGMENTS, NB_CSUM_START, NB_CSUM_OFFSET, NB_CAPACITY, NB_HEADER};
+    memcpy(out, v, sizeof v);
+}
+
+#define U16(h, o) (*(uint16_t *)((char *)(h) + (o)))
+#define U32(h, o) (*(uint32_t *)((char *)(h) + (o)))
+#define PTR(h, o) (*(void **)((char *)(h) + (o)))
+
+static inline struct rte_mbuf *mbuf_of(void *header) { return (struct rte_mbuf *)((char *)header - UK_DPDK_MBUF_BYTES); }
+static inline void *header_of(struct rte_mbuf *m) { return (char *)m + UK_DPDK_MBUF_BYTES; }
+
+/* ---- EAL ---------------------------------------------------------------------------------- */
+
+int uk_dpdk_eal_init(int argc, const char *const *argv) {
+    char **copy = calloc((size_t)argc + 1, sizeof *copy);   /* kept: EAL may hold on to them */
+    if (!copy) return -1;
+    for (int i = 0; i < argc; i++) copy[i] = strdup(argv[i]);
+    return rte_eal_init(argc, copy);
+}
+int uk_dpdk_errno(void) { return rte_errno; }
+const char *uk_dpdk_strerror(int error) { return rte_strerror(error); }
+uint16_t uk_dpdk_port_count(void) { return rte_eth_dev_count_avail(); }
+
+int uk_dpdk_port_info(uint16_t port, struct uk_dpdk_port_info *out) {
+    struct rte_eth_dev_info info;
+    memset(out, 0, sizeof *out);
+    int rc = rte_eth_dev_info_get(port, &info);
+    if (rc != 0) return rc;
+    if (info.driver_name) strncpy(out->driver, info.driver_name, sizeof out->driver - 1);
+    struct rte_ether_addr mac;
+    if (rte_eth_macaddr_get(port, &mac) == 0) memcpy(out->mac, mac.addr_bytes, 6);
+    out->max_rx_queues = info.max_rx_queues;
+    out->max_tx_queues = info.max_tx_queues;
+    out->rx_desc_min = info.rx_desc_lim.nb_min;
+    out->rx_desc_max = info.rx_desc_lim.nb_max;
+    out->rx_desc_align = info.rx_desc_lim.nb_align ? info.rx_desc_lim.nb_align : 1;
+    out->tx_desc_min = info.tx_desc_lim.nb_min;
+    out->tx_desc_max = info.tx_desc_lim.nb_max;
+    out->tx_desc_align = info.tx_desc_lim.nb_align ? info.tx_desc_lim.nb_align : 1;
+    out->min_rx_buffer = info.min_rx_bufsize;
+    out->max_rx_pktlen = info.max_rx_pktlen;
+    uint16_t mtu = 1500;
+    rte_eth_dev_get_mtu(port, &mtu);
+    out->mtu = mtu;
+    struct rte_eth_link link;
+    if (rte_eth_link_get_nowait(port, &link) == 0) {
+        out->link_up = link.link_status == RTE_ETH_LINK_UP;
+        out->link_speed_mbps = link.link_speed == RTE_ETH_SPEED_NUM_UNKNOWN ? 0 : link.link_speed;
+    }
+    const uint64_t tx = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+    const uint64_t rx = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
+    out->tx_checksum = (info.tx_offload_capa & tx) == tx;
+    out->rx_checksum = (info.rx_offload_capa & rx) == rx;
+    return 0;
+}
+
+/* ---- Facade mempools ---------------------------------------------------------------------- */
+
+struct facade {
+    void *alloc_context;
+    uk_dpdk_alloc_fn alloc;
+    uk_dpdk_release_fn release;
+    int64_t iova_delta;
+    uint16_t data_room;
+    uint64_t outstanding;      /* handed to DPDK, not yet back: single-threaded, like the pools */
+};
+
+static int facade_alloc(struct rte_mempool *mp) { (void)mp; return 0; }
+static void facade_free(struct rte_mempool *mp) { (void)mp; }
+
+/* An mbuf over the NetBuf's data room, as rte_pktmbuf_init and _reset would leave it. */
+static inline void dress(struct rte_mbuf *m, struct rte_mempool *mp, void *header, int64_t iova_delta) {
+    void *room = PTR(header, NB_ROOM);
+    m->buf_addr = room;
+    m->buf_iova = (rte_iova_t)((int64_t)(uintptr_t)room + iova_delta);
+    m->buf_len = (uint16_t)U32(header, NB_CAPACITY);
+    m->pool = mp;
+    m->priv_size = NB_HEADER;
+    m->refcnt = 1;
+    m->nb_segs = 1;
+    m->next = NULL;
+    m->port = RTE_MBUF_PORT_INVALID;
+    m->ol_flags = 0;
+    m->packet_type = 0;
+    m->tx_offload = 0;
+    m->vlan_tci = 0;
+    m->data_off = (uint16_t)RTE_MIN((unsigned)RTE_PKTMBUF_HEADROOM, (unsigned)m->buf_len);
+    m->data_len = 0;
+    m->pkt_len = 0;
+}
+
+/* DPDK wants n buffers (all or none), e.g. a PMD refilling its RX ring. */
+static int facade_dequeue(struct rte_mempool *mp, void **objs, unsigned n) {
+    struct facade *f = mp->pool_config;
+    if (!f->alloc) return -ENOBUFS;
+    void *headers[512];
+    unsigned done = 0;
+    while (done < n) {
+        unsigned want = RTE_MIN(n - done, 512u);
+        long got = f->alloc(f->alloc_context, headers, (long)want);
+        for (long i = 0; i < got; i++) {
+            struct rte_mbuf *m = mbuf_of(headers[i]);
+            dress(m, mp, headers[i], f->iova_delta);
+            objs[done + (unsigned)i] = m;
+        }
+        done += (unsigned)(got > 0 ? got : 0);
+        if ((unsigned long)got < want) {   /* not enough: give back what we took, deliver none */
+            for (unsigned i = 0; i < done; i++) {
+                void *h = header_of(objs[i]);
+                f->release(&h, 1);
+            }
+            return -ENOBUFS;
+        }
+    }
+    f->outstanding += n;
+    return 0;
+}
+
+/* DPDK gives buffers back: after TX, or the RX ring's at stop. */
+static int facade_enqueue(struct rte_mempool *mp, void *const *objs, unsigned n) {
+    struct facade *f = mp->pool_config;
+    void *headers[64];
+    for (unsigned i = 0; i < n; ) {
+        unsigned k = 0;
+        while (k < 64 && i < n) headers[k++] = header_of(objs[i++]);
+        f->release(headers, k);
+    }
+    f->outstanding -= n;
+    return 0;
+}
+
+static unsigned facade_count(const struct rte_mempool *mp) { (void)mp; return 0; }
+
+static struct rte_mempool_ops facade_ops = {
+    .name = "uknet_netbuf",
+    .alloc = facade_alloc,
+    .free = facade_free,
+    .enqueue = facade_enqueue,
+    .dequeue = facade_dequeue,
+    .get_count = facade_count,
+};
+static int facade_ops_registered;
+
+struct rte_mempool *uk_dpdk_facade_create(const char *name, uint16_t data_room, int64_t iova_delta,
+                                          void *alloc_context, uk_dpdk_alloc_fn alloc,
+                                          uk_dpdk_release_fn release) {
+    if (!facade_ops_registered) {
+        if (rte_mempool_register_ops(&facade_ops) < 0) return NULL;
+        facade_ops_registered = 1;
+    }
+    struct facade *f = rte_zmalloc("uknet_facade", sizeof *f, 0);
+    if (!f) { rte_errno = ENOMEM; return NULL; }
+    *f = (struct facade){alloc_context, alloc, release, iova_delta, data_room, 0};
+    /* No cache: every get and put reaches the NetBufPool, so its counters stay exact. */
+    struct rte_mempool *mp = rte_mempool_create_empty(name, 1u << 16, UK_DPDK_MBUF_BYTES + NB_HEADER + data_room, 0,
+                                                      sizeof(struct rte_pktmbuf_pool_private), SOCKET_ID_ANY, 0);
+    if (!mp) { rte_free(f); return NULL; }
+    if (rte_mempool_set_ops_byname(mp, "uknet_netbuf", f) != 0) {
+        rte_mempool_free(mp);
+        rte_free(f);
+        return NULL;
+    }
+    struct rte_pktmbuf_pool_private priv = {.mbuf_data_room_size = data_room, .mbuf_priv_size = NB_HEADER};
+    rte_pktmbuf_pool_init(mp, &priv);
+    return mp;
+}
+
+void uk_dpdk_facade_free(struct rte_mempool *mp) {
+    if (!mp) return;
+    struct facade *f = mp->pool_config;
+    rte_mempool_free(mp);
+    rte_free(f);
+}
+
+uint64_t uk_dpdk_facade_outstanding(const struct rte_mempool *mp) {
+    return ((const struct facade *)mp->pool_config)->outstanding;
+}
+
+uint64_t uk_dpdk_virt2iova(const void *va) {
+    rte_iova_t iova = rte_mem_virt2iova(va);
+    return iova == RTE_BAD_IOVA ? UINT64_MAX : iova;
+}
+int uk_dpdk_iova_is_va(void) { return rte_eal_iova_mode() == RTE_IOVA_VA; }
+void *uk_dpdk_zmalloc(size_t bytes, size_t align) { return rte_zmalloc("uknet_pool", bytes, (unsigned)align); }
+void uk_dpdk_free(void *p) { rte_free(p); }
+
+/* ---- The port ----------------------------------------------------------------------------- */
+
+int uk_dpdk_configure(uint16_t port, uint16_t rx_queues, uint16_t tx_queues, int tx_checksum, int rx_checksum) {
+    struct rte_eth_conf conf;
+    memset(&conf, 0, sizeof conf);
+    if (tx_checksum) conf.txmode.offloads = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+    if (rx_checksum) conf.rxmode.offloads = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
+    if (rx_queues > 1) conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+    return rte_eth_dev_configure(port, rx_queues, tx_queues, &conf);
+}
+int uk_dpdk_rx_queue_setup(uint16_t port, uint16_t queue, uint16_t descriptors, struct rte_mempool *mp) {
+    return rte_eth_rx_queue_setup(port, queue, descriptors, (unsigned)rte_eth_dev_socket_id(port) == (unsigned)SOCKET_ID_ANY ? 0 : (unsigned)rte_eth_dev_socket_id(port), NULL, mp);
+}
+int uk_dpdk_tx_queue_setup(uint16_t port, uint16_t queue, uint16_t descriptors) {
+    return rte_eth_tx_queue_setup(port, queue, descriptors, (unsigned)rte_eth_dev_socket_id(port) == (unsigned)SOCKET_ID_ANY ? 0 : (unsigned)rte_eth_dev_socket_id(port), NULL);
+}
+int uk_dpdk_start(uint16_t port) { return rte_eth_dev_start(port); }
+int uk_dpdk_stop(uint16_t port) { return rte_eth_dev_stop(port); }
+int uk_dpdk_close(uint16_t port) { return rte_eth_dev_close(port); }
+
+uint16_t uk_dpdk_rx(uint16_t port, uint16_t queue, void **headers, uint16_t n) {
+    struct rte_mbuf **mbufs = (struct rte_mbuf **)headers;   /* the same array: mbuf -> header in place */
+    uint16_t got = rte_eth_rx_burst(port, queue, mbufs, n);
+    for (uint16_t i = 0; i < got; i++) {
+        struct rte_mbuf *m = mbufs[i];
+        void *h = header_of(m);
+        uint16_t flags = 0;
+        uint64_t ol = m->ol_flags;
+        if ((ol & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD) flags |= NB_CSUM_VALID;
+        if ((ol & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_BAD) flags |= NB_CSUM_BAD;
+        if ((ol & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD) flags |= NB_IP_CSUM_VALID;
+        U32(h, NB_PACKET_LENGTH) = m->pkt_len;
+        U16(h, NB_FLAGS) = flags;
+        U16(h, NB_SEGMENTS) = m->nb_segs;
+        for (struct rte_mbuf *s = m; s; s = s->next) {
+            void *sh = header_of(s);
+            U32(sh, NB_DATA_OFFSET) = s->data_off;
+            U32(sh, NB_LENGTH) = s->data_len;
+            PTR(sh, NB_NEXT) = s->next ? header_of(s->next) : NULL;
+        }
+        headers[i] = h;
+    }
+    return got;
+}
+
+uint16_t uk_dpdk_tx(uint16_t port, uint16_t queue, struct rte_mempool *facade, int64_t iova_delta,
+                    void *const *headers, uint16_t n) {
+    struct rte_mbuf *mbufs[64];
+    uint16_t sent = 0;
+    struct facade *f = facade->pool_config;
+    while (sent < n) {
+        uint16_t k = RTE_MIN((uint16_t)(n - sent), (uint16_t)64);
+        for (uint16_t i = 0; i < k; i++) {
+            void *h = headers[sent + i];
+            struct rte_mbuf *m = mbuf_of(h);
+            dress(m, facade, h, iova_delta);
+            m->data_off = (uint16_t)U32(h, NB_DATA_OFFSET);
+            m->data_len = (uint16_t)U32(h, NB_LENGTH);
+            m->pkt_len = U32(h, NB_PACKET_LENGTH);
+            m->port = port;
+            uint16_t flags = U16(h, NB_FLAGS);
+            if (flags & (NB_NEEDS_CSUM | NB_NEEDS_IP_CSUM)) {
+                const uint8_t *frame = rte_pktmbuf_mtod(m, const uint8_t *);
+                uint16_t l2 = (frame[12] == 0x81 && frame[13] == 0x00) ? 18 : 14;
+                m->l2_len = l2;
+                m->ol_flags |= RTE_MBUF_F_TX_IPV4;
+                if (flags & NB_NEEDS_IP_CSUM) m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
+                if (flags & NB_NEEDS_CSUM) {
+                    uint16_t start = U16(h, NB_CSUM_START), offset = U16(h, NB_CSUM_OFFSET);
+                    m->l3_len = start > l2 ? start - l2 : 20;
+                    m->ol_flags |= offset == 16 ? RTE_MBUF_F_TX_TCP_CKSUM : RTE_MBUF_F_TX_UDP_CKSUM;
+                } else {
+                    m->l3_len = (frame[l2] & 0x0f) * 4;
+                }
+            }
+            mbufs[i] = m;
+        }
+        f->outstanding += k;
+        uint16_t took = rte_eth_tx_burst(port, queue, mbufs, k);
+        f->outstanding -= (uint16_t)(k - took);   /* not taken: still the caller's NetBufs */
+        sent += took;
+        if (took < k) break;
+    }
+    return sent;
+}
+
+int uk_dpdk_stats(uint16_t port, struct uk_dpdk_stats *out) {
+    struct rte_eth_stats s;
+    int rc = rte_eth_stats_get(port, &s);
+    if (rc != 0) return rc;
+    *out = (struct uk_dpdk_stats){s.ipackets, s.opackets, s.ibytes, s.obytes, s.imissed, s.ierrors, s.oerrors, s.rx_nombuf};
+    return 0;
+}

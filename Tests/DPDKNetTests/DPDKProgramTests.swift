@@ -1,0 +1,97 @@
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The programs over DPDK ports (`--netdev dpdk:<EAL arguments>`), against DPDK's own PMDs.
+/// Each run gets its own EAL file prefix, whose runtime directory is removed afterwards.
+@Suite(.serialized) struct DPDKProgramTests {
+    static let traces: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.appendingPathComponent("Traces").path
+    }()
+    static let traceNames: [String] = {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: traces)) ?? []
+        return files.filter { $0.hasSuffix(".in.pcap") }.map { String($0.dropLast(".in.pcap".count)) }.sorted()
+    }()
+
+    static func program(_ name: String) throws -> String {
+        try #require(Tools.executable(name), "no \(name) executable beside the test binary (swift build --build-tests builds it)")
+    }
+
+    /// EAL arguments for a test run: no hugepages, no PCI, a file prefix of its own.
+    static func eal(_ prefix: String, _ vdevs: String...) -> String {
+        (["--no-huge", "-m", "256", "--no-pci", "--file-prefix=\(prefix)"] + vdevs.map { "--vdev=\($0)" }).joined(separator: " ")
+    }
+    static func removeRuntime(_ prefix: String) { try? FileManager.default.removeItem(atPath: "/var/run/dpdk/\(prefix)") }
+
+    static let store = ["--ip", "192.0.2.2", "--mac", "02:00:00:00:00:02"]
+
+    /// Every trace through the KV store twice: read and written by the pcap backend (libpcap), and
+    /// by DPDK's net_pcap through DPDKNet. The replies must be the same frames, in the same order,
+    /// and every buffer back in the pool at the end.
+    @Test(arguments: traceNames)
+    func kvStoreRepliesThroughNetPcapEqualThePcapBackends(_ trace: String) throws {
+        let kvstore = try Self.program("kvstore")
+        let dir = TemporaryDirectory(purpose: "dpdk-pcap")
+        let input = Self.traces + "/" + trace + ".in.pcap"
+        let viaPcap = dir.file("pcap.out.pcap"), viaDPDK = dir.file("dpdk.out.pcap")
+        let a = try runProgram(kvstore, ["--netdev", "pcap:rx=\(input),tx=\(viaPcap)"] + Self.store, seconds: 60)
+        #expect(a.status == 0, "\(a.output)")
+        let prefix = "uknet-t-\(getpid())-\(trace)"
+        defer { Self.removeRuntime(prefix) }
+        let b = try runProgram(kvstore, ["--netdev", "dpdk:" + Self.eal(prefix, "net_pcap0,rx_pcap=\(input),tx_pcap=\(viaDPDK)")] + Self.store,
+                               seconds: 60)
+        #expect(b.status == 0, "\(b.output)")
+        #expect(b.output.contains("dpdk: port 0 (net_pcap)"), "\(b.output)")
+        #expect(b.output.contains("pool: 0 in use"), "\(b.output)")
+        let expected = try readPcapFrames(viaPcap)
+        let got = try readPcapFrames(viaDPDK)
+        #expect(!expected.isEmpty || trace == "malformed" || trace.hasPrefix("arp"), "the pcap backend wrote nothing for \(trace)")
+        #expect(got.count == expected.count, "\(trace): \(got.count) frames through DPDK, \(expected.count) through libpcap")
+        for (i, (g, e)) in zip(got, expected).enumerated() where g != e {
+            Issue.record("\(trace): frame \(i + 1) differs (\(g.count) vs \(e.count) bytes)")
+            break
+        }
+        // The same frames memcached itself gave (the trace's expected file).
+        #expect(got == (try readPcapFrames(Self.traces + "/" + trace + ".expected.pcap")), "\(trace)")
+    }
+
+    /// Bad DPDK settings: one clear line naming what to change, a non-zero exit, no hang.
+    @Test(arguments: [
+        ("--bogus-eal-option", "DPDK's EAL did not start (Invalid argument)"),
+        ("", "DPDK found no port: give one with --vdev"),
+        ("--vdev=net_nosuchpmd0", "a --vdev names a driver that is not installed"),
+        ("--port=3 --vdev=net_null0", "DPDK has no port 3 (1 available: --port=0...0)"),
+        ("--vdev=net_null0 -m 16", "raise EAL's -m"),
+    ])
+    func badSettingsEndWithAClearMessage(_ extra: String, _ message: String) throws {
+        let kvstore = try Self.program("kvstore")
+        let prefix = "uknet-t-\(getpid())-bad"
+        defer { Self.removeRuntime(prefix) }
+        let spec = "dpdk:" + Self.eal(prefix) + (extra.isEmpty ? "" : " " + extra)
+        let start = Processes.monotonic()
+        let r = try runProgram(kvstore, ["--netdev", spec] + Self.store, seconds: 30)
+        #expect(r.status != 0 && r.status != -1, "exit \(r.status): \(r.output.suffix(2000))")
+        #expect(r.output.contains(message), "\(r.output.suffix(2000))")
+        #expect(Processes.monotonic() - start < 20)
+    }
+
+    /// `pktgen tx` over net_null: the port counts exactly what pktgen says it sent, and the pool is
+    /// whole at the end (every mbuf the PMD freed came back as its NetBuf).
+    @Test func pktgenTxOverNetNullCountsEveryFrame() throws {
+        let pktgen = try Self.program("pktgen")
+        let prefix = "uknet-t-\(getpid())-null"
+        defer { Self.removeRuntime(prefix) }
+        let r = try runProgram(pktgen, ["tx", "--netdev", "dpdk:" + Self.eal(prefix, "net_null0"), "--size", "64",
+                                        "--count", "100000", "--flows", "4"], seconds: 60)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("100000 packets, 6000000 bytes"), "\(r.output)")
+        let words = r.output.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        #expect(words.contains("port_tx_packets[-1]=100000"), "the port's own count: \(r.output)")
+        #expect(!r.output.contains("tx_copied"), "every frame should go out as its own mbuf: \(r.output)")
+    }
+}
