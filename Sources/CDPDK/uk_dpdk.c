@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <rte_eal.h>
+#include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_malloc.h>
@@ -230,6 +231,14 @@ int uk_dpdk_tx_queue_setup(uint16_t port, uint16_t queue, uint16_t descriptors) 
 }
 int uk_dpdk_start(uint16_t port) { return rte_eth_dev_start(port); }
 int uk_dpdk_stop(uint16_t port) { return rte_eth_dev_stop(port); }
+int uk_dpdk_wait_link(uint16_t port, unsigned milliseconds) {
+    for (unsigned waited = 0;; waited += 10) {
+        struct rte_eth_link link;
+        if (rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP) return 1;
+        if (waited >= milliseconds) return 0;
+        rte_delay_us_sleep(10 * 1000);
+    }
+}
 int uk_dpdk_close(uint16_t port) { return rte_eth_dev_close(port); }
 
 uint16_t uk_dpdk_rx(uint16_t port, uint16_t queue, void **headers, uint16_t n) {

@@ -70,6 +70,7 @@ public struct DPDKDevice: NetDevice, ~Copyable {
 
     deinit {
         if started { _ = uk_dpdk_stop(port) }
+        if !closed { _ = uk_dpdk_close(port) }
         for f in rxFacades { uk_dpdk_facade_free(f) }
         uk_dpdk_facade_free(txFacade)
         rxStats.deallocate()
@@ -126,6 +127,7 @@ public struct DPDKDevice: NetDevice, ~Copyable {
     }
 
     public mutating func start() throws(NetDeviceError) {
+        guard !closed else { throw .invalidState(lifecycle.state) }
         try lifecycle.start()
         let rc = uk_dpdk_start(port)
         guard rc == 0 else {
@@ -133,14 +135,32 @@ public struct DPDKDevice: NetDevice, ~Copyable {
             throw .backend(code: rc)
         }
         started = true
+        // A peer that connects (memif, vhost, virtio_user) brings the link up a moment after the
+        // start: wait for it, as testpmd does, or the first frames go nowhere.
+        linkUpAtStart = uk_dpdk_wait_link(port, 5000) != 0
     }
 
-    /// Stops the port: the PMD frees its RX rings' mbufs (back to their pools through the facades).
+    /// Whether the link was up (within 5 s) after `start`.
+    public private(set) var linkUpAtStart = false
+
+    /// Stops the port: the PMD frees its RX rings' mbufs (back to their pools through the
+    /// facades). PMDs that keep them across a stop (virtio_user frees them only when the port
+    /// closes) get the port closed, so that every buffer is back: such a port cannot start again
+    /// in this process (`start` then refuses).
     public mutating func stop() {
         guard lifecycle.stop() else { return }
         if started { _ = uk_dpdk_stop(port) }
         started = false
+        var held: UInt64 = 0
+        for f in rxFacades where f != nil { held &+= uk_dpdk_facade_outstanding(f) }
+        if held > 0 && !closed {
+            _ = uk_dpdk_close(port)
+            closed = true
+        }
     }
+
+    /// Set once `stop` had to close the port.
+    public private(set) var closed = false
 
     @inlinable
     public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {

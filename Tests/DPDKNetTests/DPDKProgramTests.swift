@@ -80,6 +80,45 @@ import Glibc
         #expect(Processes.monotonic() - start < 20)
     }
 
+    /// The paper's host-switch setup with DPDK's virtio driver on the store's side: testpmd `io`
+    /// between two net_vhost ports, the KV store over DPDK's net_virtio_user on one, `pktgen kv`
+    /// over our own vhost-user frontend on the other. Every reply is checked by pktgen (values,
+    /// ids); the store's counts match, and every buffer is back in the pool at the end.
+    @Test(.enabled(if: TestPMD.isAvailable, "dpdk-testpmd is not installed (Debian package dpdk-dev)"))
+    func kvStoreOverVirtioUserAnswersPktgenOverOurVhostUser() throws {
+        let kvstore = try Self.program("kvstore"), pktgen = try Self.program("pktgen")
+        let dir = TemporaryDirectory(purpose: "dpdk-vhost")
+        let kvSock = dir.file("kv.sock"), genSock = dir.file("gen.sock")
+        let testpmd = try TestPMD(vdevs: ["net_vhost0,iface=\(kvSock)", "net_vhost1,iface=\(genSock)"],
+                                  testpmdArguments: ["--forward-mode=io"], forwardingCPU: 1, directory: dir)
+        defer { testpmd.stop() }
+        #expect(testpmd.waitForLog("binding succeeded", count: 2, timeout: 20), "\(testpmd.log.suffix(2000))")
+        let prefix = "uknet-t-\(getpid())-vu"
+        defer { Self.removeRuntime(prefix) }
+        let store = try RunningProgram([kvstore, "--netdev", "dpdk:--no-huge -m 512 --no-pci -l 0 --file-prefix=\(prefix) --vdev=net_virtio_user0,path=\(kvSock)",
+                                        "--ip", "198.51.100.2/24", "--mac", "02:00:00:00:00:02"], cpu: 0, output: dir.file("kvstore.out"))
+        #expect(testpmd.waitForLog("virtio is now ready for processing", timeout: 20), "\(testpmd.log.suffix(2000))\n\(store.output)")
+        let gen = try RunningProgram([pktgen, "kv", "--netdev", "vhost-user:path=\(genSock)", "--server-ip", "198.51.100.2",
+                                      "--server-mac", "02:00:00:00:00:02", "--ip", "198.51.100.3", "--mac", "02:00:00:00:00:03",
+                                      "--preload", "--keys", "500", "--value-size", "32", "--get-ratio", "0.9", "--requests", "20000",
+                                      "--window", "16", "--json", "--quiet"], cpu: 0, output: dir.file("pktgen.out"))
+        #expect(gen.wait(seconds: 120) == .code(0), "pktgen kv:\n\(gen.output)")
+        let j = try gen.json()
+        #expect((j["timeouts"] as? Int) == 0 && (j["wrong_values"] as? Int) == 0, "\(gen.output)")
+        #expect((j["requests"] as? Int).map { $0 >= 20_000 } == true, "\(gen.output)")
+        #expect(store.interrupt() == .code(0), "\(store.output)")
+        let out = store.output
+        #expect(out.contains("dpdk: port 0 (net_virtio_user)"), "\(out)")
+        #expect(out.contains("errors: 0"), "\(out)")
+        // Every request pktgen completed (and its preload) was a command the store answered.
+        let setup = j["setup"] as? [String: Any]
+        let expectedCommands = ((j["requests"] as? Int) ?? -1) + ((setup?["requests"] as? Int) ?? -1)
+        let commands = out.split(separator: "\n").first { $0.hasPrefix("commands: ") }
+            .flatMap { Int($0.dropFirst("commands: ".count).prefix { $0.isNumber }) }
+        #expect(commands == expectedCommands, "store: \(commands ?? -1) commands, pktgen: \(expectedCommands)\n\(out)")
+        #expect(out.contains("pool: 0 in use"), "every buffer back, the virtio rings' too: \(out)")
+    }
+
     /// `pktgen tx` over net_null: the port counts exactly what pktgen says it sent, and the pool is
     /// whole at the end (every mbuf the PMD freed came back as its NetBuf).
     @Test func pktgenTxOverNetNullCountsEveryFrame() throws {

@@ -78,6 +78,9 @@ int uk_dpdk_configure(uint16_t port, uint16_t rx_queues, uint16_t tx_queues, int
 int uk_dpdk_rx_queue_setup(uint16_t port, uint16_t queue, uint16_t descriptors, struct rte_mempool *mp);
 int uk_dpdk_tx_queue_setup(uint16_t port, uint16_t queue, uint16_t descriptors);
 int uk_dpdk_start(uint16_t port);
+/* Waits up to `milliseconds` for the port's link to come up (a memif or vhost peer connecting);
+ * 1 if it is up. */
+int uk_dpdk_wait_link(uint16_t port, unsigned milliseconds);
 int uk_dpdk_stop(uint16_t port);
 int uk_dpdk_close(uint16_t port);
 
