@@ -78,7 +78,7 @@ let package = Package(
         .target(name: "BenchSupport", dependencies: ["CBenchSupport", "ToolSupport"], path: "Benchmarks/BenchSupport", swiftSettings: swiftSettings),
         .executableTarget(
             name: "netdev-bench",
-            dependencies: ["UKNetdev", "VirtioNet", "VirtioNetEmulator", "BenchSupport"],
+            dependencies: ["UKNetdev", "VirtioNet", "VirtioNetEmulator", "DPDKNet", "BenchSupport"],
             path: "Benchmarks/NetdevBench", swiftSettings: swiftSettings),
 
         // pcap backend (hosted): PcapDevice and the PcapWriter middleware over libpcap.

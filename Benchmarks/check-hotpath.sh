@@ -11,17 +11,19 @@ cd "$(dirname "$0")/.."
 swift build -c release --product netdev-bench >/dev/null
 bin=.build/release/netdev-bench
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+# single-dpdk starts DPDK's EAL (its runtime directory is named after the process).
+trap 'rm -rf "$out" /var/run/dpdk/uknet-netdev-bench-*' EXIT
 status=0
 
 source Benchmarks/lib.sh
 mallocs() { field mallocs "$1"; }
 
 # name of the loop function per mode (callgrind toggles collection on it)
-declare -A loop=([single-ring]=swiftSingleRingLoop [single-null]=swiftSingleNullLoop [single-virtio]=swiftSingleVirtioLoop [class-per-packet]=swiftClassPerPacketLoop)
+declare -A loop=([single-ring]=swiftSingleRingLoop [single-null]=swiftSingleNullLoop [single-virtio]=swiftSingleVirtioLoop
+                 [single-dpdk]=swiftSingleDPDKLoop [class-per-packet]=swiftClassPerPacketLoop)
 packets=200000
 
-for mode in single-ring single-null single-virtio two-core two-core-pool class-per-packet; do
+for mode in single-ring single-null single-virtio single-dpdk two-core two-core-pool class-per-packet; do
   line=$("$bin" "$mode" 2000000)
   m=$(mallocs "$line")
   if [ "$mode" = class-per-packet ]; then
@@ -31,7 +33,7 @@ for mode in single-ring single-null single-virtio two-core two-core-pool class-p
   else echo "FAIL: $mode: $m mallocs in the loop"; status=1; fi
 done
 
-for mode in single-ring single-null single-virtio class-per-packet; do
+for mode in single-ring single-null single-virtio single-dpdk class-per-packet; do
   callgrind "*${loop[$mode]}*" "$out/cg.$mode" "$bin" "$mode" "$packets"
   per=$(( total / packets ))
   if [ "$mode" = single-virtio ]; then

@@ -13,12 +13,16 @@
 //   single-virtio one core: VirtioNetDevice over an in-process emulated virtio device that loops
 //                 TX back to RX (copying each frame, as a backend would): rx_burst(32) -> touch ->
 //                 tx_burst, the driver's split-ring RX refill and TX reclaim included
+//   single-dpdk   one core: DPDKDevice over DPDK's net_null (EAL without hugepages): rx_burst(32)
+//                 (net_null fills mbufs that are our NetBufs, from the facade over our pool) ->
+//                 touch -> tx_burst (net_null frees them: back through the facade)
 //   class-per-packet  single-ring, but each packet is wrapped in a class instance as ixy.swift
 //                 did: the negative control that shows what the checks catch and what it costs
 //
 // Prints: `swift MODE packets=N seconds=S mpps=M mallocs=K` (K: heap allocations during the
 // measured loop, counted by an interposed malloc).
 import BenchSupport
+import DPDKNet
 import Glibc
 import UKNetdev
 import VirtioNet
@@ -63,6 +67,11 @@ func forward<D: NetDevice & ~Copyable>(_ dev: inout D, _ burst: UnsafeMutableBuf
 
 @inline(never)
 func swiftSingleRingLoop(_ dev: inout RingDevice, _ burst: UnsafeMutableBufferPointer<NetBuf>, packets: Int) -> Int {
+    forward(&dev, burst, packets: packets)
+}
+
+@inline(never)
+func swiftSingleDPDKLoop(_ dev: inout DPDKDevice, _ burst: UnsafeMutableBufferPointer<NetBuf>, packets: Int) -> Int {
     forward(&dev, burst, packets: packets)
 }
 
@@ -163,6 +172,24 @@ func singleRing(packets: Int, classPerPacket: Bool = false) -> Measurement {
     guard pool.inUse == 0 else { fail("leaked \(pool.inUse) buffers") }
     try! pool.destroy()
     return m
+}
+
+func singleDPDK(packets: Int) -> Measurement {
+    do {
+        try DPDK.initialize(arguments: ["--no-huge", "-m", "256", "--no-pci", "-l", "0", "--log-level=lib.eal:error",
+                                        "--file-prefix=uknet-netdev-bench-\(getpid())", "--vdev=net_null0"])
+        let pool = try DPDK.makePool(count: 2048, roomSize: 2048)
+        var dev = try DPDKDevice(port: 0)
+        upQueues(&dev, allocator: pool.rxAllocator)
+        let burst = makeBurst()
+        let m = measure { swiftSingleDPDKLoop(&dev, burst, packets: packets) }
+        dev.stop()
+        burst.deallocate()
+        guard pool.inUse == 0 else { fail("leaked \(pool.inUse) buffers") }
+        return m
+    } catch {
+        fail("DPDK: \(error)")
+    }
 }
 
 func singleNull(packets: Int) -> Measurement {
@@ -347,6 +374,7 @@ guard args.count == 3, let packets = Int(args[2]), packets > 0 else {
 switch args[1] {
 case "single-ring": report("single-ring", singleRing(packets: packets))
 case "single-null": report("single-null", singleNull(packets: packets))
+case "single-dpdk": report("single-dpdk", singleDPDK(packets: packets))
 case "two-core": report("two-core", twoCore(packets: packets))
 case "two-core-pool": report("two-core-pool", twoCorePool(packets: packets))
 case "class-per-packet": report("class-per-packet", singleRing(packets: packets, classPerPacket: true))
