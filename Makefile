@@ -102,6 +102,7 @@ bench: deps-bench
 	Benchmarks/run-pktgen-bench.sh
 	Benchmarks/run-tap-kv-bench.sh
 	Benchmarks/run-vhost-bench.sh
+	Benchmarks/run-dpdk-bench.sh
 	Benchmarks/run-unikernel-bench.sh
 	Benchmarks/run-unikernel-vhost-bench.sh
 

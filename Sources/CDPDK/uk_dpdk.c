@@ -180,8 +180,11 @@ struct rte_mempool *uk_dpdk_facade_create(const char *name, uint16_t data_room, 
     struct facade *f = rte_zmalloc("uknet_facade", sizeof *f, 0);
     if (!f) { rte_errno = ENOMEM; return NULL; }
     *f = (struct facade){alloc_context, alloc, release, iova_delta, data_room, 0};
-    /* No cache: every get and put reaches the NetBufPool, so its counters stay exact. */
-    struct rte_mempool *mp = rte_mempool_create_empty(name, 1u << 16, UK_DPDK_MBUF_BYTES + NB_HEADER + data_room, 0,
+    /* A per-lcore cache of UK_DPDK_FACADE_CACHE mbufs: a PMD freeing sent mbufs one at a time
+     * (net_null, pcap) puts them there with DPDK's inline code, and they reach the NetBufPool
+     * (or come back to the PMD's RX refill) in bulk. uk_dpdk_facade_flush empties it (at stop),
+     * so the pool is whole again. */
+    struct rte_mempool *mp = rte_mempool_create_empty(name, 1u << 16, UK_DPDK_MBUF_BYTES + NB_HEADER + data_room, UK_DPDK_FACADE_CACHE,
                                                       sizeof(struct rte_pktmbuf_pool_private), SOCKET_ID_ANY, 0);
     if (!mp) { rte_free(f); return NULL; }
     if (rte_mempool_set_ops_byname(mp, "uknet_netbuf", f) != 0) {
@@ -199,6 +202,12 @@ void uk_dpdk_facade_free(struct rte_mempool *mp) {
     struct facade *f = mp->pool_config;
     rte_mempool_free(mp);
     rte_free(f);
+}
+
+void uk_dpdk_facade_flush(struct rte_mempool *mp) {
+    if (!mp) return;
+    struct rte_mempool_cache *cache = rte_mempool_default_cache(mp, rte_lcore_id());
+    if (cache) rte_mempool_cache_flush(cache, mp);
 }
 
 uint64_t uk_dpdk_facade_outstanding(const struct rte_mempool *mp) {
@@ -267,7 +276,7 @@ uint16_t uk_dpdk_rx(uint16_t port, uint16_t queue, void **headers, uint16_t n) {
 }
 
 uint16_t uk_dpdk_tx(uint16_t port, uint16_t queue, struct rte_mempool *facade, int64_t iova_delta,
-                    void *const *headers, uint16_t n) {
+                    void *const *headers, uint16_t n, uint64_t *bytes) {
     struct rte_mbuf *mbufs[64];
     uint16_t sent = 0;
     struct facade *f = facade->pool_config;
@@ -299,7 +308,10 @@ uint16_t uk_dpdk_tx(uint16_t port, uint16_t queue, struct rte_mempool *facade, i
             mbufs[i] = m;
         }
         f->outstanding += k;
+        uint32_t burst_bytes[64];
+        for (uint16_t i = 0; i < k; i++) burst_bytes[i] = mbufs[i]->pkt_len;   /* before the PMD frees them */
         uint16_t took = rte_eth_tx_burst(port, queue, mbufs, k);
+        for (uint16_t i = 0; i < took; i++) *bytes += burst_bytes[i];
         f->outstanding -= (uint16_t)(k - took);   /* not taken: still the caller's NetBufs */
         sent += took;
         if (took < k) break;

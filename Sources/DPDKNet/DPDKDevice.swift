@@ -151,12 +151,20 @@ public struct DPDKDevice: NetDevice, ~Copyable {
         guard lifecycle.stop() else { return }
         if started { _ = uk_dpdk_stop(port) }
         started = false
+        flushCaches()
         var held: UInt64 = 0
         for f in rxFacades where f != nil { held &+= uk_dpdk_facade_outstanding(f) }
         if held > 0 && !closed {
             _ = uk_dpdk_close(port)
             closed = true
+            flushCaches()
         }
+    }
+
+    /// Every facade's lcore cache back to the pools.
+    mutating func flushCaches() {
+        for f in rxFacades where f != nil { uk_dpdk_facade_flush(f) }
+        uk_dpdk_facade_flush(txFacade)
     }
 
     /// Set once `stop` had to close the port.
@@ -192,30 +200,44 @@ public struct DPDKDevice: NetDevice, ~Copyable {
         while sent < n {
             // A run of buffers the port can take as they are (their own mbufs), from one pool.
             let first = src[sent]
-            guard Self.isSendable(first) else {
+            guard isSendable(first) else {
                 guard sendCopy(of: first, queue: queue, facade: facade) else { break }
                 sent &+= 1
                 continue
             }
             let pool = first.pool.state
             var end = sent &+ 1
-            while end < n && src[end].pool.state == pool && Self.isSendable(src[end]) { end &+= 1 }
+            while end < n && src[end].pool.state == pool && Self.isSingleOwnSegment(src[end]) { end &+= 1 }
             let delta = Int64(bitPattern: pool.pointee.deviceBase &- UInt64(UInt(bitPattern: pool.pointee.slab)))
+            var bytes: UInt64 = 0
             let took = Int(uk_dpdk_tx(port, UInt16(truncatingIfNeeded: queue), facade, delta,
                                       UnsafeRawPointer(src + sent).assumingMemoryBound(to: UnsafeMutableRawPointer?.self),
-                                      UInt16(truncatingIfNeeded: end &- sent)))
-            txStats.record(queue, packets: took, bytes: NetBuf.totalLength(src + sent, count: took))
+                                      UInt16(truncatingIfNeeded: end &- sent), &bytes))
+            txStats.record(queue, packets: took, bytes: Int(bytes))
             sent &+= took
             if sent < end { break }   // the port's ring is full
         }
         return BurstResult(count: sent, status: sent == n ? [.success, .more] : .success)
     }
 
-    /// One segment, sole owner, own data, from a pool with room for its mbuf.
+    /// One segment, sole owner, own data (not a clone, not external memory).
     @inlinable @inline(__always)
-    static func isSendable(_ buf: NetBuf) -> Bool {
-        buf.next == nil && buf.isWritable && !buf.isExternal && DPDK.isMbufPool(buf.pool.state)
+    static func isSingleOwnSegment(_ buf: NetBuf) -> Bool {
+        buf.next == nil && buf.isWritable && !buf.isExternal
     }
+
+    /// A single own segment from a pool with room for its mbuf. The last such pool is kept, so
+    /// the process-wide list is consulted only when a burst brings buffers of another pool.
+    @inlinable @inline(__always)
+    mutating func isSendable(_ buf: NetBuf) -> Bool {
+        guard Self.isSingleOwnSegment(buf) else { return false }
+        let pool = buf.pool.state
+        if pool == lastMbufPool { return true }
+        guard DPDK.isMbufPool(pool) else { return false }
+        lastMbufPool = pool
+        return true
+    }
+    @usableFromInline var lastMbufPool: UnsafeMutablePointer<NetBufPoolState>?
 
     /// The rare path: `buf` copied (chains linearized) into a fresh buffer the port can take,
     /// sent; the original released once the copy is taken. False if the port took nothing (the
@@ -241,7 +263,8 @@ public struct DPDKDevice: NetDevice, ~Copyable {
         copy.checksumRequest = buf.checksumRequest
         var header: UnsafeMutableRawPointer? = copy.header
         let delta = Int64(bitPattern: copy.pool.state.pointee.deviceBase &- UInt64(UInt(bitPattern: copy.pool.state.pointee.slab)))
-        guard uk_dpdk_tx(port, UInt16(truncatingIfNeeded: queue), facade, delta, &header, 1) == 1 else {
+        var bytes: UInt64 = 0
+        guard uk_dpdk_tx(port, UInt16(truncatingIfNeeded: queue), facade, delta, &header, 1, &bytes) == 1 else {
             copy.release()
             return false
         }

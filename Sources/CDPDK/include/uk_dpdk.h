@@ -62,6 +62,9 @@ struct rte_mempool *uk_dpdk_facade_create(const char *name, uint16_t data_room, 
                                           void *alloc_context, uk_dpdk_alloc_fn alloc,
                                           uk_dpdk_release_fn release);
 void uk_dpdk_facade_free(struct rte_mempool *mp);
+/* Gives the calling lcore's cached mbufs back (to the NetBufPool, through the facade's put). */
+void uk_dpdk_facade_flush(struct rte_mempool *mp);
+#define UK_DPDK_FACADE_CACHE 256
 /* Buffers handed to DPDK through the facade and not yet given back. */
 uint64_t uk_dpdk_facade_outstanding(const struct rte_mempool *mp);
 
@@ -90,11 +93,11 @@ int uk_dpdk_close(uint16_t port);
 uint16_t uk_dpdk_rx(uint16_t port, uint16_t queue, void **headers, uint16_t n);
 
 /* TX of `n` NetBufs (single-segment, sole owner, in a DPDK pool: DPDKNet checks) as their mbufs,
- * freed through `facade` once sent; `csum` gives per packet 0 or the checksum request (bit 0 L4
- * at csum_start/offset, bit 1 IPv4 header) in the NetBuf header. Returns how many the port took;
- * the rest stay the caller's. */
+ * freed through `facade` once sent; checksum requests (OffloadFlags in the NetBuf header) become
+ * the mbufs' offload flags. Returns how many the port took (the rest stay the caller's) and
+ * adds their bytes to *bytes. */
 uint16_t uk_dpdk_tx(uint16_t port, uint16_t queue, struct rte_mempool *facade, int64_t iova_delta,
-                    void *const *headers, uint16_t n);
+                    void *const *headers, uint16_t n, uint64_t *bytes);
 
 struct uk_dpdk_stats {
     uint64_t ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors, rx_nombuf;
