@@ -285,7 +285,15 @@ uint16_t uk_dpdk_tx(uint16_t port, uint16_t queue, struct rte_mempool *facade, i
         for (uint16_t i = 0; i < k; i++) {
             void *h = headers[sent + i];
             struct rte_mbuf *m = mbuf_of(h);
-            dress(m, facade, h, iova_delta);
+            /* A slot's buffer fields never change once set (its room is fixed): dress it fully
+             * only the first time; after that what a send needs. Fields a receive or the app may
+             * have left (a chain's links, offload flags) are always reset. */
+            if (unlikely(m->buf_addr != PTR(h, NB_ROOM))) dress(m, facade, h, iova_delta);
+            m->pool = facade;
+            m->refcnt = 1;
+            m->nb_segs = 1;
+            m->next = NULL;
+            m->ol_flags = 0;
             m->data_off = (uint16_t)U32(h, NB_DATA_OFFSET);
             m->data_len = (uint16_t)U32(h, NB_LENGTH);
             m->pkt_len = U32(h, NB_PACKET_LENGTH);

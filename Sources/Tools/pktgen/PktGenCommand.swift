@@ -137,18 +137,28 @@ func waitFor(_ pacer: Pacer) {
 struct RxDrain {
     let burst = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: 64)
     var frames: UInt64 = 0
-    /// Takes what is waiting, at most 16 bursts (a device whose RX never runs dry, such as DPDK's
-    /// net_null, must not starve TX); returns true once the device said its input ended for good
-    /// (`endOfInput`: e.g. a vhost-user backend that went away and will not be waited for).
+    /// Set when the last drain found more waiting after its 16 bursts: an RX that never runs dry
+    /// (DPDK's net_null makes up frames on every poll). Then one burst per drain, until a burst
+    /// comes back short: a generator must not spend its time receiving what nobody sent.
+    var endless = false
+
+    /// Takes what is waiting, at most 16 bursts (one while the RX looks endless); returns true once
+    /// the device said its input ended for good (`endOfInput`: e.g. a vhost-user backend that went
+    /// away and will not be waited for).
     @discardableResult
     mutating func drain<D: NetDevice & ~Copyable>(_ device: inout D) -> Bool {
-        for _ in 0..<16 {
+        for _ in 0..<(endless ? 1 : 16) {
             let r = device.rxBurst(queue: 0, into: burst)
             let n = r.count
             if n == 0 { return r.status.contains(.endOfInput) }
             frames &+= UInt64(n)
             NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[0..<n]))
+            if n < burst.count {
+                endless = false
+                return false
+            }
         }
+        endless = true
         return false
     }
     func deallocate() { burst.deallocate() }
