@@ -60,11 +60,17 @@ struct SendThenReceive: NetDeviceVisitor {
         #expect(try NetdevSpec(parsing: "vhost-user:path=v.sock,reconnect=0.5") == .vhostUser(path: "v.sock", queues: 1, reconnect: 0.5))
         #expect(try NetdevSpec(parsing: "vhost-user:path=v.sock,reconnect=1").waitsForBackend)
         #expect(try NetdevSpec(parsing: "vhost-user:path=v.sock").waitsForBackend == false)
+        // dpdk: EAL's arguments split on spaces (any number of them), --port=N taken out.
+        #expect(try NetdevSpec(parsing: "dpdk:--no-huge  -m 512 --vdev=net_pcap0,rx_pcap=a.pcap")
+                == .dpdk(eal: ["--no-huge", "-m", "512", "--vdev=net_pcap0,rx_pcap=a.pcap"], port: 0))
+        #expect(try NetdevSpec(parsing: "dpdk:-l 0 --port=2 --vdev=net_null0") == .dpdk(eal: ["-l", "0", "--vdev=net_null0"], port: 2))
+        #expect(try NetdevSpec(parsing: "dpdk:") == .dpdk(eal: [], port: 0))
     }
 
     @Test func descriptionsParseBack() throws {
         for spec in [NetdevSpec.null, .ring, .tap(ifname: "t0"), .pcap(rx: "a", tx: nil), .pcap(rx: nil, tx: "b"), .pcap(rx: "a", tx: "b"),
-                     .vhostUser(path: "/tmp/s", queues: 1), .vhostUser(path: "s", queues: 2), .vhostUser(path: "s", queues: 1, reconnect: 2)] {
+                     .vhostUser(path: "/tmp/s", queues: 1), .vhostUser(path: "s", queues: 2), .vhostUser(path: "s", queues: 1, reconnect: 2),
+                     .dpdk(eal: ["--no-huge", "--vdev=net_null0"], port: 0), .dpdk(eal: ["-l", "1"], port: 3)] {
             #expect(try NetdevSpec(parsing: spec.description) == spec)
         }
     }
@@ -73,7 +79,9 @@ struct SendThenReceive: NetDeviceVisitor {
         let cases: [(String, NetdevSpecError)] = [
             ("", .empty),
             (":rx=a", .empty),
-            ("dpdk", .unknownKind("dpdk")),
+            ("virtio", .unknownKind("virtio")),
+            ("dpdk:--port=x", .invalidValue(kind: "dpdk", key: "--port", value: "x", expected: "a port index, 0...1023")),
+            ("dpdk:--port=-1", .invalidValue(kind: "dpdk", key: "--port", value: "-1", expected: "a port index, 0...1023")),
             ("PCAP:rx=a", .unknownKind("PCAP")),
             ("pcap", .missingKey(kind: "pcap", key: "rx or tx")),
             ("pcap:", .missingKey(kind: "pcap", key: "rx or tx")),
@@ -97,7 +105,7 @@ struct SendThenReceive: NetDeviceVisitor {
         for (text, expected) in cases {
             #expect(throws: expected, "\(text)") { _ = try NetdevSpec(parsing: text) }
         }
-        #expect(NetdevSpecError.unknownKind("dpdk").description.contains("pcap, tap, null, ring"))
+        #expect(NetdevSpecError.unknownKind("virtio").description.contains("pcap, tap, null, ring, vhost-user, dpdk"))
         #expect(NetdevSpecError.unknownKey(kind: "null", key: "size", allowed: []).description == "'null' takes no options, got 'size'")
     }
 }
