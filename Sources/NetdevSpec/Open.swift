@@ -57,7 +57,10 @@ public func open<V: NetDeviceVisitor>(_ spec: NetdevSpec, pool: NetBufPool, reco
     case .dpdk(let eal, let port):
         try DPDK.initialize(arguments: eal)
         let device = try DPDKDevice(port: port, finiteInput: try finitePcapInput(eal))
-        printError("dpdk: port \(port) (\(device.driver))" + (device.info.mac.map { ", MAC \($0)" } ?? ""))
+        let offloads = [device.info.features.contains(.txChecksumOffload) ? "TX" : nil,
+                        device.info.features.contains(.rxChecksumOffload) ? "RX" : nil].compactMap { $0 }
+        printError("dpdk: port \(port) (\(device.driver))" + (device.info.mac.map { ", MAC \($0)" } ?? "")
+                   + ", checksum offload: " + (offloads.isEmpty ? "none" : offloads.joined(separator: " and ")))
         var watcher = BackendWatcher(inner: visitor, label: "dpdk port \(port)", lostMessage: nil)
         defer { visitor = watcher.inner }
         return try run(device, pool: pool, record: record, options: options, visitor: &watcher)
