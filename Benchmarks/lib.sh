@@ -69,3 +69,9 @@ print(f"  {sys.argv[2]:9s}: {r['replies_per_second']:.0f} replies/s, p50 {l['p50
       f"({r['requests']} requests, {r['timeouts']} timeouts, {r['wrong_values']} wrong values)")
 PY
 }
+
+# median X...: the median of the numbers, 3 decimals. ratio A B: A/B, 2 decimals (0 if B is 0).
+median() { python3 -c 'import statistics, sys; print("%.3f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+ratio() { python3 -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print("%.2f" % (a / b if b else 0))' "$1" "$2"; }
+# mpps_of: the Mpps figure of a `pktgen tx/rx` result line on standard input.
+mpps_of() { sed -n 's/.*: \([0-9.]*\) Mpps.*/\1/p' | head -1; }

@@ -17,9 +17,6 @@ swift build -c release --product kvstore >/dev/null
 source Benchmarks/lib.sh
 vhost_scratch uknet-dpdk-bench
 
-median() { python3 -c 'import statistics, sys; print("%.3f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
-ratio() { python3 -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print("%.2f" % (a / b if b else 0))' "$1" "$2"; }
-mpps_of() { sed -n 's/.*: \([0-9.]*\) Mpps.*/\1/p' | head -1; }
 
 # ours NAME PKTGEN-OPTIONS...: one pktgen tx run on net_null, CPU 1; appends its Mpps to $tmp/NAME.
 ours() {

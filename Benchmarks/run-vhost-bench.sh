@@ -43,9 +43,6 @@ print("%.3f" % (statistics.median(rates) / 1e6))
 PY
 }
 
-median() { python3 -c 'import statistics, sys; print("%.3f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
-ratio() { python3 -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print("%.2f" % (a / b if b else 0))' "$1" "$2"; }
-mpps_of() { sed -n 's/.*: \([0-9.]*\) Mpps.*/\1/p' | head -1; }
 
 # --- TX: 64..1500 bytes, ours and net_virtio_user, into testpmd rxonly --------------------------
 echo "TX over vhost-user into testpmd net_vhost rxonly (median of $ROUNDS runs of ${SECONDS_PER_RUN} s each)"
