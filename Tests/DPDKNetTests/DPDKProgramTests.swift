@@ -119,6 +119,36 @@ import Glibc
         #expect(out.contains("pool: 0 in use"), "every buffer back, the virtio rings' too: \(out)")
     }
 
+    /// memif, DPDK's shared-memory interface: `pktgen tx` over net_memif (client) into testpmd
+    /// (server, rxonly): testpmd's packet and byte counters equal what pktgen sent. DPDK's memif
+    /// counts only while connected (its counters read 0 once the peer has gone), so pktgen stays
+    /// connected (`--linger`) until testpmd's periodic statistics have shown them.
+    @Test(.enabled(if: TestPMD.isAvailable, "dpdk-testpmd is not installed (Debian package dpdk-dev)"))
+    func pktgenOverMemifIntoTestpmdCountsAgree() throws {
+        let pktgen = try Self.program("pktgen")
+        let dir = TemporaryDirectory(purpose: "dpdk-memif")
+        let sock = dir.file("memif.sock")
+        let testpmd = try TestPMD(vdevs: ["net_memif0,role=server,socket=\(sock),socket-abstract=no"],
+                                  testpmdArguments: ["--forward-mode=rxonly"], forwardingCPU: 1, directory: dir)
+        defer { testpmd.stop() }
+        #expect(testpmd.waitForLog("rxonly packet forwarding", timeout: 20), "\(testpmd.log.suffix(2000))")
+        let prefix = "uknet-t-\(getpid())-memif"
+        defer { Self.removeRuntime(prefix) }
+        // Not pinned: EAL's control thread (which handles memif's connection) may then run on the
+        // other CPU, away from the sending core.
+        let out = dir.file("pktgen.out")
+        let pid = try Processes.spawn([pktgen, "tx", "--netdev", "dpdk:" + Self.eal(prefix, "net_memif0,role=client,socket=\(sock),socket-abstract=no") + " -l 0",
+                                       "--count", "100000", "--size", "64", "--linger", "5", "--quiet"], output: out)
+        let deadline = Processes.monotonic() + 30
+        while Processes.monotonic() < deadline && testpmd.nicStatistics[0]?.rxPackets != 100_000 { usleep(50_000) }
+        #expect(testpmd.nicStatistics[0] == TestPMDNICStatistics(rxPackets: 100_000, rxBytes: 6_000_000),
+                "testpmd's NIC statistics: \(testpmd.nicStatistics)")
+        #expect(Processes.wait(pid, seconds: 30) == .code(0), "\(Processes.read(out))")
+        let sent = Processes.read(out)
+        #expect(sent.contains("100000 packets, 6000000 bytes"), "\(sent)")
+        #expect(sent.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains("port_tx_packets[-1]=100000"), "\(sent)")
+    }
+
     /// `pktgen tx` over net_null: the port counts exactly what pktgen says it sent, and the pool is
     /// whole at the end (every mbuf the PMD freed came back as its NetBuf).
     @Test func pktgenTxOverNetNullCountsEveryFrame() throws {

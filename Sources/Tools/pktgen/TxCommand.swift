@@ -30,6 +30,9 @@ struct TxCommand: ParsableCommand {
     @Option(help: "Seconds to send (per size); default 5 when no --count is given.")
     var duration: Double?
 
+    @Option(help: "Seconds to keep the device up after the last frame (received frames are still drained), so that a peer that counts only while connected (DPDK's memif) can count them all.")
+    var linger: Double = 0
+
     @Option(help: "Flows: the source port (and/or address) takes this many consecutive values.")
     var flows: Int = 1
 
@@ -76,6 +79,7 @@ struct TxCommand: ParsableCommand {
         _ = try variation()
         try pacing.check()
         try checkRunLength(count: count, duration: duration, countName: "--count")
+        guard linger >= 0 && linger <= 3600 else { throw ValidationError("--linger: 0...3600 seconds") }
         guard flows >= 1 && flows <= FrameSpec.maxFlows else { throw ValidationError("--flows: 1...\(FrameSpec.maxFlows)") }
         for (text, name) in [(srcMac, "--src-mac"), (dstMac, "--dst-mac")] { _ = try parseMAC(text, name) }
         for (text, name) in [(srcIp, "--src-ip"), (dstIp, "--dst-ip")] { _ = try parseIP(text, name) }
@@ -95,7 +99,8 @@ struct TxCommand: ParsableCommand {
         let netdev = try device.spec()
         let pool = try netdev.makePool(count: 1024, roomSize: 2048, headroom: 128, threading: .singleThread)
         var runner = TxRunner(netdev: netdev, specs: specs, buffers: device.buffers, burst: pacing.burst, limit: try pacing.limit(),
-                              count: count, duration: count == nil && duration == nil ? 5 : duration, live: !output.quiet)
+                              count: count, duration: count == nil && duration == nil ? 5 : duration, live: !output.quiet,
+                              linger: linger)
         // One device for the whole sweep (a pcap file holds every size, in order).
         let results = try open(netdev, pool: pool, record: device.record, options: device.openOptions, visitor: &runner)
         if output.json {
@@ -150,6 +155,8 @@ struct TxRunner: NetDeviceVisitor {
     let count: UInt64?
     let duration: Double?
     let live: Bool
+    /// Seconds the device stays up after the last size (RX drained meanwhile).
+    var linger: Double = 0
 
     mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> [TxResult] {
         var results: [TxResult] = []
@@ -168,6 +175,15 @@ struct TxRunner: NetDeviceVisitor {
                 waits += 1
             }
             if pool.inUse == 0 { try netdev.destroyPool(pool) } else { printError("warning: \(pool.inUse) TX buffers still in use") }
+        }
+        if linger > 0 {
+            var drain = RxDrain()
+            defer { drain.deallocate() }
+            let until = monotonicNanoseconds() + UInt64(linger * 1e9)
+            while monotonicNanoseconds() < until && stopRequested == 0 {
+                if drain.drain(&device) { break }
+                usleep(1000)
+            }
         }
         return results
     }
