@@ -24,6 +24,20 @@ public enum PcapDeviceError: Error, Equatable {
     case write(path: String, message: String)
 }
 
+extension PcapDeviceError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .open(let path, let message):
+            // libpcap's message usually names the file already.
+            message.contains(path) ? "cannot open the pcap file: \(message)" : "cannot open the pcap file \(path): \(message)"
+        case .unsupportedLinkType(let path, let linkType):
+            "\(path) holds link type \(linkType), not Ethernet (DLT_EN10MB, 1): its frames are not what a device carries"
+        case .write(let path, let message):
+            "cannot write the pcap file \(path): \(message)"
+        }
+    }
+}
+
 /// Pcap's on-disk snapshot length for files this module writes: a whole IPv4 datagram.
 public let pcapDefaultSnapLength = 65535
 

@@ -61,6 +61,17 @@ func readPcap(_ path: String, pool: NetBufPool, burstSize: Int = 16) throws -> (
 }
 
 @Suite struct PcapDeviceTests {
+    /// A file that cannot be opened is one readable line naming it (what `--netdev pcap:` prints).
+    @Test func aMissingFileSaysWhichAndWhy() {
+        do {
+            _ = try PcapDevice(rx: "/nonexistent/uknet-in.pcap", tx: nil)
+            Issue.record("opened a file that does not exist")
+        } catch {
+            #expect(error.description == "cannot open the pcap file: /nonexistent/uknet-in.pcap: No such file or directory", "\(error)")
+        }
+        #expect(PcapDeviceError.unsupportedLinkType(path: "raw.pcap", linkType: 12).description.contains("not Ethernet"))
+    }
+
     @Test func framesWrittenReadBackByteForByte() throws {
         let dir = TemporaryDirectory(purpose: "pcap")
         let path = dir.file("roundtrip.pcap")
