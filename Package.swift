@@ -91,7 +91,9 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-march=corei7", "-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk", "-gdwarf-4"])],
                 linkerSettings: [.linkedLibrary("rte_eal"), .linkedLibrary("rte_ethdev"), .linkedLibrary("rte_mbuf"),
                                  .linkedLibrary("rte_mempool"), .linkedLibrary("rte_ring"), .linkedLibrary("rte_net"),
-                                 .linkedLibrary("rte_kvargs"), .linkedLibrary("rte_telemetry")]),
+                                 .linkedLibrary("rte_kvargs"), .linkedLibrary("rte_telemetry"), .linkedLibrary("dl"),
+                                 // The shim's munmap must be the one the PMDs (loaded at run time) call.
+                                 .unsafeFlags(["-Xlinker", "--export-dynamic-symbol=munmap"])]),
         .target(name: "DPDKNet", dependencies: ["UKNetdev", "CDPDK"], path: "Sources/DPDKNet", swiftSettings: swiftSettings),
         // Device specs for command-line tools ("pcap:rx=F", "tap:ifname=N", "null", "ring").
         .target(name: "NetdevSpec", dependencies: ["UKNetdev", "UKNetdevLinux", "PcapNet", "VirtioNet", "VirtioNetVhostUser", "DPDKNet"], path: "Sources/NetdevSpec", swiftSettings: swiftSettings),

@@ -1,9 +1,12 @@
 /* uk_dpdk.c: see include/uk_dpdk.h. */
 #include "uk_dpdk.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <rte_eal.h>
 #include <rte_cycles.h>
@@ -37,6 +40,38 @@ void uk_dpdk_netbuf_layout(uint16_t out[14]) {
 
 static inline struct rte_mbuf *mbuf_of(void *header) { return (struct rte_mbuf *)((char *)header - UK_DPDK_MBUF_BYTES); }
 static inline void *header_of(struct rte_mbuf *m) { return (char *)m + UK_DPDK_MBUF_BYTES; }
+
+/* ---- Bursts and unmapping ----------------------------------------------------------------------
+ * Some PMDs share memory with a peer and unmap it on EAL's control thread when the peer goes away,
+ * with nothing to keep that from happening while the polling thread is inside rx_burst/tx_burst on
+ * those very rings (DPDK 22.11's memif: memif_disconnect clears its CONNECTED flag, then munmaps the
+ * regions at once; a poller preempted inside a burst then touches unmapped memory and dies). So the
+ * bursts here are counted, and munmap, from any other thread, first waits (a bounded spin: a burst
+ * takes microseconds) until no burst is in progress. The PMD has cleared its flag before it unmaps,
+ * and the full fences on both sides (Dekker's pattern) mean a burst that starts later sees the flag
+ * and touches nothing. Costs two atomic operations per burst. */
+static atomic_int bursts_in_progress;
+static _Thread_local int in_burst;
+
+static inline void burst_begin(void) {
+    in_burst = 1;
+    atomic_fetch_add_explicit(&bursts_in_progress, 1, memory_order_seq_cst);
+}
+static inline void burst_end(void) {
+    atomic_fetch_sub_explicit(&bursts_in_progress, 1, memory_order_release);
+    in_burst = 0;
+}
+
+int munmap(void *addr, size_t length) {
+    static int (*real_munmap)(void *, size_t);
+    if (!real_munmap) real_munmap = (int (*)(void *, size_t))dlsym(RTLD_NEXT, "munmap");
+    if (!in_burst) {
+        atomic_thread_fence(memory_order_seq_cst);
+        for (long spins = 0; atomic_load_explicit(&bursts_in_progress, memory_order_acquire) != 0 && spins < 100000000; spins++)
+            rte_pause();
+    }
+    return real_munmap(addr, length);
+}
 
 /* ---- EAL ---------------------------------------------------------------------------------- */
 
@@ -252,7 +287,9 @@ int uk_dpdk_close(uint16_t port) { return rte_eth_dev_close(port); }
 
 uint16_t uk_dpdk_rx(uint16_t port, uint16_t queue, void **headers, uint16_t n) {
     struct rte_mbuf **mbufs = (struct rte_mbuf **)headers;   /* the same array: mbuf -> header in place */
+    burst_begin();
     uint16_t got = rte_eth_rx_burst(port, queue, mbufs, n);
+    burst_end();
     for (uint16_t i = 0; i < got; i++) {
         struct rte_mbuf *m = mbufs[i];
         void *h = header_of(m);
@@ -318,7 +355,9 @@ uint16_t uk_dpdk_tx(uint16_t port, uint16_t queue, struct rte_mempool *facade, i
         f->outstanding += k;
         uint32_t burst_bytes[64];
         for (uint16_t i = 0; i < k; i++) burst_bytes[i] = mbufs[i]->pkt_len;   /* before the PMD frees them */
+        burst_begin();
         uint16_t took = rte_eth_tx_burst(port, queue, mbufs, k);
+        burst_end();
         for (uint16_t i = 0; i < took; i++) *bytes += burst_bytes[i];
         f->outstanding -= (uint16_t)(k - took);   /* not taken: still the caller's NetBufs */
         sent += took;
