@@ -1,7 +1,10 @@
 /* uk_dpdk.c: see include/uk_dpdk.h. */
+#define _GNU_SOURCE
 #include "uk_dpdk.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -75,11 +78,15 @@ int munmap(void *addr, size_t length) {
 
 /* ---- EAL ---------------------------------------------------------------------------------- */
 
-int uk_dpdk_eal_init(int argc, const char *const *argv) {
+int uk_dpdk_eal_init(int argc, const char *const *argv, int keep_affinity) {
     char **copy = calloc((size_t)argc + 1, sizeof *copy);   /* kept: EAL may hold on to them */
     if (!copy) return -1;
     for (int i = 0; i < argc; i++) copy[i] = strdup(argv[i]);
-    return rte_eal_init(argc, copy);
+    cpu_set_t cpus;
+    int saved = keep_affinity && pthread_getaffinity_np(pthread_self(), sizeof cpus, &cpus) == 0;
+    int rc = rte_eal_init(argc, copy);
+    if (saved) pthread_setaffinity_np(pthread_self(), sizeof cpus, &cpus);
+    return rc;
 }
 int uk_dpdk_errno(void) { return rte_errno; }
 const char *uk_dpdk_strerror(int error) { return rte_strerror(error); }

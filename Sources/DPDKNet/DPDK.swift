@@ -50,8 +50,10 @@ public enum DPDK {
     @usableFromInline nonisolated(unsafe) static var mbufPools: [UnsafeMutablePointer<NetBufPoolState>] = []
 
     /// Starts EAL with `arguments` (a program name is put in front); again with the same
-    /// arguments it does nothing.
-    public static func initialize(arguments: [String]) throws(DPDKError) {
+    /// arguments it does nothing. EAL pins the calling thread to its main lcore's CPU (`-l`), what
+    /// a polling program wants; `pinCallingThread: false` puts the thread's CPUs back (a library
+    /// user, a test runner whose threads run other work).
+    public static func initialize(arguments: [String], pinCallingThread: Bool = true) throws(DPDKError) {
         if let running = ealArguments {
             guard running == arguments else { throw .ealAlreadyInitialized(with: running, asked: arguments) }
             return
@@ -60,7 +62,7 @@ public enum DPDK {
         uk_dpdk_netbuf_layout(&layout)
         guard layout == NetBufLayout.offsets else { throw .layoutMismatch }
         let argv = ["uknet"] + arguments
-        let rc = withCStrings(argv) { uk_dpdk_eal_init(Int32(argv.count), $0) }
+        let rc = withCStrings(argv) { uk_dpdk_eal_init(Int32(argv.count), $0, pinCallingThread ? 0 : 1) }
         guard rc >= 0 else { throw .ealInit(arguments: arguments, reason: String(cString: uk_dpdk_strerror(uk_dpdk_errno()))) }
         ealArguments = arguments
     }

@@ -27,8 +27,9 @@ struct rte_mempool;
 
 /* ---- EAL --------------------------------------------------------------------------------- */
 /* rte_eal_init over a copy of the arguments (EAL keeps pointers into them): its result (the
- * number of arguments it consumed, or -1 with uk_dpdk_errno set). Once per process. */
-int uk_dpdk_eal_init(int argc, const char *const *argv);
+ * number of arguments it consumed, or -1 with uk_dpdk_errno set). Once per process. EAL pins the
+ * calling thread to its main lcore's CPU; with keep_affinity the thread's CPUs are put back. */
+int uk_dpdk_eal_init(int argc, const char *const *argv, int keep_affinity);
 int uk_dpdk_errno(void);
 const char *uk_dpdk_strerror(int error);
 uint16_t uk_dpdk_port_count(void);

@@ -1,0 +1,56 @@
+import DPDKNet
+import Foundation
+import Testing
+import TestSupport
+import UKNetdev
+
+/// DPDKDevice in this process, over DPDK's net_null (EAL starts once per process: this suite is
+/// the only one here that starts it).
+@Suite(.serialized) struct DPDKDeviceTests {
+    static let prefix = "uknet-t-\(getpid())-inproc"
+    static let started: Result<Void, DPDKError> = {
+        // EAL would pin the thread that starts it to its main lcore's CPU: here that thread is one
+        // of the test runner's, which other suites use next (two threads spinning on one CPU never
+        // finish), so its CPUs are kept.
+        do throws(DPDKError) {
+            try DPDK.initialize(arguments: ["--no-huge", "-m", "256", "--no-pci", "-l", "0", "--log-level=lib.eal:error",
+                                            "--file-prefix=\(prefix)", "--vdev=net_null0", "--vdev=net_null1"], pinCallingThread: false)
+            return .success(())
+        } catch {
+            return .failure(error)
+        }
+    }()
+
+    /// Several queues where the PMD offers them: four queue pairs on net_null, a burst sent on
+    /// each TX queue and received on each RX queue, every buffer back in the pool at the end.
+    @Test func fourQueuePairsEachCarryTraffic() throws {
+        try Self.started.get()
+        defer { try? FileManager.default.removeItem(atPath: "/var/run/dpdk/\(Self.prefix)") }
+        let pool = try DPDK.makePool(count: 4096)
+        var dev = try DPDKDevice(port: 1)
+        try #require(dev.info.maxRxQueues >= 4 && dev.info.maxTxQueues >= 4, "net_null offers \(dev.info.maxRxQueues) queues")
+        try dev.bringUp(rxQueues: 4, txQueues: 4, rx: RxQueueConfig(descriptors: 256, allocator: pool.rxAllocator),
+                        tx: TxQueueConfig(descriptors: 256))
+        #expect(dev.state == .running(rxQueues: 4, txQueues: 4))
+        let burst = UnsafeMutableBufferPointer<NetBuf>.allocate(capacity: 32)
+        defer { burst.deallocate() }
+        for q in 0..<4 {
+            let n = pool.allocateBulk(into: burst, length: 60 + q)
+            #expect(n == 32)
+            let sent = dev.txBurst(queue: q, from: UnsafeMutableBufferPointer(rebasing: burst[0..<n])).count
+            NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[sent..<n]))
+            #expect(sent == 32, "queue \(q)")
+            let r = dev.rxBurst(queue: q, into: burst)   // net_null makes up frames on every RX queue
+            #expect(r.count == 32, "queue \(q)")
+            NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[0..<r.count]))
+            #expect(dev.txQueueStats(q).packets == 32 && dev.txQueueStats(q).bytes == UInt64(32 * (60 + q)))
+            #expect(dev.rxQueueStats(q).packets == 32)
+        }
+        #expect(dev.txBurst(queue: 4, from: burst) == .refused)
+        var tx: UInt64 = 0
+        dev.extendedStats { name, _, value in if "\(name)" == "port_tx_packets" { tx = value } }
+        #expect(tx == 128, "the port's own count")
+        dev.stop()
+        #expect(pool.inUse == 0, "\(pool.inUse) buffers not back")
+    }
+}
