@@ -326,6 +326,7 @@ uint16_t uk_dpdk_tx(uint16_t port, uint16_t queue, struct rte_mempool *facade, i
     struct facade *f = facade->pool_config;
     while (sent < n) {
         uint16_t k = RTE_MIN((uint16_t)(n - sent), (uint16_t)64);
+        uint64_t burst_len = 0;
         for (uint16_t i = 0; i < k; i++) {
             void *h = headers[sent + i];
             struct rte_mbuf *m = mbuf_of(h);
@@ -357,15 +358,17 @@ uint16_t uk_dpdk_tx(uint16_t port, uint16_t queue, struct rte_mempool *facade, i
                     m->l3_len = (frame[l2] & 0x0f) * 4;
                 }
             }
+            burst_len += m->pkt_len;
             mbufs[i] = m;
         }
         f->outstanding += k;
-        uint32_t burst_bytes[64];
-        for (uint16_t i = 0; i < k; i++) burst_bytes[i] = mbufs[i]->pkt_len;   /* before the PMD frees them */
         burst_begin();
         uint16_t took = rte_eth_tx_burst(port, queue, mbufs, k);
         burst_end();
-        for (uint16_t i = 0; i < took; i++) *bytes += burst_bytes[i];
+        /* The bytes taken: all of the burst's, less those the port left (still ours to read; the
+         * ones it took may already be freed). */
+        *bytes += burst_len;
+        for (uint16_t i = took; i < k; i++) *bytes -= mbufs[i]->pkt_len;
         f->outstanding -= (uint16_t)(k - took);   /* not taken: still the caller's NetBufs */
         sent += took;
         if (took < k) break;

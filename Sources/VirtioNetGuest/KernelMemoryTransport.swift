@@ -18,6 +18,13 @@ extension KernelMemoryTransport where Self: ~Copyable {
 
     @inline(__always)
     public func canReach(_ address: UInt64, length: Int) -> Bool { true }
+
+    /// What every guest transport checks before activating a queue: one of the first pair (the
+    /// control queue is not used), and no larger than the device allows.
+    func requireQueue(_ index: Int, size: Int) throws(VirtioError) {
+        guard index < 2 else { throw .queueUnavailable(index: index) }
+        guard size <= maxQueueSize(index) else { throw .queueTooSmall(index: index, size: maxQueueSize(index)) }
+    }
 }
 
 /// A 64-bit device register written as two 32-bit MMIO writes, low half first (virtio 1.x: ring
@@ -47,4 +54,13 @@ func mmioWriteFeatures(_ features: VirtioFeatures, select: UInt, value: UInt) {
 func mmioReadMAC(at config: UInt) -> MACAddress {
     MACAddress(uk_mmio_read8(config), uk_mmio_read8(config + 1), uk_mmio_read8(config + 2),
                uk_mmio_read8(config + 3), uk_mmio_read8(config + 4), uk_mmio_read8(config + 5))
+}
+
+/// A guest transport's ring size limit for queue `index` of its one pair (RX 0, TX 1), 0 beyond it.
+func pairQueueSize<Size: BinaryInteger>(_ sizes: (Size, Size), _ index: Int) -> Int {
+    switch index {
+    case 0: Int(sizes.0)
+    case 1: Int(sizes.1)
+    default: 0
+    }
 }

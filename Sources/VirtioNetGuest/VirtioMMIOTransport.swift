@@ -100,13 +100,7 @@ public struct VirtioMMIOTransport: KernelMemoryTransport, ~Copyable {
 
     public var deviceFeatures: VirtioFeatures { offered }
     public var maxQueuePairs: Int { 1 }
-    public func maxQueueSize(_ index: Int) -> Int {
-        switch index {
-        case 0: Int(maxSizes.0)
-        case 1: Int(maxSizes.1)
-        default: 0
-        }
-    }
+    public func maxQueueSize(_ index: Int) -> Int { pairQueueSize(maxSizes, index) }
     public var mac: MACAddress? { macAddress }
     public var linkUp: Bool {
         guard negotiated.contains(.status) else { return true }
@@ -124,12 +118,8 @@ public struct VirtioMMIOTransport: KernelMemoryTransport, ~Copyable {
         negotiated = features
     }
 
-
-
-
     public mutating func activateQueue(_ index: Int, size: Int, rings: SplitRingAddresses) throws(VirtioError) {
-        guard index < 2 else { throw .queueUnavailable(index: index) }
-        guard size <= maxQueueSize(index) else { throw .queueTooSmall(index: index, size: maxQueueSize(index)) }
+        try requireQueue(index, size: size)
         uk_mmio_write32(base + Self.queueSelect, UInt32(index))
         uk_mmio_write32(base + Self.queueNum, UInt32(size))
         if version == 2 {

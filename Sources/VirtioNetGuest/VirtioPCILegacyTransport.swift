@@ -28,7 +28,6 @@ public struct VirtioPCILegacyTransport: KernelMemoryTransport, ~Copyable {
     static var status: UInt16 { 0x12 }
     static var config: UInt16 { 0x14 }
 
-
     /// Takes over the device at `pci`: BAR 0 assigned and I/O decoding and bus mastering on
     /// when firmware left them off, the device reset, acknowledged, its features read.
     /// `ioBase`: the port to give BAR 0 when it has none (aligned for any I/O BAR's size, which
@@ -74,13 +73,7 @@ public struct VirtioPCILegacyTransport: KernelMemoryTransport, ~Copyable {
 
     public var deviceFeatures: VirtioFeatures { offered }
     public var maxQueuePairs: Int { queuePairsValue }
-    public func maxQueueSize(_ index: Int) -> Int {
-        switch index {
-        case 0: Int(ringSizes.0)
-        case 1: Int(ringSizes.1)
-        default: 0
-        }
-    }
+    public func maxQueueSize(_ index: Int) -> Int { pairQueueSize(ringSizes, index) }
     public var queueSizeFixed: Bool { true }
     public var mac: MACAddress? { macAddress }
     public var linkUp: Bool {
@@ -93,8 +86,6 @@ public struct VirtioPCILegacyTransport: KernelMemoryTransport, ~Copyable {
         uk_outl(io + Self.driverFeatures, UInt32(truncatingIfNeeded: features.rawValue))
         negotiated = features
     }
-
-
 
     public mutating func activateQueue(_ index: Int, size: Int, rings: SplitRingAddresses) throws(VirtioError) {
         guard index < 2 else { throw .queueUnavailable(index: index) }

@@ -106,13 +106,7 @@ public struct VirtioPCIModernTransport: KernelMemoryTransport, ~Copyable {
 
     public var deviceFeatures: VirtioFeatures { offered }
     public var maxQueuePairs: Int { pairs }
-    public func maxQueueSize(_ index: Int) -> Int {
-        switch index {
-        case 0: Int(maxSizes.0)
-        case 1: Int(maxSizes.1)
-        default: 0
-        }
-    }
+    public func maxQueueSize(_ index: Int) -> Int { pairQueueSize(maxSizes, index) }
     public var mac: MACAddress? { macAddress }
     public var linkUp: Bool {
         guard negotiated.contains(.status), deviceConfig != 0 else { return true }
@@ -127,12 +121,8 @@ public struct VirtioPCIModernTransport: KernelMemoryTransport, ~Copyable {
         negotiated = features
     }
 
-
-
-
     public mutating func activateQueue(_ index: Int, size: Int, rings: SplitRingAddresses) throws(VirtioError) {
-        guard index < 2 else { throw .queueUnavailable(index: index) }
-        guard size <= maxQueueSize(index) else { throw .queueTooSmall(index: index, size: maxQueueSize(index)) }
+        try requireQueue(index, size: size)
         uk_mmio_write16(common + Self.queueSelect, UInt16(index))
         uk_mmio_write16(common + Self.queueSize, UInt16(size))
         uk_mmio_write16(common + Self.queueMSIXVector, 0xFFFF)   // no interrupts: we poll
