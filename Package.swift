@@ -118,7 +118,7 @@ let package = Package(
         .testTarget(name: "VirtioNetTests", dependencies: ["TestSupport", "UKNetdev", "VirtioNet", "VirtioNetEmulator", "VirtioNetGuest"], path: "Tests/VirtioNetTests", swiftSettings: swiftSettings),
         .testTarget(name: "VirtioNetVhostUserTests", dependencies: ["TestSupport", "VirtioNetVhostUser", "VirtioNet", "UKNetdev", "UKNetdevLinux", "CUKLinux"], path: "Tests/VirtioNetVhostUserTests", swiftSettings: swiftSettings),
         .testTarget(name: "KernelCommandLineTests", dependencies: ["KernelCommandLine", "UKNetdev"], path: "Tests/KernelCommandLineTests", swiftSettings: swiftSettings),
-        .testTarget(name: "DPDKNetTests", dependencies: ["TestSupport", "DPDKNet", "UKNetdev"], path: "Tests/DPDKNetTests", swiftSettings: swiftSettings),
+        .testTarget(name: "DPDKNetTests", dependencies: ["TestSupport", "DPDKNet", "UKNetdev", "VirtioNetVhostUser"], path: "Tests/DPDKNetTests", swiftSettings: swiftSettings),
         .testTarget(name: "NetdevSpecTests", dependencies: ["TestSupport", "UKNetdev", "PcapNet", "NetdevSpec"], path: "Tests/NetdevSpecTests", swiftSettings: swiftSettings),
     ]
 )

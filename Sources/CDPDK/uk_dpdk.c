@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <rte_dev.h>
 #include <rte_eal.h>
 #include <rte_cycles.h>
 #include <rte_errno.h>
@@ -18,6 +19,8 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_ip.h>
+#include <netinet/in.h>
 
 _Static_assert(sizeof(struct rte_mbuf) == UK_DPDK_MBUF_BYTES, "rte_mbuf is not 128 bytes in this DPDK");
 
@@ -92,6 +95,17 @@ int uk_dpdk_errno(void) { return rte_errno; }
 const char *uk_dpdk_strerror(int error) { return rte_strerror(error); }
 uint16_t uk_dpdk_port_count(void) { return rte_eth_dev_count_avail(); }
 
+int uk_dpdk_attach(const char *devargs, uint16_t *port) {
+    int rc = rte_dev_probe(devargs);
+    if (rc < 0) return rc;
+    char name[RTE_ETH_NAME_MAX_LEN];
+    size_t n = strcspn(devargs, ",");
+    if (n >= sizeof name) return -ENAMETOOLONG;
+    memcpy(name, devargs, n);
+    name[n] = 0;
+    return rte_eth_dev_get_port_by_name(name, port);
+}
+
 int uk_dpdk_port_info(uint16_t port, struct uk_dpdk_port_info *out) {
     struct rte_eth_dev_info info;
     memset(out, 0, sizeof *out);
@@ -118,10 +132,14 @@ int uk_dpdk_port_info(uint16_t port, struct uk_dpdk_port_info *out) {
         out->link_up = link.link_status == RTE_ETH_LINK_UP;
         out->link_speed_mbps = link.link_speed == RTE_ETH_SPEED_NUM_UNKNOWN ? 0 : link.link_speed;
     }
-    const uint64_t tx = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
-    const uint64_t rx = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
+    /* L4 alone is what the core's needsChecksum asks for (virtio-net offers no IPv4 header
+     * checksum: requiring it would hide virtio_user's offload). */
+    const uint64_t tx = RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+    const uint64_t rx = RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
     out->tx_checksum = (info.tx_offload_capa & tx) == tx;
     out->rx_checksum = (info.rx_offload_capa & rx) == rx;
+    out->tx_ip_checksum = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
+    out->rx_ip_checksum = (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) != 0;
     return 0;
 }
 
@@ -266,11 +284,22 @@ void uk_dpdk_free(void *p) { rte_free(p); }
 
 /* ---- The port ----------------------------------------------------------------------------- */
 
+/* Ports whose TX computes IPv4 header / UDP and TCP checksums; for the others the shim does. */
+static uint8_t tx_ip_offload[RTE_MAX_ETHPORTS], tx_l4_offload[RTE_MAX_ETHPORTS];
+
 int uk_dpdk_configure(uint16_t port, uint16_t rx_queues, uint16_t tx_queues, int tx_checksum, int rx_checksum) {
     struct rte_eth_conf conf;
     memset(&conf, 0, sizeof conf);
-    if (tx_checksum) conf.txmode.offloads = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
-    if (rx_checksum) conf.rxmode.offloads = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
+    struct rte_eth_dev_info info;
+    if (rte_eth_dev_info_get(port, &info) != 0) memset(&info, 0, sizeof info);
+    if (tx_checksum) conf.txmode.offloads = RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+    if (rx_checksum) conf.rxmode.offloads = RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
+    conf.txmode.offloads |= info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
+    conf.rxmode.offloads |= info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
+    if (port < RTE_MAX_ETHPORTS) {
+        tx_ip_offload[port] = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
+        tx_l4_offload[port] = tx_checksum != 0;
+    }
     if (rx_queues > 1) conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
     return rte_eth_dev_configure(port, rx_queues, tx_queues, &conf);
 }
@@ -292,7 +321,24 @@ int uk_dpdk_wait_link(uint16_t port, unsigned milliseconds) {
 }
 int uk_dpdk_close(uint16_t port) { return rte_eth_dev_close(port); }
 
-uint16_t uk_dpdk_rx(uint16_t port, uint16_t queue, void **headers, uint16_t n) {
+/* A partial L4 checksum (RX_L4_CKSUM_NONE): where it starts and where its field is, for
+ * DPDKNet to complete; 0 if the frame is not IPv4 UDP/TCP in one segment. */
+static inline uint16_t mark_partial(struct rte_mbuf *m, void *h) {
+    if (m->nb_segs != 1) return 0;
+    const uint8_t *frame = rte_pktmbuf_mtod(m, const uint8_t *);
+    uint32_t len = m->data_len;
+    uint32_t l2 = (len >= 18 && frame[12] == 0x81 && frame[13] == 0x00) ? 18 : 14;
+    if (len < l2 + 20 || frame[l2 - 2] != 0x08 || frame[l2 - 1] != 0x00) return 0;
+    uint32_t start = l2 + (frame[l2] & 0x0f) * 4u;
+    uint8_t proto = frame[l2 + 9];
+    uint16_t offset = proto == IPPROTO_UDP ? 6 : proto == IPPROTO_TCP ? 16 : 0;
+    if (offset == 0 || start + offset + 2 > len) return 0;
+    U16(h, NB_CSUM_START) = (uint16_t)start;
+    U16(h, NB_CSUM_OFFSET) = offset;
+    return UK_DPDK_CSUM_PARTIAL;
+}
+
+uint16_t uk_dpdk_rx(uint16_t port, uint16_t queue, void **headers, uint16_t n, uint16_t *partial) {
     struct rte_mbuf **mbufs = (struct rte_mbuf **)headers;   /* the same array: mbuf -> header in place */
     burst_begin();
     uint16_t got = rte_eth_rx_burst(port, queue, mbufs, n);
@@ -305,6 +351,11 @@ uint16_t uk_dpdk_rx(uint16_t port, uint16_t queue, void **headers, uint16_t n) {
         if ((ol & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD) flags |= NB_CSUM_VALID;
         if ((ol & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_BAD) flags |= NB_CSUM_BAD;
         if ((ol & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD) flags |= NB_IP_CSUM_VALID;
+        if (unlikely((ol & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_NONE)) {
+            uint16_t p = mark_partial(m, h);
+            flags |= p;
+            *partial += p != 0;
+        }
         U32(h, NB_PACKET_LENGTH) = m->pkt_len;
         U16(h, NB_FLAGS) = flags;
         U16(h, NB_SEGMENTS) = m->nb_segs;
@@ -349,11 +400,28 @@ uint16_t uk_dpdk_tx(uint16_t port, uint16_t queue, struct rte_mempool *facade, i
                 uint16_t l2 = (frame[12] == 0x81 && frame[13] == 0x00) ? 18 : 14;
                 m->l2_len = l2;
                 m->ol_flags |= RTE_MBUF_F_TX_IPV4;
-                if (flags & NB_NEEDS_IP_CSUM) m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
+                if (flags & NB_NEEDS_IP_CSUM) {
+                    if (likely(tx_ip_offload[port])) {
+                        m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
+                    } else {   /* virtio and the software PMDs: done here, as DPDK's vhost does */
+                        struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(uintptr_t)(frame + l2);
+                        ip->hdr_checksum = 0;
+                        ip->hdr_checksum = rte_ipv4_cksum(ip);
+                    }
+                }
                 if (flags & NB_NEEDS_CSUM) {
                     uint16_t start = U16(h, NB_CSUM_START), offset = U16(h, NB_CSUM_OFFSET);
                     m->l3_len = start > l2 ? start - l2 : 20;
-                    m->ol_flags |= offset == 16 ? RTE_MBUF_F_TX_TCP_CKSUM : RTE_MBUF_F_TX_UDP_CKSUM;
+                    if (likely(tx_l4_offload[port])) {
+                        m->ol_flags |= offset == 16 ? RTE_MBUF_F_TX_TCP_CKSUM : RTE_MBUF_F_TX_UDP_CKSUM;
+                    } else if (start < m->data_len && (uint32_t)offset + 2 <= (uint32_t)(m->data_len - start)) {
+                        /* A port without L4 offload: the field holds the pseudo-header sum; finish it. */
+                        uint8_t *l4 = rte_pktmbuf_mtod_offset(m, uint8_t *, start);
+                        uint16_t sum = (uint16_t)~rte_raw_cksum(l4, m->data_len - start);
+                        if (sum == 0) sum = 0xffff;
+                        l4[offset] = (uint8_t)(sum >> 8);
+                        l4[offset + 1] = (uint8_t)sum;
+                    }
                 } else {
                     m->l3_len = (frame[l2] & 0x0f) * 4;
                 }

@@ -67,6 +67,16 @@ public enum DPDK {
         ealArguments = arguments
     }
 
+    /// Adds a virtual device to the running EAL (what `--vdev` would have: "net_null2",
+    /// "net_virtio_user1,path=SOCK") and returns its port index.
+    public static func attach(device: String) throws(DPDKError) -> Int {
+        guard ealArguments != nil else { throw .badOption("DPDK.attach(device:) needs DPDK.initialize first") }
+        var port: UInt16 = 0
+        let rc = uk_dpdk_attach(device, &port)
+        guard rc >= 0 else { throw .portCall("attaching '\(device)'", port: -1, code: rc, reason: String(cString: uk_dpdk_strerror(-rc))) }
+        return Int(port)
+    }
+
     /// The ports EAL found (from --vdev, or PCI devices bound to a DPDK driver).
     public static var portCount: Int { Int(uk_dpdk_port_count()) }
 

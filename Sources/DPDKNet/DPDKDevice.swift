@@ -38,6 +38,8 @@ public struct DPDKDevice: NetDevice, ~Copyable {
     /// dropped by the PMD), RX says `endOfInput`.
     @usableFromInline let finiteInput: UInt64?
     @usableFromInline var received: UInt64 = 0
+    /// RX frames whose partial L4 checksum was completed in software.
+    @usableFromInline var rxChecksumsCompleted: UInt64 = 0
     nonisolated(unsafe) static var facadesMade = 0
 
     /// Port `port` of the running EAL (`DPDK.initialize` first). `finiteInput`: the frame count of
@@ -174,13 +176,28 @@ public struct DPDKDevice: NetDevice, ~Copyable {
     public mutating func rxBurst(queue: Int, into packets: UnsafeMutableBufferPointer<NetBuf>) -> BurstResult {
         guard lifecycle.canReceive(on: queue), let out = packets.baseAddress else { return .refused }
         let want = UInt16(truncatingIfNeeded: Swift.min(packets.count, Int(UInt16.max)))
-        let n = Int(uk_dpdk_rx(port, UInt16(truncatingIfNeeded: queue), UnsafeMutableRawPointer(out).assumingMemoryBound(to: UnsafeMutableRawPointer?.self), want))
+        var partial: UInt16 = 0
+        let n = Int(uk_dpdk_rx(port, UInt16(truncatingIfNeeded: queue), UnsafeMutableRawPointer(out).assumingMemoryBound(to: UnsafeMutableRawPointer?.self), want, &partial))
+        if partial != 0 { completePartialChecksums(out, count: n) }
         if n > 0 { rxStats.record(queue, packets: n, bytes: NetBuf.totalLength(out, count: n)) }
         received &+= UInt64(n)
         if let finiteInput, n == 0, inputEnded(finiteInput) {
             return BurstResult(count: 0, status: [.success, .endOfInput])
         }
         return BurstResult(count: n, status: n == packets.count ? [.success, .more] : .success)
+    }
+
+    /// Frames whose L4 checksum a virtio peer left partial (the shim marked them): completed in
+    /// software, so the application sees what a wire would carry, as VirtioNet does.
+    @usableFromInline @inline(never)
+    mutating func completePartialChecksums(_ packets: UnsafeMutablePointer<NetBuf>, count: Int) {
+        let partialBit = OffloadFlags(rawValue: UInt16(UK_DPDK_CSUM_PARTIAL))
+        for i in 0..<count where packets[i].flags.contains(partialBit) {
+            let buf = packets[i]
+            buf.flags.remove(partialBit)
+            let (start, offset) = buf.checksumRequest
+            if buf.completePartialChecksum(start: start, offset: offset) { rxChecksumsCompleted &+= 1 }
+        }
     }
 
     /// All of a finite input is in: delivered, or dropped by the PMD (no buffer, missed).
@@ -290,6 +307,7 @@ public struct DPDKDevice: NetDevice, ~Copyable {
             body("port_tx_errors", -1, s.oerrors)
             body("port_rx_nombuf", -1, s.rx_nombuf)
         }
+        body("rx_checksums_completed", -1, rxChecksumsCompleted)
         body("tx_copied", -1, txCopied)
         body("tx_unsendable", -1, txDroppedUnsendable)
     }

@@ -508,13 +508,7 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
         if flags & VirtioNetHeader.needsCsum != 0 {
             let start = Int(header.load(fromByteOffset: VirtioNetHeader.csumStart, as: UInt16.self))
             let offset = Int(header.load(fromByteOffset: VirtioNetHeader.csumOffset, as: UInt16.self))
-            let length = buf.length
-            guard buf.next == nil, start < length, offset &+ 2 <= length &- start else { return }
-            var sum = InternetChecksum.checksum(buf.data + start, count: length &- start)
-            if sum == 0 { sum = 0xFFFF }
-            (buf.data + start + offset).storeBytes(of: sum.bigEndian, as: UInt16.self)
-            buf.flags.insert(.checksumValid)
-            counters[queue].rxChecksumsCompleted &+= 1
+            if buf.completePartialChecksum(start: start, offset: offset) { counters[queue].rxChecksumsCompleted &+= 1 }
         } else if flags & VirtioNetHeader.dataValid != 0 {
             buf.flags.insert(.checksumValid)
         }
@@ -571,6 +565,9 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
     @inlinable @inline(__always)
     func writeHeader(_ header: UnsafeMutableRawPointer, for buf: NetBuf) {
         let flags = buf.flags
+        if _slowPath(flags.contains(.needsIPv4Checksum) || (!txChecksum && flags.contains(.needsChecksum))) {
+            checksumsInSoftware(buf)
+        }
         if txChecksum && flags.contains(.needsChecksum) {
             let request = buf.checksumRequest
             header.storeBytes(of: UInt64(VirtioNetHeader.needsCsum) | UInt64(UInt16(truncatingIfNeeded: request.start)) << 48,
@@ -579,6 +576,18 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
         } else {
             header.storeBytes(of: UInt64(0), as: UInt64.self)
             header.storeBytes(of: UInt32(0), toByteOffset: 8, as: UInt32.self)
+        }
+    }
+
+    /// What virtio-net cannot offload, done here: the IPv4 header checksum (virtio has no such
+    /// feature), and the L4 checksum when the device did not take CSUM. A frame never leaves with
+    /// a checksum it was asked to have left undone.
+    @usableFromInline @inline(never)
+    func checksumsInSoftware(_ buf: NetBuf) {
+        if buf.flags.contains(.needsIPv4Checksum) { _ = buf.fillIPv4HeaderChecksum() }
+        if !txChecksum && buf.flags.contains(.needsChecksum) {
+            let request = buf.checksumRequest
+            _ = buf.completePartialChecksum(start: request.start, offset: request.offset)
         }
     }
 

@@ -4,9 +4,9 @@ import Testing
 import TestSupport
 import UKNetdev
 
-/// DPDKDevice in this process, over DPDK's net_null (EAL starts once per process: this suite is
-/// the only one here that starts it).
-@Suite(.serialized) struct DPDKDeviceTests {
+/// EAL in this test process, over DPDK's net_null (it starts once per process: every in-process
+/// suite here uses this one; more ports are hot-plugged with `DPDK.attach`).
+enum InProcessEAL {
     static let prefix = "uknet-t-\(getpid())-inproc"
     static let started: Result<Void, DPDKError> = {
         // EAL would pin the thread that starts it to its main lcore's CPU: here that thread is one
@@ -15,17 +15,20 @@ import UKNetdev
         do throws(DPDKError) {
             try DPDK.initialize(arguments: ["--no-huge", "-m", "256", "--no-pci", "-l", "0", "--log-level=lib.eal:error",
                                             "--file-prefix=\(prefix)", "--vdev=net_null0", "--vdev=net_null1"], pinCallingThread: false)
+            // Its runtime folder goes when the test process ends (hot-plugging needs it until then).
+            atexit { try? FileManager.default.removeItem(atPath: "/var/run/dpdk/\(InProcessEAL.prefix)") }
             return .success(())
         } catch {
             return .failure(error)
         }
     }()
+}
 
+@Suite(.serialized) struct DPDKDeviceTests {
     /// Several queues where the PMD offers them: four queue pairs on net_null, a burst sent on
     /// each TX queue and received on each RX queue, every buffer back in the pool at the end.
     @Test func fourQueuePairsEachCarryTraffic() throws {
-        try Self.started.get()
-        defer { try? FileManager.default.removeItem(atPath: "/var/run/dpdk/\(Self.prefix)") }
+        try InProcessEAL.started.get()
         let pool = try DPDK.makePool(count: 4096)
         var dev = try DPDKDevice(port: 1)
         try #require(dev.info.maxRxQueues >= 4 && dev.info.maxTxQueues >= 4, "net_null offers \(dev.info.maxRxQueues) queues")

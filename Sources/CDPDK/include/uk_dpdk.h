@@ -33,6 +33,9 @@ int uk_dpdk_eal_init(int argc, const char *const *argv, int keep_affinity);
 int uk_dpdk_errno(void);
 const char *uk_dpdk_strerror(int error);
 uint16_t uk_dpdk_port_count(void);
+/* Hot-plugs a virtual device after EAL started ("net_virtio_user1,path=SOCK", as --vdev takes
+ * it) and gives its port index; a negative errno on failure. */
+int uk_dpdk_attach(const char *devargs, uint16_t *port);
 
 struct uk_dpdk_port_info {
     char driver[64];
@@ -45,8 +48,10 @@ struct uk_dpdk_port_info {
     uint16_t mtu;
     uint8_t link_up;
     uint32_t link_speed_mbps;
-    uint8_t tx_checksum;         /* the port can compute IPv4, UDP and TCP checksums on TX */
-    uint8_t rx_checksum;         /* and check them on RX */
+    uint8_t tx_checksum;         /* the port can compute UDP and TCP checksums on TX (virtio's CSUM) */
+    uint8_t rx_checksum;         /* and check them on RX (virtio's GUEST_CSUM) */
+    uint8_t tx_ip_checksum;      /* the IPv4 header checksum too (virtio has none: done in the shim) */
+    uint8_t rx_ip_checksum;
 };
 int uk_dpdk_port_info(uint16_t port, struct uk_dpdk_port_info *out);
 
@@ -91,7 +96,12 @@ int uk_dpdk_close(uint16_t port);
 /* RX: up to `n` packets from the port, written into the front of `headers` as NetBuf headers
  * (data offset, lengths, segments, chain links and checksum flags set from their mbufs);
  * returns how many. */
-uint16_t uk_dpdk_rx(uint16_t port, uint16_t queue, void **headers, uint16_t n);
+uint16_t uk_dpdk_rx(uint16_t port, uint16_t queue, void **headers, uint16_t n, uint16_t *partial);
+
+/* Set in a received NetBuf's flags (with its checksumStart/Offset) when the PMD said the L4
+ * checksum is only partial (RTE_MBUF_F_RX_L4_CKSUM_NONE: a virtio peer offloaded it); DPDKNet
+ * completes it and clears the bit. uk_dpdk_rx counts these in *partial. */
+enum { UK_DPDK_CSUM_PARTIAL = 1 << 15 };
 
 /* TX of `n` NetBufs (single-segment, sole owner, in a DPDK pool: DPDKNet checks) as their mbufs,
  * freed through `facade` once sent; checksum requests (OffloadFlags in the NetBuf header) become

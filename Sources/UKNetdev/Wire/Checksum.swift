@@ -176,3 +176,41 @@ public enum InternetChecksum {
         return ~UInt16(truncatingIfNeeded: fold(s))
     }
 }
+
+extension NetBuf {
+    /// Completes a partial L4 checksum in software: the field at `start + offset` holds only the
+    /// pseudo-header's sum (a peer offloaded the checksum and no device on the way computed it:
+    /// virtio-net's NEEDS_CSUM, DPDK's RX_L4_CKSUM_NONE). Sums from `start` to the end of the
+    /// frame and stores the result; marks the buffer `checksumValid`. False (nothing written)
+    /// when the buffer is chained or the offsets do not fit the frame.
+    @inlinable
+    public func completePartialChecksum(start: Int, offset: Int) -> Bool {
+        let length = self.length
+        guard next == nil, start >= 0, offset >= 0, start < length, offset &+ 2 <= length &- start else { return false }
+        var sum = InternetChecksum.checksum(data + start, count: length &- start)
+        if sum == 0 { sum = 0xFFFF }
+        (data + start + offset).storeBytes(of: sum.bigEndian, as: UInt16.self)
+        flags.insert(.checksumValid)
+        return true
+    }
+}
+
+extension NetBuf {
+    /// Computes the IPv4 header checksum of this frame in software (Ethernet, optionally one VLAN
+    /// tag): for devices that cannot (virtio-net has no IPv4 header offload) when a sender set
+    /// `needsIPv4Checksum`. False when the frame is not IPv4 or its header is not in this segment.
+    @inlinable
+    public func fillIPv4HeaderChecksum() -> Bool {
+        let length = self.length
+        guard length >= 34 else { return false }
+        var l2 = 14
+        if data.load(fromByteOffset: 12, as: UInt16.self) == UInt16(0x8100).bigEndian { l2 = 18 }
+        guard length >= l2 + 20, data.load(fromByteOffset: l2 - 2, as: UInt16.self) == UInt16(0x0800).bigEndian else { return false }
+        let headerLength = Int(data.load(fromByteOffset: l2, as: UInt8.self) & 0x0F) * 4
+        guard headerLength >= 20, l2 + headerLength <= length else { return false }
+        (data + l2 + 10).storeBytes(of: UInt16(0), as: UInt16.self)
+        let sum = InternetChecksum.checksum(data + l2, count: headerLength)
+        (data + l2 + 10).storeBytes(of: sum.bigEndian, as: UInt16.self)
+        return true
+    }
+}
