@@ -8,7 +8,7 @@ SWIFT ?= swift
 # of them can be the first command on a fresh machine; scripts/check-build-deps.py (in make test)
 # fails when a target, a Package.swift provider, a linked library or an included header is not
 # covered. A new backend adds its -dev package here, not to a job's list.
-BUILD_PACKAGES := libpcap-dev pkg-config libdpdk-dev
+BUILD_PACKAGES := libpcap-dev pkg-config libdpdk-dev liblwip-dev
 
 # Debian packages per job, beyond the build's.
 TEST_PACKAGES  := valgrind tshark memcached iproute2 iputils-ping python3 dpdk-dev qemu-system-x86

@@ -63,7 +63,7 @@ let package = Package(
         .target(name: "ToolSupport", dependencies: ["CUKAtomics", "CUKLinux"], path: "Sources/Tools/ToolSupport", swiftSettings: swiftSettings),
         .executableTarget(
             name: "kvstore",
-            dependencies: ["KVStore", "HostStack", "NetdevSpec", "UKNetdev", "ToolSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["KVStore", "HostStack", "NetdevSpec", "UKNetdev", "LwIPBridge", "ToolSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/Tools/kvstore", swiftSettings: swiftSettings),
         .executableTarget(
             name: "pktgen",
@@ -95,6 +95,13 @@ let package = Package(
                                  // The shim's munmap must be the one the PMDs (loaded at run time) call.
                                  .unsafeFlags(["-Xlinker", "--export-dynamic-symbol=munmap"])]),
         .target(name: "DPDKNet", dependencies: ["UKNetdev", "CDPDK"], path: "Sources/DPDKNet", swiftSettings: swiftSettings),
+        // lwIP as a netif over any UKNetdev device (hosted): a C shim that alone includes
+        // Debian's lwIP headers (Hurd-built: its lwipopts.h decides the struct layouts), and
+        // LwIPBridge, the netif, zero-copy pbufs over NetBufs, and UDP.
+        .target(name: "CLwIP", path: "Sources/CLwIP",
+                cSettings: [.unsafeFlags(["-I/usr/include/lwip", "-gdwarf-4"])],
+                linkerSettings: [.linkedLibrary("lwip")]),
+        .target(name: "LwIPBridge", dependencies: ["UKNetdev", "CLwIP"], path: "Sources/LwIPBridge", swiftSettings: swiftSettings),
         // Device specs for command-line tools ("pcap:rx=F", "tap:ifname=N", "null", "ring").
         .target(name: "NetdevSpec", dependencies: ["UKNetdev", "UKNetdevLinux", "PcapNet", "VirtioNet", "VirtioNetVhostUser", "DPDKNet"], path: "Sources/NetdevSpec", swiftSettings: swiftSettings),
 

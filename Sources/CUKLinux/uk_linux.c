@@ -73,3 +73,20 @@ int uk_memfd_create(const char *name) {
 }
 
 short uk_pollrdhup(void) { return POLLRDHUP; }
+
+#include <stddef.h>
+
+_Static_assert(sizeof(struct uk_mmsghdr) == sizeof(struct mmsghdr), "uk_mmsghdr: mmsghdr's size");
+_Static_assert(offsetof(struct uk_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len), "uk_mmsghdr: mmsghdr's layout");
+
+int uk_recvmmsg(int sock, struct uk_mmsghdr *msgs, unsigned int count, int flags) {
+    int n = recvmmsg(sock, (struct mmsghdr *)msgs, count, flags, NULL);
+    return n < 0 ? -errno : n;
+}
+
+int uk_sendmmsg(int sock, struct uk_mmsghdr *msgs, unsigned int count, int flags) {
+    int n = sendmmsg(sock, (struct mmsghdr *)msgs, count, flags);
+    return n < 0 ? -errno : n;
+}
+
+int uk_msg_waitforone(void) { return MSG_WAITFORONE; }

@@ -8,6 +8,10 @@ import UKNetdev
 ///
 /// The first datagram reuses the request's buffer when there is one; the rest come from the
 /// pool. Finished frames wait in `frames` until the server sends them.
+///
+/// `payloadOnly`: for a stack that writes Ethernet, IPv4 and UDP itself (lwIP, the kernel's
+/// sockets) each datagram is just its UDP payload (memcached header and body), starting after
+/// the pool's headroom so that stack can put its headers in front.
 struct DatagramWriter: ResponseSink {
     /// Where replies go, from the request.
     struct Peer {
@@ -56,9 +60,11 @@ struct DatagramWriter: ResponseSink {
     /// What every reply's UDP checksum shares: our address's two 16-bit words and the protocol
     /// (pseudo-header), our port (header).
     let fixedUDPSum: UInt32
+    let payloadOnly: Bool
 
-    init(pool: NetBufPool, mac: MACAddress, ip: IPv4Address, port: UInt16, frameCapacity: Int) {
+    init(pool: NetBufPool, mac: MACAddress, ip: IPv4Address, port: UInt16, frameCapacity: Int, payloadOnly: Bool = false) {
         self.pool = pool
+        self.payloadOnly = payloadOnly
         ownMAC = mac
         self.frameCapacity = frameCapacity
         frames = .allocate(capacity: frameCapacity)
@@ -79,7 +85,7 @@ struct DatagramWriter: ResponseSink {
         template.deallocate()
     }
 
-    var headerBytes: Int { (peer.vlan == nil ? 14 : 18) + 20 + 8 + MemcachedUDP.headerLength }
+    var headerBytes: Int { payloadOnly ? MemcachedUDP.headerLength : (peer.vlan == nil ? 14 : 18) + 20 + 8 + MemcachedUDP.headerLength }
 
     /// Starts replies to one request.
     mutating func begin(peer: Peer, spare: NetBuf?) {
@@ -263,6 +269,10 @@ struct DatagramWriter: ResponseSink {
     /// reply datagrams (its length, headers included, already set), with the next IPv4
     /// identification; the UDP checksum takes one pass over the payload.
     mutating func writeHeaders(_ buf: NetBuf, sequence: UInt16, total: UInt16) {
+        if payloadOnly {
+            MemcachedUDP.writeHeader(at: buf.data, requestID: peer.requestID, sequence: sequence, total: total)
+            return
+        }
         let l2 = peer.vlan != nil ? 18 : 14
         let udpLength = buf.length - l2 - 20
         let udp = buf.data + l2 + 20
@@ -299,12 +309,7 @@ struct DatagramWriter: ResponseSink {
         let length = UInt16(truncatingIfNeeded: udpLength)
         udp.storeBytes(of: port.bigEndian, toByteOffset: 2, as: UInt16.self)
         udp.storeBytes(of: length.bigEndian, toByteOffset: 4, as: UInt16.self)
-        // memcached header: request id, sequence, total, reserved 0.
-        let mc = udp + 8
-        mc.storeBytes(of: requestID.bigEndian, as: UInt16.self)
-        mc.storeBytes(of: sequence.bigEndian, toByteOffset: 2, as: UInt16.self)
-        mc.storeBytes(of: total.bigEndian, toByteOffset: 4, as: UInt16.self)
-        mc.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
+        MemcachedUDP.writeHeader(at: udp + 8, requestID: requestID, sequence: sequence, total: total)
         // UDP: pseudo-header and header (what never changes is in fixedUDPSum; the length
         // twice: pseudo-header and header), the memcached header, the payload.
         let udpSum = fixedUDPSum &+ peerSum &+ UInt32(port)

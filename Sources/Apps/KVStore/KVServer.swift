@@ -200,13 +200,9 @@ public struct KVServer: ~Copyable {
 
     mutating func serve(_ datagram: ReceivedDatagram, now: UInt32) {
         let data = datagram.payload
-        // memcached: 8 bytes or fewer is nothing; a request spread over datagrams is dropped.
-        guard data.count > MemcachedUDP.headerLength else { return drop(datagram.frame, .memcachedTooShort) }
-        let base = data.baseAddress!
-        let requestID = UInt16(bigEndian: base.loadUnaligned(as: UInt16.self))
-        guard UInt16(bigEndian: base.loadUnaligned(fromByteOffset: 4, as: UInt16.self)) == 1 else {
-            return drop(datagram.frame, .memcachedMultiDatagram)
-        }
+        guard let base = data.baseAddress else { return drop(datagram.frame, .memcachedTooShort) }
+        let (requestID, dropReason) = MemcachedUDP.requestID(of: base, count: data.count)
+        if let dropReason { return drop(datagram.frame, dropReason) }
         counters.requests &+= 1
         let bodyLength = data.count - MemcachedUDP.headerLength
         let peer = DatagramWriter.Peer(mac: datagram.senderMAC, ip: datagram.source, port: datagram.sourcePort,

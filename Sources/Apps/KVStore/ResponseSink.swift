@@ -104,6 +104,26 @@ public enum MemcachedUDP {
     /// Payload bytes per datagram after the frame header (memcached's UDP_DATA_SIZE).
     public static let maxPayload = 1392
 
+    /// Request id, sequence, total, reserved 0, at `p`.
+    @inline(__always)
+    static func writeHeader(at p: UnsafeMutableRawPointer, requestID: UInt16, sequence: UInt16, total: UInt16) {
+        p.storeBytes(of: requestID.bigEndian, as: UInt16.self)
+        p.storeBytes(of: sequence.bigEndian, toByteOffset: 2, as: UInt16.self)
+        p.storeBytes(of: total.bigEndian, toByteOffset: 4, as: UInt16.self)
+        p.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
+    }
+
+    /// The request id of a request datagram's payload, or why memcached drops it: 8 bytes or
+    /// fewer is nothing; a request spread over several datagrams is not supported.
+    @inline(__always)
+    static func requestID(of data: UnsafeRawPointer, count: Int) -> (id: UInt16, drop: KVDropReason?) {
+        guard count > headerLength else { return (0, .memcachedTooShort) }
+        guard UInt16(bigEndian: data.loadUnaligned(fromByteOffset: 4, as: UInt16.self)) == 1 else {
+            return (0, .memcachedMultiDatagram)
+        }
+        return (UInt16(bigEndian: data.loadUnaligned(as: UInt16.self)), nil)
+    }
+
     public static func header(requestID: UInt16, sequence: UInt16, total: UInt16) -> [UInt8] {
         [UInt8(requestID >> 8), UInt8(requestID & 0xFF), UInt8(sequence >> 8), UInt8(sequence & 0xFF),
          UInt8(total >> 8), UInt8(total & 0xFF), 0, 0]

@@ -3,6 +3,7 @@
 #define UK_LINUX_H
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <poll.h>
@@ -75,4 +76,18 @@ int uk_memfd_create(const char *name);
 
 /* poll(2)'s "peer shut down its writing side" event (a _GNU_SOURCE constant). */
 short uk_pollrdhup(void);
+
+/* recvmmsg/sendmmsg (kvstore's linux-batch stack): glibc declares them and struct mmsghdr only
+ * under _GNU_SOURCE, which Swift's Glibc module does not see. uk_mmsghdr has mmsghdr's layout
+ * (checked in uk_linux.c); the definitions are there. Both return the messages received or
+ * sent (each entry's msg_len set to its bytes) or -errno. */
+struct uk_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+int uk_recvmmsg(int sock, struct uk_mmsghdr *msgs, unsigned int count, int flags);
+int uk_sendmmsg(int sock, struct uk_mmsghdr *msgs, unsigned int count, int flags);
+
+/* recvmmsg's "block for the first message only, then take what is queued" flag. */
+int uk_msg_waitforone(void);
 #endif

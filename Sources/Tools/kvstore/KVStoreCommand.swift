@@ -22,14 +22,17 @@ struct KVStoreCommand: ParsableCommand {
             SIGTERM, printing statistics once per second on a terminal and once at exit.
             """)
 
+    @Option(help: "The network stack under the store: netdev (our own host stack straight on the device: the fast path), lwip (real lwIP as a netif on the device), linux-single (a kernel UDP socket, recvfrom/sendto) or linux-batch (recvmmsg/sendmmsg). The linux stacks bind --ip and --port and take no --netdev or --mac.")
+    var stack: KVStack = .netdev
+
     @Option(help: "The device: pcap:rx=FILE,tx=FILE | tap:ifname=NAME | vhost-user:path=SOCK[,queues=N] | \"dpdk:[--port=N] EAL-ARGUMENTS\" | null | ring.")
-    var netdev: String
+    var netdev: String?
 
     @Option(help: "The store's IPv4 address, A.B.C.D[/prefix] (default prefix 24).")
     var ip: String
 
-    @Option(help: "The store's MAC address, XX:XX:XX:XX:XX:XX.")
-    var mac: String
+    @Option(help: "The store's MAC address, XX:XX:XX:XX:XX:XX (netdev and lwip stacks).")
+    var mac: String?
 
     @Option(help: "UDP port.")
     var port: UInt16 = 11211
@@ -47,28 +50,56 @@ struct KVStoreCommand: ParsableCommand {
     var echo = false
 
     mutating func validate() throws {
-        do { _ = try NetdevSpec(parsing: netdev) } catch { throw ValidationError("--netdev: \(error)") }
         guard parseAddress(ip) != nil else { throw ValidationError("--ip: expected A.B.C.D or A.B.C.D/prefix, got '\(ip)'") }
-        guard MACAddress(mac) != nil else { throw ValidationError("--mac: expected XX:XX:XX:XX:XX:XX, got '\(mac)'") }
+        if echo && stack != .netdev { throw ValidationError("--echo runs on the netdev stack only") }
+        if stack.isLinux {
+            guard netdev == nil, mac == nil, record == nil else {
+                throw ValidationError("--stack \(stack.rawValue) uses the kernel's UDP socket on --ip: drop --netdev, --mac and --record")
+            }
+        } else {
+            guard let netdev else { throw ValidationError("--stack \(stack.rawValue) needs --netdev") }
+            do { _ = try NetdevSpec(parsing: netdev) } catch { throw ValidationError("--netdev: \(error)") }
+            guard let mac, MACAddress(mac) != nil else { throw ValidationError("--mac: expected XX:XX:XX:XX:XX:XX, got '\(mac ?? "")'") }
+        }
         guard memory >= 1 && memory <= 65536 else { throw ValidationError("--memory: 1...65536 MiB") }
         guard buffers >= 64 else { throw ValidationError("--buffers: at least 64") }
     }
 
     func run() throws {
-        let spec = try NetdevSpec(parsing: netdev)
         let (address, prefix) = parseAddress(ip)!
-        let config = KVServerConfig(mac: MACAddress(mac)!, ip: address, prefixLength: prefix, port: port,
+        installStopSignals()
+        if stack.isLinux {
+            let report = try runLinuxSocketStore(address: address, port: port, memoryBytes: memory << 20, buffers: buffers,
+                                                 batch: stack == .linuxBatch, live: isatty(1) != 0)
+            print(report)
+            return
+        }
+        let spec = try NetdevSpec(parsing: netdev!)
+        let config = KVServerConfig(mac: MACAddress(mac!)!, ip: address, prefixLength: prefix, port: port,
                                     memoryBytes: memory << 20, mode: echo ? .echo : .memcached)
         let pool = try spec.makePool(count: buffers, roomSize: 2048, headroom: 128, threading: .singleThread)
-        installStopSignals()
-        var runner = ServerRunner(config: config, pool: pool, live: isatty(1) != 0)
-        let stats = try open(spec, pool: pool, record: record, visitor: &runner)
+        let stats: String
+        if stack == .lwip {
+            var runner = LwIPServerRunner(config: config, pool: pool, live: isatty(1) != 0)
+            stats = try open(spec, pool: pool, record: record, visitor: &runner)
+        } else {
+            var runner = ServerRunner(config: config, pool: pool, live: isatty(1) != 0)
+            stats = try open(spec, pool: pool, record: record, visitor: &runner)
+        }
         // Read after the device stopped and gave back the buffers it held for RX.
         print(stats)
         print("pool: \(pool.inUse) in use of \(pool.capacity) after stop, high water \(pool.highWater), allocation failures \(pool.allocationFailures)")
         if pool.inUse != 0 { print("warning: \(pool.inUse) buffers still in use at exit") }
         exitIfDeviceLost()
     }
+}
+
+/// The network stack under the store (`--stack`).
+enum KVStack: String, ExpressibleByArgument, CaseIterable {
+    case netdev, lwip
+    case linuxSingle = "linux-single"
+    case linuxBatch = "linux-batch"
+    var isLinux: Bool { self == .linuxSingle || self == .linuxBatch }
 }
 
 /// A.B.C.D or A.B.C.D/prefix.
@@ -136,19 +167,28 @@ struct ServerRunner: NetDeviceVisitor {
         lines.append("ARP replies: \(host.arpReplies), ICMP echo replies: \(host.icmpReplies), reassembled datagrams: \(host.reassembled), "
                      + "chained frames: \(host.linearised)" + (echo ? "" : ", lone GETs on the fast path: \(s.stats.loneGetReplies)"))
         if echo { return (lines + dropLines(s)).joined(separator: "\n") }
-        let e = s.engine.stats
-        var commands: [String] = []
-        for c in KVCommandStats.Command.allCases where e[c] > 0 { commands.append("\(c) \(e[c])") }
-        lines.append("commands: \(e.commands)" + (commands.isEmpty ? "" : " (" + commands.joined(separator: ", ") + ")"))
-        lines.append("hits: \(e.hits), misses: \(e.misses), errors: \(e.errors), unsupported: \(e.unsupported)")
-        lines.append("incomplete lines: \(e.incompleteLines), values beyond their datagram: \(e.dataBeyondDatagram)")
-        lines.append("items: \(s.engine.store.items), evictions: \(s.engine.store.evictions), memory pages: \(s.engine.store.pagesInUse)/\(s.engine.store.pageLimitCount)")
-        return (lines + dropLines(s)).joined(separator: "\n")
+        return (lines + engineReportLines(s.engine) + dropLines(s)).joined(separator: "\n")
     }
 
-    func dropLines(_ s: borrowing KVServer) -> [String] {
-        var drops: [String] = []
-        s.stats.forEachDrop { name, count in if count > 0 { drops.append("  \(name): \(count)") } }
-        return ["drops: \(s.stats.totalDrops)" + (drops.isEmpty ? "" : "\n" + drops.joined(separator: "\n"))]
-    }
+    func dropLines(_ s: borrowing KVServer) -> [String] { dropReportLines(s.stats) }
+}
+
+/// The engine's part of a report (commands, hits, items), the same for every stack.
+func engineReportLines(_ engine: borrowing MemcachedEngine) -> [String] {
+    let e = engine.stats
+    var commands: [String] = []
+    for c in KVCommandStats.Command.allCases where e[c] > 0 { commands.append("\(c) \(e[c])") }
+    return [
+        "commands: \(e.commands)" + (commands.isEmpty ? "" : " (" + commands.joined(separator: ", ") + ")"),
+        "hits: \(e.hits), misses: \(e.misses), errors: \(e.errors), unsupported: \(e.unsupported)",
+        "incomplete lines: \(e.incompleteLines), values beyond their datagram: \(e.dataBeyondDatagram)",
+        "items: \(engine.store.items), evictions: \(engine.store.evictions), memory pages: \(engine.store.pagesInUse)/\(engine.store.pageLimitCount)",
+    ]
+}
+
+/// Drops in total and by reason (those that happened), the same for every stack.
+func dropReportLines(_ stats: KVServerStats) -> [String] {
+    var drops: [String] = []
+    stats.forEachDrop { name, count in if count > 0 { drops.append("  \(name): \(count)") } }
+    return ["drops: \(stats.totalDrops)" + (drops.isEmpty ? "" : "\n" + drops.joined(separator: "\n"))]
 }

@@ -1,0 +1,53 @@
+import UKNetdev
+
+/// memcached over UDP for a stack that does Ethernet, IPv4 and UDP itself (lwIP, the kernel's
+/// sockets): request datagrams in as bytes, reply datagrams out as payload NetBufs (memcached
+/// header and body, each starting after the pool's headroom, where that stack puts its headers).
+/// The same engine, the same datagram rules and the same drop reasons as `KVServer`.
+///
+/// `~Copyable`: it owns its store and scratch memory and frees them once.
+public struct KVDatagramService: ~Copyable {
+    public var engine: MemcachedEngine
+    var writer: DatagramWriter
+    /// The request is parsed from here (the caller's buffer may be reused meanwhile).
+    let requestCopy: UnsafeMutableRawPointer
+    /// Requests, reply datagrams and memcached-level drops (no host-stack counters here).
+    public private(set) var stats = KVServerStats()
+
+    public init(pool: NetBufPool, memoryBytes: Int, now: UInt32, shutdownCommand: Bool = false) throws(KVServerError) {
+        let needed = MemcachedUDP.headerLength + MemcachedUDP.maxPayload + 42
+        guard pool.roomSize >= needed else { throw .buffersTooSmall(needed: needed, available: pool.roomSize) }
+        engine = MemcachedEngine(memoryBytes: memoryBytes, startTime: now)
+        engine.shutdownEnabled = shutdownCommand
+        writer = DatagramWriter(pool: pool, mac: .zero, ip: .any, port: 0, frameCapacity: 1024, payloadOnly: true)
+        requestCopy = .allocate(byteCount: 65536, alignment: 64)
+    }
+
+    deinit {
+        writer.deallocate()
+        requestCopy.deallocate()
+        engine.deallocate()
+    }
+
+    /// Handles one request datagram (`count` bytes of UDP payload at `payload`). Returns the
+    /// replies to send, in order, to the request's source: the caller owns each (send it or
+    /// release it); the buffer pointer is valid until the next call. Empty for a dropped
+    /// request (counted) or a request without a reply (noreply).
+    public mutating func handle(_ payload: UnsafeRawPointer, count: Int, now: UInt32) -> UnsafeMutableBufferPointer<NetBuf> {
+        let (requestID, dropReason) = MemcachedUDP.requestID(of: payload, count: count)
+        if let dropReason {
+            stats.drops.add(dropReason)
+            return UnsafeMutableBufferPointer(start: nil, count: 0)
+        }
+        stats.requests &+= 1
+        let bodyLength = min(count - MemcachedUDP.headerLength, 65536)
+        copyPacketBytes(to: requestCopy, from: payload + MemcachedUDP.headerLength, count: bodyLength)
+        writer.begin(peer: DatagramWriter.Peer(mac: .zero, ip: .any, port: 0, vlan: nil, requestID: requestID), spare: nil)
+        engine.execute(UnsafeRawPointer(requestCopy), count: bodyLength, now: now, into: &writer)
+        let replies = writer.end()
+        replies.unused?.release()
+        stats.drops.add(.noBufferForReply, replies.dropped)
+        stats.replyDatagrams &+= UInt64(replies.frames.count)
+        return replies.frames
+    }
+}
