@@ -137,43 +137,27 @@ public struct LwIPNetif: ~Copyable {
     static let output: uk_lwip_output_fn = { context, netbuf, frame, length, pbuf in
         let s = context!.assumingMemoryBound(to: LwIPNetifState.self)
         let count = Int(length)
+        func dropped(_ buf: NetBuf?) -> Int32 {
+            buf?.release()
+            s.pointee.stats.framesOutDropped &+= 1
+            return -1
+        }
         if let netbuf {
             // The frame lies in this NetBuf: take a reference (lwIP frees its pbuf, and with it
             // its reference, once it is done) and point the NetBuf at the frame.
             let buf = NetBuf(header: netbuf)
             buf.retain()
             let room = buf.data - buf.headroom
-            do {
-                try buf.reset(headroom: frame! - room)
-                try buf.setLength(count)
-            } catch {
-                buf.release()
-                s.pointee.stats.framesOutDropped &+= 1
-                return -1
-            }
-            guard s.pointee.enqueue(buf) else {
-                buf.release()
-                s.pointee.stats.framesOutDropped &+= 1
-                return -1
-            }
+            guard (try? buf.reset(headroom: frame! - room)) != nil, (try? buf.setLength(count)) != nil,
+                  s.pointee.enqueue(buf) else { return dropped(buf) }
             s.pointee.stats.framesOutZeroCopy &+= 1
             return 0
         }
-        guard let buf = s.pointee.pool.allocate() else {
-            s.pointee.stats.framesOutDropped &+= 1
-            return -1
-        }
-        guard count <= buf.tailroom, (try? buf.setLength(count)) != nil else {
-            buf.release()
-            s.pointee.stats.framesOutDropped &+= 1
-            return -1
-        }
+        // A frame in lwIP's own memory (ARP, ICMP): copied into a buffer of ours.
+        guard let buf = s.pointee.pool.allocate() else { return dropped(nil) }
+        guard count <= buf.tailroom, (try? buf.setLength(count)) != nil else { return dropped(buf) }
         _ = uk_lwip_copy_frame(pbuf, buf.data, UInt16(count))
-        guard s.pointee.enqueue(buf) else {
-            buf.release()
-            s.pointee.stats.framesOutDropped &+= 1
-            return -1
-        }
+        guard s.pointee.enqueue(buf) else { return dropped(buf) }
         s.pointee.stats.framesOutCopied &+= 1
         return 0
     }

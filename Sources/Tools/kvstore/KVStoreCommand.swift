@@ -94,6 +94,29 @@ struct KVStoreCommand: ParsableCommand {
     }
 }
 
+/// The store's loop on a device, whatever the stack: `poll` until SIGINT/SIGTERM, or until an
+/// idle poll finds the store `finished` (the input ended and every reply went out, or none can:
+/// the device's backend went away); busy-poll briefly, then nap while idle (a TAP or pcap device);
+/// `liveLine` once per second when `live`.
+func pollUntilDone(live: Bool, poll: () -> Int, finished: () -> Bool, liveLine: () -> String) {
+    var lastReport = monotonicSeconds()
+    var idlePolls = 0
+    while stopRequested == 0 {
+        if poll() == 0 {
+            if finished() { break }
+            idlePolls += 1
+            if idlePolls > 1000 { usleep(100) }
+        } else {
+            idlePolls = 0
+        }
+        if live, monotonicSeconds() - lastReport >= 1 {
+            lastReport = monotonicSeconds()
+            print(liveLine(), terminator: "\r")
+            fflush(nil)
+        }
+    }
+}
+
 /// The network stack under the store (`--stack`).
 enum KVStack: String, ExpressibleByArgument, CaseIterable {
     case netdev, lwip
@@ -119,26 +142,10 @@ struct ServerRunner: NetDeviceVisitor {
 
     mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> String {
         var server = try KVServer(pool: pool, config: config, now: unixTime())   // freed when this returns
-        var lastReport = monotonicSeconds()
-        var idlePolls = 0
-        while stopRequested == 0 {
-            let n = server.poll(&device, now: unixTime())
-            if n == 0 {
-                // The input ended and every reply went out, or none can (the device's backend
-                // went away: what is still queued is dropped when the server goes).
-                if server.inputEnded && (server.pendingTransmit == 0 || !device.info.link.up) { break }
-                idlePolls += 1
-                // Busy-poll briefly, then yield the CPU while idle (a TAP or pcap device).
-                if idlePolls > 1000 { usleep(100) }
-            } else {
-                idlePolls = 0
-            }
-            if live, monotonicSeconds() - lastReport >= 1 {
-                lastReport = monotonicSeconds()
-                print(liveLine(server), terminator: "\r")
-                fflush(nil)
-            }
-        }
+        pollUntilDone(live: live,
+                      poll: { server.poll(&device, now: unixTime()) },
+                      finished: { server.inputEnded && (server.pendingTransmit == 0 || !device.info.link.up) },
+                      liveLine: { liveLine(server) })
         server.flush(&device)
         if live { print("") }
         return report(server)

@@ -41,26 +41,16 @@ struct LwIPServerRunner: NetDeviceVisitor {
         }
         let socket = try LwIPUDPSocket(on: netif, port: config.port, context: UnsafeMutableRawPointer(context), receive: Self.receive)
         context.pointee.socket = socket.handle
-        var lastReport = monotonicSeconds()
-        var idlePolls = 0
-        while stopRequested == 0 {
-            context.pointee.now = unixTime()
-            let n = netif.poll(&device)
-            if n == 0 {
-                if netif.inputEnded && (netif.pendingTransmit == 0 || !device.info.link.up) { break }
-                idlePolls += 1
-                if idlePolls > 1000 { usleep(100) }
-            } else {
-                idlePolls = 0
-            }
-            if live, monotonicSeconds() - lastReport >= 1 {
-                lastReport = monotonicSeconds()
-                let s = context.pointee.service.stats, b = netif.stats
-                print("frames \(b.framesIn)  requests \(s.requests)  replies \(s.replyDatagrams)  pbufs live \(b.pbufsLive)  pool \(pool.inUse)/\(pool.capacity)",
-                      terminator: "\r")
-                fflush(nil)
-            }
-        }
+        pollUntilDone(live: live,
+                      poll: {
+                          context.pointee.now = unixTime()
+                          return netif.poll(&device)
+                      },
+                      finished: { netif.inputEnded && (netif.pendingTransmit == 0 || !device.info.link.up) },
+                      liveLine: {
+                          let s = context.pointee.service.stats, b = netif.stats
+                          return "frames \(b.framesIn)  requests \(s.requests)  replies \(s.replyDatagrams)  pbufs live \(b.pbufsLive)  pool \(pool.inUse)/\(pool.capacity)"
+                      })
         netif.flush(&device)
         if live { print("") }
         let b = netif.stats
