@@ -118,14 +118,22 @@ public struct DPDKDevice: NetDevice, ~Copyable {
         guard let facade else { throw .backend(code: -uk_dpdk_errno()) }
         rxFacades[queue] = facade
         let rc = uk_dpdk_rx_queue_setup(port, UInt16(queue), UInt16(config.descriptors), facade)
-        guard rc == 0 else { throw .backend(code: rc) }
+        guard rc == 0 else {
+            throw .refused("DPDK port \(port) (\(driver)) refused RX queue \(queue): \(Self.reason(rc)) (\(rc)); it got \(config.descriptors) "
+                           + "descriptors and buffers of \(room) bytes, and takes \(info.rxDescriptors.min)...\(info.rxDescriptors.max) descriptors "
+                           + "and buffers of at least \(128 + Int(portInfo.min_rx_buffer)) bytes (DPDK's 128-byte headroom and the PMD's minimum): "
+                           + "change the pool's buffer size or the descriptors (pktgen --descriptors)")
+        }
         if copyAllocator == nil { copyAllocator = allocator }
     }
 
     public mutating func setupTxQueue(_ queue: Int, _ config: TxQueueConfig) throws(NetDeviceError) {
         try lifecycle.setupTx(queue, descriptors: config.descriptors, info: info)
         let rc = uk_dpdk_tx_queue_setup(port, UInt16(queue), UInt16(config.descriptors))
-        guard rc == 0 else { throw .backend(code: rc) }
+        guard rc == 0 else {
+            throw .refused("DPDK port \(port) (\(driver)) refused TX queue \(queue): \(Self.reason(rc)) (\(rc)); it got \(config.descriptors) "
+                           + "descriptors and takes \(info.txDescriptors.min)...\(info.txDescriptors.max) (pktgen --descriptors)")
+        }
     }
 
     public mutating func start() throws(NetDeviceError) {

@@ -56,4 +56,21 @@ enum InProcessEAL {
         dev.stop()
         #expect(pool.inUse == 0, "\(pool.inUse) buffers not back")
     }
+
+    /// A queue the PMD refuses (here: buffers smaller than DPDK's 128-byte headroom needs): one
+    /// message saying what was asked, what the port takes and what to change; nothing held.
+    @Test func aRefusedQueueSaysWhatToChange() throws {
+        try InProcessEAL.started.get()
+        let pool = try DPDK.makePool(count: 512, roomSize: 96, headroom: 0)
+        defer { try? DPDK.destroyPool(pool) }
+        var dev = try DPDKDevice(port: 0)
+        do {
+            try dev.bringUp(rx: RxQueueConfig(descriptors: 256, allocator: pool.rxAllocator), tx: TxQueueConfig(descriptors: 256))
+            Issue.record("net_null took 96-byte buffers")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains("refused RX queue 0") && text.contains("buffers of 96 bytes") && text.contains("at least 128 bytes"), "\(text)")
+        }
+        #expect(pool.inUse == 0)
+    }
 }
