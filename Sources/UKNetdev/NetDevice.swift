@@ -257,27 +257,24 @@ public enum NetDeviceError: Error, Equatable {
     case backend(code: Int32)
     /// The backend refused, saying why and what to change (a DPDK PMD's queue setup).
     case refused(String)
-}
 
-extension NetDeviceError: CustomStringConvertible {
-    public var description: String {
-        switch self {
-        case .invalidState(let state):
-            let (rx, tx) = (state.rxQueues, state.txQueues)
-            return "the device cannot do that now (\(rx) RX and \(tx) TX queues configured)"
-        case .invalidQueueCount(let requested, let max): return "\(requested) queues asked for, the device has \(max)"
-        case .invalidQueue(let q): return "no queue \(q)"
-        case .invalidDescriptorCount(let requested, let limits):
-            return "\(requested) descriptors asked for, the device takes \(limits.min)...\(limits.max)"
-                + (limits.alignment > 1 ? " in multiples of \(limits.alignment)" : "") + (limits.powerOfTwo ? ", a power of two" : "")
-        case .queueNotSetUp(let rx, let q): return "\(rx ? "RX" : "TX") queue \(q) was not set up before start"
-        case .missingAllocator: return "an RX queue needs an allocator (a pool's rxAllocator)"
-        case .notSupported: return "the device does not support that"
-        case .backend(let code): return "the device's backend failed (code \(code))"
-        case .refused(let why): return why
+    /// Written out: the synthesized one would compare `refused`'s text with String's `==`, which
+    /// pulls Unicode normalization tables into the Embedded image; bytes compare the same here.
+    public static func == (a: NetDeviceError, b: NetDeviceError) -> Bool {
+        switch (a, b) {
+        case (.invalidState(let x), .invalidState(let y)): x == y
+        case (.invalidQueueCount(let r1, let m1), .invalidQueueCount(let r2, let m2)): r1 == r2 && m1 == m2
+        case (.invalidQueue(let x), .invalidQueue(let y)): x == y
+        case (.invalidDescriptorCount(let r1, let l1), .invalidDescriptorCount(let r2, let l2)): r1 == r2 && l1 == l2
+        case (.queueNotSetUp(let r1, let q1), .queueNotSetUp(let r2, let q2)): r1 == r2 && q1 == q2
+        case (.missingAllocator, .missingAllocator), (.notSupported, .notSupported): true
+        case (.backend(let x), .backend(let y)): x == y
+        case (.refused(let x), .refused(let y)): x.utf8.elementsEqual(y.utf8)
+        default: false
         }
     }
 }
+
 
 /// How a device signals RX in event mode.
 public enum RxEventSource: Equatable, Sendable {

@@ -1,3 +1,4 @@
+import HostStack
 import UKNetdev
 
 /// memcached over UDP for a stack that does Ethernet, IPv4 and UDP itself (lwIP, the kernel's
