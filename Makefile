@@ -14,6 +14,8 @@ BUILD_PACKAGES := libpcap-dev pkg-config libdpdk-dev liblwip-dev
 TEST_PACKAGES  := valgrind tshark memcached iproute2 iputils-ping python3 dpdk-dev qemu-system-x86
 BENCH_PACKAGES := valgrind libdpdk-dev dpdk-dev gcc memcached iproute2 python3 qemu-system-x86
 DEMO_PACKAGES  := iproute2 python3 qemu-system-x86
+# make compare (the paper's Table 4 and fig. 19): the vhost switch, memcached, namespaces, QEMU, the plot.
+COMPARE_PACKAGES := dpdk-dev memcached iproute2 python3 qemu-system-x86 gnuplot-nox
 # Booting a unikernel image: QEMU (its qemu-system-data brings qboot.rom, the fast firmware for -M pc).
 KVM_PACKAGES   := qemu-system-x86
 
@@ -22,7 +24,7 @@ KVM_PACKAGES   := qemu-system-x86
 # CPU, CMDLINE, MEM, TIMEOUT, DEBUG_EXIT and QEMU_ARGS from the command line (scripts/run-kvm.sh).
 APP ?= hello
 
-.PHONY: all build test unit-tests virtio-asan embedded-check unikernel-check hotpath-check build-deps-check image run-kvm bench demo deps-build deps-test deps-bench deps-demo deps-kvm clean
+.PHONY: all build test compare-quick unit-tests virtio-asan embedded-check unikernel-check hotpath-check build-deps-check image run-kvm bench compare demo deps-build deps-test deps-bench deps-demo deps-kvm deps-compare clean
 
 all: build
 
@@ -44,9 +46,16 @@ deps-demo: deps-build
 deps-kvm: deps-build
 	scripts/install-deps.sh $(KVM_PACKAGES)
 
-## Everything CI checks: unit tests, the Embedded build of the core, and the hot-path proof.
-test: deps-test build-deps-check unit-tests virtio-asan embedded-check unikernel-check hotpath-check
+deps-compare: deps-build
+	scripts/install-deps.sh $(COMPARE_PACKAGES)
+
+## Everything CI checks: unit tests, the Embedded build of the core, the hot-path proof, and the
+## paper's comparison in its short form (every path of Table 4 and fig. 19 run and checked).
+test: deps-test build-deps-check unit-tests virtio-asan embedded-check unikernel-check hotpath-check compare-quick
 	@echo "make test: all checks passed"
+
+compare-quick: deps-build deps-compare
+	QUICK=1 OUT="$(OUT)" Benchmarks/compare/compare.sh
 
 unit-tests: deps-test
 	$(SWIFT) build --build-tests
@@ -105,6 +114,13 @@ bench: deps-bench
 	Benchmarks/run-dpdk-bench.sh
 	Benchmarks/run-unikernel-bench.sh
 	Benchmarks/run-unikernel-vhost-bench.sh
+
+## The paper's Table 4 (the KV store over Linux single/batch, DPDK, lwIP, netdev and the unikernel, with
+## memcached beside them) and fig. 19 (TX Mpps and Gbit/s vs frame size over vhost-user), measured here,
+## the paper's figures beside ours: compare-results/ (OUT=DIR), table4.md and fig19.png among them.
+## QUICK=1: three frame sizes, short runs, one round (~1.5 min).
+compare: deps-build deps-compare
+	QUICK="$(QUICK)" OUT="$(OUT)" Benchmarks/compare/compare.sh
 
 ## The main job: the KV store unikernel in QEMU/KVM on a TAP in a private network namespace,
 ## driven by pktgen kv on a second TAP across a bridge (HOSTED=1: the store as a Linux process;

@@ -10,6 +10,9 @@ nonisolated(unsafe) public var stopRequested: sig_atomic_t = 0
 public func installStopSignals() {
     signal(SIGINT) { _ in stopRequested = 1 }
     signal(SIGTERM) { _ in stopRequested = 1 }
+    // A peer that closes its socket is an error to report, not a death: DPDK's virtio_user
+    // writes to its vhost-user socket without MSG_NOSIGNAL (our own frontend uses it).
+    signal(SIGPIPE, SIG_IGN)
 }
 
 public func unixTime() -> UInt32 { UInt32(truncatingIfNeeded: time(nil)) }
