@@ -41,16 +41,17 @@ struct LwIPServerRunner: NetDeviceVisitor {
         }
         let socket = try LwIPUDPSocket(on: netif, port: config.port, context: UnsafeMutableRawPointer(context), receive: Self.receive)
         context.pointee.socket = socket.handle
-        pollUntilDone(live: live,
-                      poll: {
-                          context.pointee.now = unixTime()
-                          return netif.poll(&device)
-                      },
-                      finished: { netif.inputEnded && (netif.pendingTransmit == 0 || !device.info.link.up) },
-                      liveLine: {
-                          let s = context.pointee.service.stats, b = netif.stats
-                          return "frames \(b.framesIn)  requests \(s.requests)  replies \(s.replyDatagrams)  pbufs live \(b.pbufsLive)  pool \(pool.inUse)/\(pool.capacity)"
-                      })
+        let busy = pollUntilDone(live: live,
+                                 poll: {
+                                     context.pointee.now = unixTime()
+                                     return netif.poll(&device)
+                                 },
+                                 finished: { netif.inputEnded && (netif.pendingTransmit == 0 || !device.info.link.up) },
+                                 liveLine: {
+                                     let s = context.pointee.service.stats, b = netif.stats
+                                     return "frames \(b.framesIn)  requests \(s.requests)  replies \(s.replyDatagrams)  "
+                                         + "pbufs live \(b.pbufsLive)  pool \(pool.inUse)/\(pool.capacity)"
+                                 })
         netif.flush(&device)
         if live { print("") }
         let b = netif.stats
@@ -64,6 +65,7 @@ struct LwIPServerRunner: NetDeviceVisitor {
         lines.append("memcached requests: \(service.requests), reply datagrams: \(service.replyDatagrams), send failures: \(context.pointee.sendFailures)")
         lines.append(contentsOf: engineReportLines(context.pointee.service.engine))
         lines.append(contentsOf: dropReportLines(service))
+        lines.append(busy.reportLine(requests: service.requests))
         _ = consume socket
         _ = consume netif
         // With the netif gone and partial datagrams aged out, lwIP holds none of our buffers; one
