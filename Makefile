@@ -24,7 +24,7 @@ KVM_PACKAGES   := qemu-system-x86
 # CPU, CMDLINE, MEM, TIMEOUT, DEBUG_EXIT and QEMU_ARGS from the command line (scripts/run-kvm.sh).
 APP ?= hello
 
-.PHONY: all build test compare-quick unit-tests virtio-asan embedded-check unikernel-check hotpath-check build-deps-check image run-kvm bench compare demo deps-build deps-test deps-bench deps-demo deps-kvm deps-compare clean
+.PHONY: all build test compare-quick unit-tests virtio-asan embedded-check unikernel-check hotpath-check fuzz fuzz-quick build-deps-check image run-kvm bench compare demo deps-build deps-test deps-bench deps-demo deps-kvm deps-compare clean
 
 all: build
 
@@ -100,6 +100,17 @@ build-deps-check: deps-build
 ## Zero mallocs and zero retain/release per packet in the burst loops (counted, not timed).
 hotpath-check: deps-test
 	Benchmarks/check-hotpath.sh
+
+## libFuzzer targets (Fuzz/, -sanitize=fuzzer,address): the wire views and host stack, the KV
+## server's receive path, the memcached parser and engine, VirtioNet's used ring under a fuzzed
+## device; each for FUZZ_SECONDS from the seeds in Fuzz/Corpus/. Executions and crashes per
+## target; fails on any crash, its input kept (scripts/fuzz.sh). fuzz-quick: 10 s each.
+FUZZ_SECONDS ?= 60
+fuzz: deps-build
+	FUZZ_SECONDS="$(FUZZ_SECONDS)" scripts/fuzz.sh
+
+fuzz-quick: deps-build
+	FUZZ_SECONDS=10 scripts/fuzz.sh
 
 ## Speed beside its peers: the core vs DPDK's rte_ring/rte_mempool, the KV store vs memcached,
 ## pktgen TX vs testpmd txonly on net_null, pktgen kv against the store, and through TAPs

@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "HostStack", targets: ["HostStack"]),
         .library(name: "VirtioNet", targets: ["VirtioNet"]),
         .library(name: "VirtioNetVhostUser", targets: ["VirtioNetVhostUser"]),
+        .library(name: "KVStore", targets: ["KVStore"]),
+        .library(name: "VirtioNetEmulator", targets: ["VirtioNetEmulator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -576,7 +576,9 @@ public struct VirtioNetDevice<Transport: VirtioTransport & ~Copyable>: NetDevice
 
     /// A frame asking for checksums: NEEDS_CSUM with its offsets when the device took CSUM, the
     /// L4 checksum in software when it did not; the IPv4 header checksum always in software
-    /// (virtio-net has no such offload). A frame never leaves with a checksum left undone.
+    /// (virtio-net has no such offload). A frame never leaves with a checksum left undone, but for
+    /// one whose data may not be written (a clone's view of a shared room, read-only memory): the
+    /// software checksums write nothing there, and the frame goes out as its sender left it.
     @usableFromInline @inline(never)
     static func writeChecksumHeader(_ header: UnsafeMutableRawPointer, for buf: NetBuf, deviceComputes txChecksum: Bool) {
         let flags = buf.flags

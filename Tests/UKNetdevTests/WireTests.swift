@@ -325,6 +325,26 @@ func parseAll(_ bytes: inout [UInt8]) -> WireError? {
         #expect(checksum(msg) == 0 || checksum(msg) == 0xFFFF)
     }
 
+    /// Found by the virtio-used-ring fuzzer (Fuzz/Corpus/virtio-used-ring/crash-clone-checksum):
+    /// VirtioNet, sending a clone that asked for checksums to a device without CSUM, completed
+    /// them in software into the clone's data, which is read-only and its origin's.
+    @Test func softwareChecksumsDoNotWriteThroughAClone() throws {
+        try withPool { pool in
+            let b = try #require(pool.allocate())
+            defer { b.release() }
+            try [UInt8](repeating: 0x5A, count: 100).withUnsafeBytes { try b.copyIn($0) }
+            try b.prependUDPHeaders(flow)
+            let before = Array(b.unsafeBytes)
+            let clone = try #require(b.clone(using: pool))
+            #expect(!clone.completePartialChecksum(start: 34, offset: 6))
+            #expect(!clone.fillIPv4HeaderChecksum())
+            clone.release()
+            #expect(Array(b.unsafeBytes) == before, "the origin's data is unchanged")
+            #expect(b.completePartialChecksum(start: 34, offset: 6), "its own data may be written")
+            #expect(b.fillIPv4HeaderChecksum())
+        }
+    }
+
     @Test func addressesParseAndPrint() {
         #expect(MACAddress("02:00:00:00:00:0a")?.description == "02:00:00:00:00:0a")
         #expect(MACAddress("02-00-00-00-00-0A") == MACAddress(2, 0, 0, 0, 0, 10))

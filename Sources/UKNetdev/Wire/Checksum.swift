@@ -182,11 +182,14 @@ extension NetBuf {
     /// pseudo-header's sum (a peer offloaded the checksum and no device on the way computed it:
     /// virtio-net's NEEDS_CSUM, DPDK's RX_L4_CKSUM_NONE). Sums from `start` to the end of the
     /// frame and stores the result; marks the buffer `checksumValid`. False (nothing written)
-    /// when the buffer is chained or the offsets do not fit the frame.
+    /// when the buffer is chained, its data may not be written (a clone's view of another
+    /// buffer's room, read-only memory) or the offsets do not fit the frame.
     @inlinable
     public func completePartialChecksum(start: Int, offset: Int) -> Bool {
         let length = self.length
-        guard next == nil, start >= 0, offset >= 0, start < length, offset &+ 2 <= length &- start else { return false }
+        guard next == nil, hasWritableRoom, start >= 0, offset >= 0, start < length, offset &+ 2 <= length &- start else {
+            return false
+        }
         var sum = InternetChecksum.checksum(data + start, count: length &- start)
         if sum == 0 { sum = 0xFFFF }
         (data + start + offset).storeBytes(of: sum.bigEndian, as: UInt16.self)
@@ -198,11 +201,12 @@ extension NetBuf {
 extension NetBuf {
     /// Computes the IPv4 header checksum of this frame in software (Ethernet, optionally one VLAN
     /// tag): for devices that cannot (virtio-net has no IPv4 header offload) when a sender set
-    /// `needsIPv4Checksum`. False when the frame is not IPv4 or its header is not in this segment.
+    /// `needsIPv4Checksum`. False when the frame is not IPv4, its header is not in this segment,
+    /// or its data may not be written (a clone's, read-only memory).
     @inlinable
     public func fillIPv4HeaderChecksum() -> Bool {
         let length = self.length
-        guard length >= 34 else { return false }
+        guard length >= 34, hasWritableRoom else { return false }
         var l2 = 14
         if data.load(fromByteOffset: 12, as: UInt16.self) == UInt16(0x8100).bigEndian { l2 = 18 }
         guard length >= l2 + 20, data.load(fromByteOffset: l2 - 2, as: UInt16.self) == UInt16(0x0800).bigEndian else { return false }

@@ -1,0 +1,90 @@
+import FuzzSupport
+import KVStore
+import UKNetdev
+
+// The memcached request parser and engine on any datagram, through `KVDatagramService.handle`
+// (memcached's UDP frame header, the engine, the reply writer), checked against a second engine
+// writing into a `CollectingSink` (the reference sink the differential tests use): for every
+// request both must answer the same datagrams, byte for byte. Every reply is checked (within its
+// buffer, the request's id, sequence below total) and released; after each input every buffer
+// is back in the pool.
+//
+// Input: records of [seconds to move the clock on][length: 2 bytes, big-endian][datagram], the
+// datagram being the UDP payload (the 8-byte memcached frame header, then the text). Both
+// engines start empty for each input.
+
+let pool = try! NetBufPool(count: 1100, roomSize: 2048, headroom: 128)
+/// Requests up to this size are also run on the reference engine: a reply can be as large as
+/// the keys of a request times the largest value, and the collecting sink keeps it all.
+let referenceLimit = 8192
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    var input = FuzzInput(data, size)
+    var now: UInt32 = 1_000_000
+    var service: KVDatagramService
+    do { service = try KVDatagramService(pool: pool, memoryBytes: 1 << 20, now: now, shutdownCommand: true) } catch {
+        fatalError("memcached: no service: \(error)")
+    }
+    var reference = MemcachedEngine(memoryBytes: 1 << 20, startTime: now)
+    reference.shutdownEnabled = true
+    defer { reference.deallocate() }
+    // The engines hold the same items as long as every request went to both.
+    var inStep = true
+    while !input.isAtEnd {
+        now &+= UInt32(input.byte())
+        // Each datagram in an allocation of its own size: ASan sees any byte read past its end.
+        let chunk = input.chunk()
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk.count, alignment: 1)
+        defer { copy.deallocate() }
+        copy.copyMemory(from: chunk)
+        let datagram = UnsafeRawBufferPointer(copy)
+        let base = datagram.baseAddress!
+        let dropsBefore = service.stats[.noBufferForReply]
+        let replies = service.handle(base, count: datagram.count, now: now)
+        let complete = service.stats[.noBufferForReply] == dropsBefore
+        // The request as the service takes it: more than the header, one datagram of one.
+        let valid = datagram.count > 8 && datagram.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == UInt16(1).bigEndian
+        let requestID = valid ? UInt16(bigEndian: datagram.loadUnaligned(as: UInt16.self)) : 0
+        var expected: [[UInt8]]? = nil
+        if valid {
+            if datagram.count <= referenceLimit {
+                var sink = CollectingSink()
+                reference.execute(base + 8, count: datagram.count - 8, now: now, into: &sink)
+                if inStep && complete { expected = sink.datagrams(requestID: requestID) }
+            } else {
+                inStep = false
+            }
+        } else if replies.count != 0 {
+            fatalError("memcached: replies to a request that is dropped")
+        }
+        for (i, reply) in replies.enumerated() {
+            checkBounds(reply, "memcached: a reply")
+            let length = reply.length
+            guard reply.next == nil, length >= 8, length <= 8 + MemcachedUDP.maxPayload else {
+                fatalError("memcached: a reply datagram of \(length) bytes")
+            }
+            let p = UnsafeRawPointer(reply.data)
+            let id = UInt16(bigEndian: p.loadUnaligned(as: UInt16.self))
+            let sequence = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+            let total = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
+            guard id == requestID, total == 0 ? sequence == 0 && length == 8 : sequence < total else {
+                fatalError("memcached: a reply with id \(id) (request \(requestID)), sequence \(sequence) of \(total)")
+            }
+            if let expected {
+                let bytes = Array(UnsafeRawBufferPointer(start: p, count: length))
+                guard i < expected.count, bytes == expected[i] else {
+                    fatalError("memcached: reply \(i) differs from the reference sink's (\(expected.count) datagrams): "
+                               + "\(bytes.prefix(80)) vs \(i < expected.count ? expected[i].prefix(80) : [])")
+                }
+            }
+            reply.release()
+        }
+        if let expected, expected.count != replies.count {
+            fatalError("memcached: \(replies.count) reply datagrams, the reference sink has \(expected.count)")
+        }
+    }
+    _ = consume service
+    requireFullPool(pool, "memcached: after the input")
+    return 0
+}

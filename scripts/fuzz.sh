@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The libFuzzer targets of Fuzz/ (a package over the root's libraries), built with the fuzzer and
+# address sanitizers, each run for FUZZ_SECONDS from its committed seeds (Fuzz/Corpus/<name>/):
+#   wire              any bytes as frames: the wire views and HostStack.receive
+#   kv-server         the KV server's whole receive path, frames in, replies out
+#   memcached         the memcached request parser and engine on any datagram
+#   virtio-used-ring  a fuzzed device writing VirtioNet's used ring
+# Prints executions, executions per second and crashes per target; exits 1 on any crash (or a
+# fuzzer that did not run), leaving the crashing inputs in the run's folder, which it names.
+#   scripts/fuzz.sh [target...]        (default: all four)
+# Environment: FUZZ_SECONDS (60 per target); FUZZ_OUT (.build-fuzz/runs/<date-time>): the run's
+# logs and crash inputs. The working corpora (seeds plus what the fuzzers found) live in
+# .build-fuzz/corpus/<name>/ and carry over from run to run; the committed seeds are only read.
+# A crash input is replayed with `.build-fuzz/release/<name> FILE`; kept as a regression seed, it
+# goes into Fuzz/Corpus/<name>/ (named for what it found).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-60}
+all=(wire kv-server memcached virtio-used-ring)
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
+for t in "${targets[@]}"; do
+  [[ " ${all[*]} " == *" $t "* ]] || { echo "fuzz: no fuzzer named $t (there are: ${all[*]})" >&2; exit 2; }
+done
+if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
+  echo "fuzz: FUZZ_SECONDS must be a whole number of seconds, not '$seconds'" >&2
+  exit 2
+fi
+scratch=.build-fuzz
+out=${FUZZ_OUT:-$scratch/runs/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
+
+# One build folder for all of them. gold warns on every link about ASan's spill area: noise.
+echo "fuzz: building ${#all[@]} fuzzers (swift build -c release --package-path Fuzz, -sanitize=fuzzer,address)"
+start=$(date +%s)
+status=0
+swift build -c release --package-path Fuzz --scratch-path "$scratch" \
+  -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library >"$out/build.log" 2>&1 || status=$?
+grep -v "Cannot export local symbol '__asan_extra_spill_area'" "$out/build.log" | grep -E "error|warning: " || true
+if [ "$status" -ne 0 ]; then
+  echo "fuzz: FAIL: the build failed (status $status); its log: $out/build.log"
+  tail -20 "$out/build.log"
+  exit 1
+fi
+echo "fuzz: built in $(( $(date +%s) - start )) s"
+
+failed=0
+summary=()
+for t in "${targets[@]}"; do
+  work=$scratch/corpus/$t crashes=$out/crashes/$t log=$out/$t.log
+  mkdir -p "$work" "$crashes"
+  echo "fuzz: $t for ${seconds} s (seeds Fuzz/Corpus/$t, working corpus $work)"
+  status=0
+  # Swift's own backtracer would print after libFuzzer's report and wait for symbols: off.
+  SWIFT_BACKTRACE=enable=no timeout --kill-after=30 $(( seconds + 120 )) \
+    "$scratch/release/$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+    -artifact_prefix="$crashes/" "$work" "Fuzz/Corpus/$t" >"$log" 2>&1 || status=$?
+  executions=$(awk '/^stat::number_of_executed_units:/ { print $2 }' "$log" | tail -1)
+  rate=$(awk '/^stat::average_exec_per_sec:/ { print $2 }' "$log" | tail -1)
+  found=$(find "$crashes" -type f | wc -l)
+  corpus=$(find "$work" -type f | wc -l)
+  if [ -z "$executions" ]; then
+    echo "fuzz: FAIL: $t ended (status $status) without its final statistics; its log: $log"
+    tail -20 "$log"
+    failed=1
+    executions=0 rate=0
+  fi
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    failed=1
+    echo "fuzz: FAIL: $t did not end in time (status $status): a hang? Its log: $log"
+  elif [ "$found" -ne 0 ] || [ "$status" -ne 0 ]; then
+    failed=1
+    [ "$found" -ne 0 ] || found="?"
+    echo "fuzz: FAIL: $t crashed (status $status): inputs in $crashes/, the report in $log:"
+    grep -E "Fatal error|ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)|SUMMARY|Test unit written" "$log" | head -8 | sed 's/^/  | /'
+  fi
+  summary+=("$(printf '%-17s %12s executions %8s/s %6s crashes  (corpus %s inputs)' "$t" "$executions" "$rate" "$found" "$corpus")")
+done
+
+echo "fuzz: ${seconds} s per target; logs and crash inputs in $out/"
+printf '  %s\n' "${summary[@]}"
+if [ "$failed" -ne 0 ]; then
+  echo "fuzz: FAIL: crashes above (replay one: $scratch/release/<name> FILE)"
+  exit 1
+fi
+echo "fuzz: no crashes"
