@@ -10,6 +10,14 @@ import PackageDescription
 // `<module>_main` and links `main` to it, which -parse-as-library leaves undefined; at 5.4 the
 // executables keep libFuzzer's `main`. (The root package keeps its own tools version.)
 
+// One executable per fuzzer: its name (= its folder under Sources/) and the root products it fuzzes.
+let fuzzers: [(String, [String])] = [
+    ("wire", ["UKNetdev", "HostStack"]),
+    ("kv-server", ["UKNetdev", "HostStack", "KVStore"]),
+    ("memcached", ["UKNetdev", "KVStore"]),
+    ("virtio-used-ring", ["UKNetdev", "VirtioNet", "VirtioNetEmulator"]),
+]
+
 let package = Package(
     name: "UKNetFuzz",
     dependencies: [.package(name: "UKNet", path: "..")],
@@ -17,23 +25,8 @@ let package = Package(
         // What the fuzzers share: input framing, checksum repair, the pool check.
         .target(name: "FuzzSupport", dependencies: [.product(name: "UKNetdev", package: "UKNet")],
                 path: "Sources/FuzzSupport"),
-        .executableTarget(
-            name: "wire",
-            dependencies: ["FuzzSupport", .product(name: "UKNetdev", package: "UKNet"), .product(name: "HostStack", package: "UKNet")],
-            path: "Sources/wire"),
-        .executableTarget(
-            name: "kv-server",
-            dependencies: ["FuzzSupport", .product(name: "UKNetdev", package: "UKNet"), .product(name: "HostStack", package: "UKNet"),
-                           .product(name: "KVStore", package: "UKNet")],
-            path: "Sources/kv-server"),
-        .executableTarget(
-            name: "memcached",
-            dependencies: ["FuzzSupport", .product(name: "UKNetdev", package: "UKNet"), .product(name: "KVStore", package: "UKNet")],
-            path: "Sources/memcached"),
-        .executableTarget(
-            name: "virtio-used-ring",
-            dependencies: ["FuzzSupport", .product(name: "UKNetdev", package: "UKNet"), .product(name: "VirtioNet", package: "UKNet"),
-                           .product(name: "VirtioNetEmulator", package: "UKNet")],
-            path: "Sources/virtio-used-ring"),
-    ]
+    ] + fuzzers.map { name, products in
+        .executableTarget(name: name, dependencies: ["FuzzSupport"] + products.map { .product(name: $0, package: "UKNet") },
+                          path: "Sources/\(name)")
+    }
 )

@@ -190,13 +190,7 @@ public struct LwIPNetif: ~Copyable {
                 buf.release()
                 return
             }
-            var offset = 0
-            var seg: NetBuf? = buf
-            while let s = seg {
-                copyPacketBytes(to: flat.data + offset, from: s.data, count: s.length)
-                offset += s.length
-                seg = s.next
-            }
+            _ = buf.copyOut(into: UnsafeMutableRawBufferPointer(start: flat.data, count: flat.length))
             buf.release()
             frame = flat
             state.pointee.stats.framesLinearised &+= 1

@@ -90,6 +90,37 @@ enum Interop {
               let r = line.range(of: "\(name) ") ?? line.range(of: "(\(name) ") else { return nil }
         return UInt64(line[r.upperBound...].prefix { $0.isNumber })
     }
+
+    /// The host switch with a store and its load: testpmd io between two net_vhost ports, `kvstore`
+    /// (with `storeArguments`, e.g. a `--stack`) on one, set up first (an ARP request forwarded to a
+    /// port that is not ready is dropped), then `pktgen kv` on the other, both on CPU 0, the load
+    /// waited for. The caller stops testpmd and the store.
+    struct KVThroughSwitch {
+        let testpmd: TestPMD
+        let store: RunningProgram
+        let load: RunningProgram
+        let loadExit: Processes.Exit
+        let loadSocket: String
+        /// Holds the sockets and the programs' output (removed when the run goes).
+        let directory: TemporaryDirectory
+
+        init(storeArguments: [String], keys: Int, requests: Int, seconds: Int) throws {
+            let (pktgen, kvstore) = (try Interop.program("pktgen"), try Interop.program("kvstore"))
+            let dir = TemporaryDirectory(purpose: "interop")
+            directory = dir
+            let (a, b) = (dir.file("a.sock"), dir.file("b.sock"))
+            testpmd = try Interop.startTestPMD([a, b], mode: "io", in: dir)
+            store = try RunningProgram([kvstore] + storeArguments + ["--netdev", "vhost-user:path=\(a)", "--ip", "198.51.100.2/24",
+                                       "--mac", "02:00:00:00:00:02", "--memory", "16"], cpu: 0, output: dir.file("kvstore.out"))
+            Interop.expectSetUp(testpmd, path: a, program: store)
+            load = try RunningProgram([pktgen, "kv", "--netdev", "vhost-user:path=\(b)", "--ip", "198.51.100.3",
+                                       "--mac", "02:00:00:00:00:03", "--server-ip", "198.51.100.2", "--preload", "--keys", "\(keys)",
+                                       "--requests", "\(requests)", "--duration", "\(seconds)", "--window", "32", "--timeout-ms", "2000",
+                                       "--json", "--quiet"], cpu: 0, output: dir.file("pktgen.out"))
+            loadExit = load.wait(seconds: Double(seconds) * 1.5 + 30)
+            loadSocket = b
+        }
+    }
 }
 
 @Suite(.serialized, .enabled(if: TestPMD.isAvailable, Interop.skipReason))
@@ -257,22 +288,10 @@ struct InteropTests {
     /// busy machine delaying a reply by a few timeslices is not counted as a loss; with it any
     /// retry is a real loss, and the test allows none.
     @Test func kvstoreAndPktgenKvThroughTestpmdIo() throws {
-        let (pktgen, kvstore) = (try Interop.program("pktgen"), try Interop.program("kvstore"))
-        let dir = TemporaryDirectory(purpose: "interop")
-        let (a, b) = (dir.file("a.sock"), dir.file("b.sock"))
-        let testpmd = try Interop.startTestPMD([a, b], mode: "io", in: dir)
+        let run = try Interop.KVThroughSwitch(storeArguments: [], keys: 500, requests: 20_000, seconds: 60)
+        let (testpmd, store, load, loadExit) = (run.testpmd, run.store, run.load, run.loadExit)
         defer { testpmd.stop() }
-
-        let store = try RunningProgram([kvstore, "--netdev", "vhost-user:path=\(a)", "--ip", "198.51.100.2/24",
-                                        "--mac", "02:00:00:00:00:02", "--memory", "16"], cpu: 0, output: dir.file("kvstore.out"))
-        // The store's port first: an ARP request forwarded to a port that is not ready is dropped.
-        Interop.expectSetUp(testpmd, path: a, program: store)
-        let load = try RunningProgram([pktgen, "kv", "--netdev", "vhost-user:path=\(b)", "--ip", "198.51.100.3",
-                                       "--mac", "02:00:00:00:00:03", "--server-ip", "198.51.100.2", "--preload", "--keys", "500",
-                                       "--requests", "20000", "--duration", "60", "--window", "32", "--timeout-ms", "2000",
-                                       "--json", "--quiet"], cpu: 0, output: dir.file("pktgen.out"))
-        let loadExit = load.wait(seconds: 120)
-        Interop.expectSetUp(testpmd, path: b, program: load)
+        Interop.expectSetUp(testpmd, path: run.loadSocket, program: load)
         #expect(testpmd.occurrences(of: "virtio is now ready for processing.") == 2)
         #expect(loadExit == .code(0), "pktgen kv: \(loadExit):\n\(load.output)\nkvstore:\n\(store.output)")
         #expect(store.isRunning, "kvstore ended by itself:\n\(store.output)")
@@ -317,19 +336,9 @@ struct InteropTests {
     /// over our buffers are freed (the bridge counts them; Debian's lwIP has its own stats
     /// compiled out) and the pool is full.
     @Test func kvstoreOverLwIPLeaksNothingOverAMillionRequests() throws {
-        let (pktgen, kvstore) = (try Interop.program("pktgen"), try Interop.program("kvstore"))
-        let dir = TemporaryDirectory(purpose: "interop-lwip")
-        let (a, b) = (dir.file("a.sock"), dir.file("b.sock"))
-        let testpmd = try Interop.startTestPMD([a, b], mode: "io", in: dir)
-        defer { testpmd.stop() }
-        let store = try RunningProgram([kvstore, "--stack", "lwip", "--netdev", "vhost-user:path=\(a)", "--ip", "198.51.100.2/24",
-                                        "--mac", "02:00:00:00:00:02", "--memory", "16"], cpu: 0, output: dir.file("kvstore.out"))
-        Interop.expectSetUp(testpmd, path: a, program: store)
-        let load = try RunningProgram([pktgen, "kv", "--netdev", "vhost-user:path=\(b)", "--ip", "198.51.100.3",
-                                       "--mac", "02:00:00:00:00:03", "--server-ip", "198.51.100.2", "--preload", "--keys", "1000",
-                                       "--requests", "1000000", "--duration", "120", "--window", "32", "--timeout-ms", "2000",
-                                       "--json", "--quiet"], cpu: 0, output: dir.file("pktgen.out"))
-        let loadExit = load.wait(seconds: 180)
+        let run = try Interop.KVThroughSwitch(storeArguments: ["--stack", "lwip"], keys: 1000, requests: 1_000_000, seconds: 120)
+        let (store, load, loadExit) = (run.store, run.load, run.loadExit)
+        defer { run.testpmd.stop() }
         #expect(loadExit == .code(0), "pktgen kv: \(loadExit):\n\(load.output)\nkvstore:\n\(store.output)")
         let storeExit = store.interrupt()
         let storeOutput = store.output
