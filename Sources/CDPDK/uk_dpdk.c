@@ -95,6 +95,18 @@ int uk_dpdk_errno(void) { return rte_errno; }
 const char *uk_dpdk_strerror(int error) { return rte_strerror(error); }
 uint16_t uk_dpdk_port_count(void) { return rte_eth_dev_count_avail(); }
 
+int uk_dpdk_port_is_valid(uint16_t port) { return rte_eth_dev_is_valid_port(port); }
+
+int uk_dpdk_port_ids(uint16_t *ids, int capacity) {
+    int n = 0;
+    uint16_t port;
+    RTE_ETH_FOREACH_DEV(port) {
+        if (n < capacity) ids[n] = port;
+        n++;
+    }
+    return n;
+}
+
 int uk_dpdk_attach(const char *devargs, uint16_t *port) {
     int rc = rte_dev_probe(devargs);
     if (rc < 0) return rc;

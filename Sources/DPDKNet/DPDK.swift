@@ -9,7 +9,7 @@ public enum DPDKError: Error, Equatable, CustomStringConvertible {
     /// EAL runs once per process: a second device asked for other EAL arguments.
     case ealAlreadyInitialized(with: [String], asked: [String])
     /// No port at this index (`--port=N`), with what is there.
-    case noPort(index: Int, available: Int, arguments: [String])
+    case noPort(index: Int, available: [Int], arguments: [String])
     /// The NetBuf header layout the C shim writes differs from UKNetdev's: a build mismatch.
     case layoutMismatch
     /// A queue or port call failed: which, DPDK's code and reason.
@@ -27,9 +27,9 @@ public enum DPDKError: Error, Equatable, CustomStringConvertible {
         case .ealAlreadyInitialized(let with, let asked):
             return "DPDK's EAL already runs with '\(with.joined(separator: " "))' in this process; '\(asked.joined(separator: " "))' cannot start a second one"
         case .noPort(let index, let available, let args):
-            return available == 0
+            return available.isEmpty
                 ? "DPDK found no port: give one with --vdev (e.g. --vdev=net_null0) or a PCI device (EAL arguments: '\(args.joined(separator: " "))')"
-                : "DPDK has no port \(index) (\(available) available: --port=0...\(available - 1))"
+                : "DPDK has no port \(index) (ports: \(available.map { "--port=\($0)" }.joined(separator: ", ")))"
         case .layoutMismatch:
             return "the DPDK shim's NetBuf layout differs from UKNetdev's (rebuild)"
         case .portCall(let what, let port, let code, let reason):
@@ -79,6 +79,18 @@ public enum DPDK {
 
     /// The ports EAL found (from --vdev, or PCI devices bound to a DPDK driver).
     public static var portCount: Int { Int(uk_dpdk_port_count()) }
+
+    /// The ids of the attached ports. Not always 0..<portCount: closing a virtual device frees its
+    /// id, and hot-plugging takes the lowest free one.
+    public static var portIDs: [Int] {
+        var ids = [UInt16](repeating: 0, count: 64)
+        let n = Int(uk_dpdk_port_ids(&ids, Int32(ids.count)))
+        if n > ids.count {
+            ids = [UInt16](repeating: 0, count: n)
+            _ = uk_dpdk_port_ids(&ids, Int32(n))
+        }
+        return ids.prefix(n).map { Int($0) }
+    }
 
     /// A pool whose buffers DPDK ports carry without copying: its slab in DPDK's memory (so every
     /// PMD, a vhost-user backend included, reaches it), each header with room for an mbuf in

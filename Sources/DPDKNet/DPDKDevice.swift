@@ -45,8 +45,9 @@ public struct DPDKDevice: NetDevice, ~Copyable {
     /// Port `port` of the running EAL (`DPDK.initialize` first). `finiteInput`: the frame count of
     /// a finite RX source, when known.
     public init(port: Int, finiteInput: UInt64? = nil) throws(DPDKError) {
-        let count = DPDK.portCount
-        guard port >= 0, port < count else { throw .noPort(index: port, available: count, arguments: DPDK.ealArguments ?? []) }
+        guard port >= 0, port <= Int(UInt16.max), uk_dpdk_port_is_valid(UInt16(port)) != 0 else {
+            throw .noPort(index: port, available: DPDK.portIDs, arguments: DPDK.ealArguments ?? [])
+        }
         var pi = uk_dpdk_port_info()
         let rc = uk_dpdk_port_info(UInt16(port), &pi)
         guard rc == 0 else { throw .portCall("rte_eth_dev_info_get", port: port, code: rc, reason: Self.reason(rc)) }

@@ -57,6 +57,25 @@ enum InProcessEAL {
         #expect(pool.inUse == 0, "\(pool.inUse) buffers not back")
     }
 
+    /// Port ids are not dense: a closed virtual device leaves a gap, and a port hot-plugged
+    /// after one may carry an id at or above the port count. Such a port opens; the one closed is
+    /// refused with the ids that exist.
+    @Test func aPortAfterAGapOpensAndAClosedOneIsNamed() throws {
+        try InProcessEAL.started.get()
+        let first = try DPDK.attach(device: "net_null_gap_a")
+        let second = try DPDK.attach(device: "net_null_gap_b")
+        do { _ = try DPDKDevice(port: first) }   // its deinit closes the port
+        #expect(!DPDK.portIDs.contains(first) && DPDK.portIDs.contains(second))
+        let dev = try DPDKDevice(port: second)
+        #expect(dev.info.maxRxQueues >= 1)
+        do {
+            _ = try DPDKDevice(port: first)
+            Issue.record("a closed port opened")
+        } catch {
+            #expect("\(error)".contains("DPDK has no port \(first) (ports: ") && "\(error)".contains("--port=\(second)"), "\(error)")
+        }
+    }
+
     /// A queue the PMD refuses (here: buffers smaller than DPDK's 128-byte headroom needs): one
     /// message saying what was asked, what the port takes and what to change; nothing held.
     @Test func aRefusedQueueSaysWhatToChange() throws {

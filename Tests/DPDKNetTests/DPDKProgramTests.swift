@@ -65,7 +65,7 @@ import Glibc
         ("--bogus-eal-option", "DPDK's EAL did not start (Invalid argument)"),
         ("", "DPDK found no port: give one with --vdev"),
         ("--vdev=net_nosuchpmd0", "a --vdev names a driver that is not installed"),
-        ("--port=3 --vdev=net_null0", "DPDK has no port 3 (1 available: --port=0...0)"),
+        ("--port=3 --vdev=net_null0", "DPDK has no port 3 (ports: --port=0)"),
         ("--vdev=net_null0 -m 16", "raise EAL's -m"),
     ])
     func badSettingsEndWithAClearMessage(_ extra: String, _ message: String) throws {

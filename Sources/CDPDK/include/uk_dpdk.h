@@ -33,6 +33,10 @@ int uk_dpdk_eal_init(int argc, const char *const *argv, int keep_affinity);
 int uk_dpdk_errno(void);
 const char *uk_dpdk_strerror(int error);
 uint16_t uk_dpdk_port_count(void);
+/* Whether `port` names an attached port (port ids need not be dense: a closed vdev leaves a gap). */
+int uk_dpdk_port_is_valid(uint16_t port);
+/* The ids of the attached ports, up to `capacity`; returns how many there are. */
+int uk_dpdk_port_ids(uint16_t *ids, int capacity);
 /* Hot-plugs a virtual device after EAL started ("net_virtio_user1,path=SOCK", as --vdev takes
  * it) and gives its port index; a negative errno on failure. */
 int uk_dpdk_attach(const char *devargs, uint16_t *port);
