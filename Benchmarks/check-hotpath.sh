@@ -64,6 +64,16 @@ callgrind '*KVServerV4poll*' "$out/cg.kv" .build/release/kv-bench single 100000
 if [ "$total" -lt 10000000 ]; then echo "FAIL: callgrind did not find the KV server's poll"; status=1
 elif [ "$arc" -eq 0 ]; then echo "ok       kv store: 0 instructions in retain/release/alloc in the server's poll; $(( total / 100000 )) instructions/GET with the preload"
 else echo "FAIL: kv store: $arc instructions in retain/release/alloc in the server's poll"; status=1; fi
+# The same GETs from a source outside the store's prefix: the general path, with the amplification
+# guard screening each reply (ratio and byte budget).
+line=$(.build/release/kv-bench untrusted 1000000)
+m=$(mallocs "$line")
+if [ "$m" -eq 0 ]; then echo "ok       kv store, untrusted source: 0 mallocs in 1000000 GET requests"
+else echo "FAIL: kv store, untrusted source: $m mallocs in the request loop"; status=1; fi
+callgrind '*KVServerV4poll*' "$out/cg.kv-untrusted" .build/release/kv-bench untrusted 100000
+if [ "$total" -lt 10000000 ]; then echo "FAIL: callgrind did not find the KV server's poll (untrusted)"; status=1
+elif [ "$arc" -eq 0 ]; then echo "ok       kv store, untrusted source: 0 instructions in retain/release/alloc in the server's poll; $(( total / 100000 )) instructions/GET with the preload"
+else echo "FAIL: kv store, untrusted source: $arc instructions in retain/release/alloc in the server's poll"; status=1; fi
 # The echo baseline (kvstore --echo): the same GET datagrams, each turned around in its own buffer.
 line=$(.build/release/kv-bench echo 1000000)
 m=$(mallocs "$line")

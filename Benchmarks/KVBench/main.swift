@@ -8,6 +8,8 @@
 //   kv-bench echo REQUESTS          as `single`, the server in echo mode (`kvstore --echo`): the
 //                                   same GET datagrams, each answered with itself; the baseline
 //   kv-bench echo-ring REQUESTS     as `ring`, the server in echo mode
+//   kv-bench untrusted REQUESTS     as `single`, the GETs from a source outside the store's prefix:
+//                                   the general path, and the amplification guard's screening
 //
 // Prints `kv MODE requests=N seconds=S rps=R mallocs=K` (K: mallocs in the measured loop).
 import BenchSupport
@@ -36,7 +38,7 @@ func report(_ mode: String, requests: Int, seconds: Double, mallocs: UInt64) {
 /// Request frames for the client, built once; sending one is a buffer alloc and a copy.
 struct RequestTemplates {
     let frames: [[UInt8]]
-    init(payloads: [String]) {
+    init(payloads: [String], source: IPv4Address = clientIP) {
         let pool = try! NetBufPool(count: 4, roomSize: 2048, threading: .threadSafe)
         var built: [[UInt8]] = []
         for (i, p) in payloads.enumerated() {
@@ -44,7 +46,7 @@ struct RequestTemplates {
             let id = UInt16(truncatingIfNeeded: i)
             let bytes = MemcachedUDP.header(requestID: id, sequence: 0, total: 1) + Array(p.utf8)
             bytes.withUnsafeBytes { try! buf.copyIn($0) }
-            try! buf.prependUDPHeaders(UDPFlow(sourceMAC: clientMAC, destinationMAC: storeMAC, source: clientIP,
+            try! buf.prependUDPHeaders(UDPFlow(sourceMAC: clientMAC, destinationMAC: storeMAC, source: source,
                                                destination: storeIP, sourcePort: 40000, destinationPort: 11211))
             built.append(Array(UnsafeRawBufferPointer(buf.unsafeBytes)))
             buf.release()
@@ -107,14 +109,17 @@ struct Setup: ~Copyable {
 }
 
 /// The store preloaded, or in `.echo` mode the echo server (nothing to preload).
-func setUp(_ mode: KVServerMode = .memcached) -> Setup {
+func setUp(_ mode: KVServerMode = .memcached, getsFrom source: IPv4Address = clientIP) -> Setup {
     let pool = try! NetBufPool(count: 4096, roomSize: 2048, threading: .threadSafe)
     var ring = RingDevice.pair(slots: 1024)
     try! ring.a.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
     try! ring.b.bringUp(rx: RxQueueConfig(descriptors: 1024), tx: TxQueueConfig(descriptors: 1024))
-    var server = try! KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 64 << 20, mode: mode),
-                               now: UInt32(time(nil)))
-    let gets = RequestTemplates(payloads: (0..<keys).map { "get \(key($0))\r\n" })
+    var config = KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 64 << 20, mode: mode)
+    // The guard's full work for an untrusted source (ratio check, budget charged), with a budget
+    // this load cannot use up: a dropped reply would stall the closed loop.
+    config.sources.budgetBytesPerSecond = Int(UInt32.max)
+    var server = try! KVServer(pool: pool, config: config, now: UInt32(time(nil)))
+    let gets = RequestTemplates(payloads: (0..<keys).map { "get \(key($0))\r\n" }, source: source)
     if mode == .echo { return Setup(pool: pool, clientDevice: ring.a, server: server, serverDevice: ring.b, gets: gets) }
     // Preload every key through the protocol itself.
     let sets = RequestTemplates(payloads: (0..<keys).map { "set \(key($0)) 0 0 32 noreply\r\n\(value32)\r\n" })
@@ -129,16 +134,22 @@ func setUp(_ mode: KVServerMode = .memcached) -> Setup {
 }
 
 /// One thread, lock step: a burst of GETs in, one server poll, the replies out.
-func single(requests: Int, mode: KVServerMode = .memcached) {
-    var s = setUp(mode)
+func single(requests: Int, mode: KVServerMode = .memcached, getsFrom source: IPv4Address = clientIP) {
+    var s = setUp(mode, getsFrom: source)
     var client = Client(pool: s.pool, templates: s.gets)
     let t = UInt32(time(nil))
     let m0 = malloc_counter_calls()
     let t0 = now()
+    var idle = 0
     while client.received < requests {
         client.send(&s.clientDevice, limit: requests)
         s.server.poll(&s.serverDevice, now: t)
-        _ = client.receive(&s.clientDevice)
+        if client.receive(&s.clientDevice) == 0 {
+            idle += 1
+            if idle == 1_000_000 { fail("no reply in a million polls: \(client.received) of \(requests) answered") }
+        } else {
+            idle = 0
+        }
     }
     let t1 = now()
     let m1 = malloc_counter_calls()
@@ -148,7 +159,7 @@ func single(requests: Int, mode: KVServerMode = .memcached) {
     } else {
         guard s.server.engine.stats.hits >= UInt64(requests) else { fail("only \(s.server.engine.stats.hits) hits") }
     }
-    report(mode == .echo ? "echo" : "single", requests: client.received, seconds: t1 - t0, mallocs: m1 - m0)
+    report(mode == .echo ? "echo" : source == clientIP ? "single" : "untrusted", requests: client.received, seconds: t1 - t0, mallocs: m1 - m0)
     s.server.shutdown()
 }
 
@@ -243,7 +254,8 @@ switch (args.count, args.count > 1 ? args[1] : "") {
 case (3, "ring"): twoCores(requests: Int(args[2]) ?? 1_000_000)
 case (3, "single"): single(requests: Int(args[2]) ?? 1_000_000)
 case (3, "echo"): single(requests: Int(args[2]) ?? 1_000_000, mode: .echo)
+case (3, "untrusted"): single(requests: Int(args[2]) ?? 1_000_000, getsFrom: IPv4Address(198, 51, 100, 1))
 case (3, "echo-ring"): twoCores(requests: Int(args[2]) ?? 1_000_000, mode: .echo)
 case (4, "memcached"): memcached(port: UInt16(args[2]) ?? 22122, requests: Int(args[3]) ?? 1_000_000)
-default: fail("usage: kv-bench ring|single|echo|echo-ring REQUESTS | kv-bench memcached PORT REQUESTS")
+default: fail("usage: kv-bench ring|single|echo|echo-ring|untrusted REQUESTS | kv-bench memcached PORT REQUESTS")
 }

@@ -418,8 +418,8 @@ def report(a):
              "has a core to itself; with `--window 32` in flight the client's own cost (DPDK's vhost copies and every "
              "reply checked) and the round trip bound these rates, not the store's core (see server CPU).")
     L.append("- **server busy time per request**: for our polling stores (DPDK, lwIP, netdev), the time they spent in "
-             "polls that received frames (handling the requests and sending the replies; the store's own meter, two "
-             "clock reads per poll, printed at exit), over the requests it answered: the CPU a request costs without the "
+             "polls that received frames (handling the requests and sending the replies; the store's own meter, one "
+             "clock read per poll, printed at exit), over the requests it answered: the CPU a request costs without the "
              "empty polls between requests (what OVS-DPDK reports as processing cycles). For servers that block when "
              "idle (Linux sockets, memcached) it is their CPU time per request. Not measured inside the unikernel. "
              "**one core's capacity**: the requests/s one core would serve at that cost, an upper bound the client "

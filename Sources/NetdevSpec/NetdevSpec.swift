@@ -169,3 +169,40 @@ public enum NetdevSpecError: Error, Equatable, CustomStringConvertible {
         }
     }
 }
+
+extension FaultConfig {
+    /// The keys of `--faults`: probabilities 0...1 (`drop`, `duplicate`, `corrupt`, `reorder`,
+    /// `stall`), `seed`, and `on=rx|tx|both` (default both).
+    public static let keys = ["drop", "duplicate", "corrupt", "reorder", "stall", "seed", "on"]
+
+    /// Parses `--faults drop=P,duplicate=P,corrupt=P,reorder=P,stall=P[,seed=N][,on=rx|tx|both]`.
+    public init(parsing text: String) throws(NetdevSpecError) {
+        let kind = "faults"
+        let options = try NetdevSpec.options(text, kind: kind)
+        try NetdevSpec.allow(options, keys: Self.keys, kind: kind)
+        guard !options.isEmpty else { throw .missingKey(kind: kind, key: "one of " + Self.keys.joined(separator: ", ")) }
+        func rate(_ key: String) throws(NetdevSpecError) -> Double {
+            guard let text = options.first(where: { $0.key == key })?.value else { return 0 }
+            guard let p = Double(text), p >= 0, p <= 1 else {
+                throw .invalidValue(kind: kind, key: key, value: text, expected: "a probability, 0...1")
+            }
+            return p
+        }
+        var seed: UInt64 = 1
+        if let text = options.first(where: { $0.key == "seed" })?.value {
+            guard let n = UInt64(text) else { throw .invalidValue(kind: kind, key: "seed", value: text, expected: "a number") }
+            seed = n
+        }
+        var onRx = true, onTx = true
+        if let text = options.first(where: { $0.key == "on" })?.value {
+            switch text {
+            case "rx": onTx = false
+            case "tx": onRx = false
+            case "both": break
+            default: throw .invalidValue(kind: kind, key: "on", value: text, expected: "rx, tx or both")
+            }
+        }
+        self.init(seed: seed, dropRate: try rate("drop"), duplicateRate: try rate("duplicate"), corruptRate: try rate("corrupt"),
+                  reorderRate: try rate("reorder"), stallRate: try rate("stall"), onRx: onRx, onTx: onTx)
+    }
+}

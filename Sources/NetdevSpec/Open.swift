@@ -21,9 +21,13 @@ public struct NetdevOpenOptions: Sendable {
     public var descriptors: Int
     /// Timestamps of pcap files written (the device's TX file and the record file).
     public var timestamps: PcapTimestamps
-    public init(descriptors: Int = 256, timestamps: PcapTimestamps = .realTime) {
+    /// Faults injected between the device and the program (`--faults`): the device wrapped in a
+    /// `FaultInjector` (inside the record wrapper, so a recording shows what the program saw).
+    public var faults: FaultConfig?
+    public init(descriptors: Int = 256, timestamps: PcapTimestamps = .realTime, faults: FaultConfig? = nil) {
         self.descriptors = descriptors
         self.timestamps = timestamps
+        self.faults = faults
     }
 }
 
@@ -156,12 +160,39 @@ extension NetdevSpec {
 
 func run<D: NetDevice & ~Copyable, V: NetDeviceVisitor>(_ device: consuming D, pool: NetBufPool, record: String?,
                                                         options: NetdevOpenOptions, visitor: inout V) throws -> V.Result {
+    if let faults = options.faults {
+        var withoutFaults = options
+        withoutFaults.faults = nil
+        var reporter = FaultReporter(inner: visitor)
+        defer { visitor = reporter.inner }
+        return try run(FaultInjector(inner: device, config: faults), pool: pool, record: record, options: withoutFaults, visitor: &reporter)
+    }
     guard let record else {
         var device = device
         return try bringUpAndVisit(&device, pool: pool, options: options, visitor: &visitor)
     }
     var recorded = try PcapWriter(inner: device, path: record, timestamps: options.timestamps)
     return try bringUpAndVisit(&recorded, pool: pool, options: options, visitor: &visitor)
+}
+
+/// Runs the visitor on a `FaultInjector`'s device, then says what the faults were (standard error).
+struct FaultReporter<Inner: NetDeviceVisitor>: NetDeviceVisitor {
+    var inner: Inner
+    mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> Inner.Result {
+        defer {
+            if let line = faultLine(device) { printError(line) }
+        }
+        return try inner.visit(&device)
+    }
+
+    func faultLine<D: NetDevice & ~Copyable>(_ device: borrowing D) -> String? {
+        var parts: [String] = []
+        device.extendedStats { name, _, value in
+            let n = "\(name)"
+            if n.hasPrefix("faults_") { parts.append("\(n.dropFirst(7)) \(value)") }
+        }
+        return parts.isEmpty ? nil : "faults injected: " + parts.joined(separator: ", ")
+    }
 }
 
 func bringUpAndVisit<D: NetDevice & ~Copyable, V: NetDeviceVisitor>(_ device: inout D, pool: NetBufPool, options: NetdevOpenOptions,

@@ -3,8 +3,8 @@ import UKNetdev
 
 /// A memcached request over UDP (memcached header included).
 func writeRequest(into buf: NetBuf, _ payload: [UInt8], id: UInt16 = 1, total: UInt16 = 1, port: UInt16 = 11211,
-                  corruptUDP: Bool = false, destination: IPv4Address = storeIP) throws {
-    let flow = UDPFlow(sourceMAC: clientMAC, destinationMAC: storeMAC, source: clientIP, destination: destination,
+                  corruptUDP: Bool = false, destination: IPv4Address = storeIP, source: IPv4Address = clientIP) throws {
+    let flow = UDPFlow(sourceMAC: clientMAC, destinationMAC: storeMAC, source: source, destination: destination,
                        sourcePort: 40000, destinationPort: port)
     let header: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), 0, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 0]
     try (header + payload).withUnsafeBytes { try buf.copyIn($0) }

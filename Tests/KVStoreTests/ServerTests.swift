@@ -15,13 +15,14 @@ struct Harness: ~Copyable {
     var server: KVServer
     var now: UInt32 = 1_800_000_000
 
-    init(mode: KVServerMode = .memcached) throws {
+    init(mode: KVServerMode = .memcached, sources: SourcePolicy = SourcePolicy(), memoryBytes: Int = 4 << 20) throws {
         let pool = try NetBufPool(count: 512, roomSize: 2048, headroom: 128)
         var ring = RingDevice.pair(slots: 256)
         try ring.a.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
         try ring.b.bringUp(rx: RxQueueConfig(descriptors: 256), tx: TxQueueConfig(descriptors: 256))
-        let server = try KVServer(pool: pool, config: KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: 4 << 20, mode: mode),
-                                  now: 1_800_000_000)
+        var config = KVServerConfig(mac: storeMAC, ip: storeIP, memoryBytes: memoryBytes, mode: mode)
+        config.sources = sources
+        let server = try KVServer(pool: pool, config: config, now: 1_800_000_000)
         self.pool = pool
         self.server = server
         client = ring.a
@@ -58,8 +59,9 @@ struct Harness: ~Copyable {
 
     /// A UDP request from the client to the store, memcached header included.
     mutating func sendRequest(_ payload: [UInt8], id: UInt16 = 1, total: UInt16 = 1, port: UInt16 = 11211,
-                              corruptUDP: Bool = false, destination: IPv4Address = storeIP) throws {
-        try send { try writeRequest(into: $0, payload, id: id, total: total, port: port, corruptUDP: corruptUDP, destination: destination) }
+                              corruptUDP: Bool = false, destination: IPv4Address = storeIP, source: IPv4Address = clientIP) throws {
+        try send { try writeRequest(into: $0, payload, id: id, total: total, port: port, corruptUDP: corruptUDP, destination: destination,
+                                    source: source) }
     }
 
     /// Frames the store sent since the last call, as byte arrays; their buffers are freed.

@@ -111,6 +111,45 @@ struct SendThenReceive: NetDeviceVisitor {
 }
 
 @Suite struct NetdevSpecOpenTests {
+    @Test func faultsParseFromACommandLine() throws {
+        let c = try FaultConfig(parsing: "drop=0.01,duplicate=0.02,corrupt=0.5,reorder=1,stall=0,seed=7,on=rx")
+        #expect(c == FaultConfig(seed: 7, dropRate: 0.01, duplicateRate: 0.02, corruptRate: 0.5, reorderRate: 1, onRx: true, onTx: false))
+        #expect(try FaultConfig(parsing: "drop=0.1").seed == 1)
+        for (text, message) in [("", "needs one of drop"), ("drop=2", "a probability, 0...1"), ("drop=-0.1", "a probability"),
+                                ("lose=0.1", "lose"), ("seed=x", "a number"), ("on=up", "rx, tx or both"), ("drop=0.1,drop=0.2", "drop")] {
+            #expect(throws: NetdevSpecError.self, "\(text)") { try FaultConfig(parsing: text) }
+            do { _ = try FaultConfig(parsing: text) } catch { #expect("\(error)".contains(message), "\(text): \(error)") }
+        }
+    }
+
+    /// A device opened with faults: the injector sits between it and the program, and what it
+    /// did shows in the device's statistics.
+    @Test func openWithFaultsWrapsTheDevice() throws {
+        struct Drain: NetDeviceVisitor {
+            let pool: NetBufPool
+            mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> (received: Int, dropped: UInt64) {
+                let burst = Burst(32)
+                var received = 0
+                for _ in 0..<100 {
+                    let n = pool.allocateBulk(into: burst.storage, length: 60)
+                    let sent = device.txBurst(queue: 0, from: burst.prefix(n)).count
+                    NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst.storage[sent..<n]))
+                    let r = device.rxBurst(queue: 0, into: burst.storage)
+                    received += r.count
+                    NetBuf.releaseBulk(burst.prefix(r.count))
+                }
+                var dropped: UInt64 = 0
+                device.extendedStats { name, _, value in if "\(name)" == "faults_dropped" { dropped = value } }
+                return (received, dropped)
+            }
+        }
+        let pool = try NetBufPool(count: 256, roomSize: 2048, headroom: 128)
+        var visitor = Drain(pool: pool)
+        let r = try open(.ring, pool: pool, options: NetdevOpenOptions(faults: try FaultConfig(parsing: "drop=0.25,seed=3,on=rx")), visitor: &visitor)
+        #expect(r.dropped > 400 && r.received == 3200 - Int(r.dropped), "\(r)")
+        #expect(pool.inUse == 0)
+    }
+
     @Test func ringLoopsBack() throws {
         try withPool { pool in
             var visitor = SendThenReceive(count: 20, pool: pool)

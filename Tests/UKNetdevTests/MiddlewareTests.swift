@@ -124,6 +124,16 @@ func runFaultScenario(_ config: FaultConfig, total: Int = 3000, onReceiver: Bool
         #expect(first.faults.duplicated > 400)
     }
 
+    @Test func reorderedPacketsArriveLaterAndEveryOneArrives() throws {
+        let config = FaultConfig(seed: 5, reorderRate: 0.1)
+        let first = try runFaultScenario(config, onReceiver: true)
+        #expect(first.faults.reordered > 100)
+        #expect(first.received.sorted() == (0..<3000).map { UInt32($0) }, "each packet exactly once")
+        let late = zip(first.received, first.received.dropFirst()).filter { $0 > $1 }.count
+        #expect(late > 100, "held-back packets arrive after later ones (\(late) inversions)")
+        #expect(first == (try runFaultScenario(config, onReceiver: true)))
+    }
+
     @Test func sizeLimitDropsAndCounts() throws {
         try withPool { pool in
             let ring = RingDevice.pair(slots: 64)

@@ -23,7 +23,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     var input = FuzzInput(data, size)
     var now: UInt32 = 1_000_000
     var service: KVDatagramService
-    do { service = try KVDatagramService(pool: pool, memoryBytes: 1 << 20, now: now, shutdownCommand: true) } catch {
+    // Every source trusted: this target compares the engine's replies (SourceGuardTests test the guard).
+    do {
+        service = try KVDatagramService(pool: pool, memoryBytes: 1 << 20, now: now, sources: .trustEveryone,
+                                        ownPrefix: IPv4Prefix(.any, length: 0), shutdownCommand: true)
+    } catch {
         fatalError("memcached: no service: \(error)")
     }
     var reference = MemcachedEngine(memoryBytes: 1 << 20, startTime: now)
@@ -41,7 +45,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         let datagram = UnsafeRawBufferPointer(copy)
         let base = datagram.baseAddress!
         let dropsBefore = service.stats[.noBufferForReply]
-        let replies = service.handle(base, count: datagram.count, now: now)
+        let replies = service.handle(base, count: datagram.count, from: IPv4Address(192, 0, 2, 1), now: now)
         let complete = service.stats[.noBufferForReply] == dropsBefore
         // The request as the service takes it: more than the header, one datagram of one.
         let valid = datagram.count > 8 && datagram.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == UInt16(1).bigEndian

@@ -14,12 +14,16 @@ public struct KVDatagramService: ~Copyable {
     let requestCopy: UnsafeMutableRawPointer
     /// Requests, reply datagrams and memcached-level drops (no host-stack counters here).
     public private(set) var stats = KVServerStats()
+    var sourceGuard: SourceGuard
 
-    public init(pool: NetBufPool, memoryBytes: Int, now: UInt32, shutdownCommand: Bool = false) throws(KVServerError) {
+    /// `sources` applies to requests from outside `ownPrefix` (the store's address and prefix).
+    public init(pool: NetBufPool, memoryBytes: Int, now: UInt32, sources: SourcePolicy, ownPrefix: IPv4Prefix,
+                shutdownCommand: Bool = false) throws(KVServerError) {
         let needed = MemcachedUDP.headerLength + MemcachedUDP.maxPayload + 42
         guard pool.roomSize >= needed else { throw .buffersTooSmall(needed: needed, available: pool.roomSize) }
         engine = MemcachedEngine(memoryBytes: memoryBytes, startTime: now)
         engine.shutdownEnabled = shutdownCommand
+        sourceGuard = SourceGuard(policy: sources, ownPrefix: ownPrefix)
         writer = DatagramWriter(pool: pool, mac: .zero, ip: .any, port: 0, frameCapacity: 1024, payloadOnly: true)
         requestCopy = .allocate(byteCount: 65536, alignment: 64)
     }
@@ -28,19 +32,22 @@ public struct KVDatagramService: ~Copyable {
         writer.deallocate()
         requestCopy.deallocate()
         engine.deallocate()
+        sourceGuard.deallocate()
     }
 
-    /// Handles one request datagram (`count` bytes of UDP payload at `payload`). Returns the
+    /// Handles one request datagram (`count` bytes of UDP payload at `payload`, from `source`). Returns the
     /// replies to send, in order, to the request's source: the caller owns each (send it or
     /// release it); the buffer pointer is valid until the next call. Empty for a dropped
     /// request (counted) or a request without a reply (noreply).
-    public mutating func handle(_ payload: UnsafeRawPointer, count: Int, now: UInt32) -> UnsafeMutableBufferPointer<NetBuf> {
+    public mutating func handle(_ payload: UnsafeRawPointer, count: Int, from source: IPv4Address, now: UInt32) -> UnsafeMutableBufferPointer<NetBuf> {
         let (requestID, dropReason) = MemcachedUDP.requestID(of: payload, count: count)
         if let dropReason {
             stats.drops.add(dropReason)
             return UnsafeMutableBufferPointer(start: nil, count: 0)
         }
         stats.requests &+= 1
+        let trusted = sourceGuard.trusts(source)
+        engine.writesAllowed = trusted || sourceGuard.untrustedMayWrite
         let bodyLength = min(count - MemcachedUDP.headerLength, 65536)
         copyPacketBytes(to: requestCopy, from: payload + MemcachedUDP.headerLength, count: bodyLength)
         writer.begin(peer: DatagramWriter.Peer(mac: .zero, ip: .any, port: 0, vlan: nil, requestID: requestID), spare: nil)
@@ -48,7 +55,11 @@ public struct KVDatagramService: ~Copyable {
         let replies = writer.end()
         replies.unused?.release()
         stats.drops.add(.noBufferForReply, replies.dropped)
-        stats.replyDatagrams &+= UInt64(replies.frames.count)
-        return replies.frames
+        var frames = replies.frames
+        if !trusted {
+            frames = sourceGuard.screen(frames, requestBytes: count, source: source, now: now, writer: &writer, stats: &stats)
+        }
+        stats.replyDatagrams &+= UInt64(frames.count)
+        return frames
     }
 }

@@ -109,6 +109,16 @@ struct DatagramWriter: ResponseSink {
         return done
     }
 
+    /// Takes back frames `end` handed over, none of them sent: released, and their IPv4
+    /// identifications given back (the ids on the wire stay consecutive).
+    mutating func withdraw(_ handedOver: UnsafeMutableBufferPointer<NetBuf>) {
+        ipIdentification &-= UInt16(truncatingIfNeeded: handedOver.count)
+        NetBuf.releaseBulk(handedOver)
+    }
+
+    /// The UDP payload (memcached header and body) of a frame this writer built for the current peer.
+    func udpPayloadBytes(of frame: NetBuf) -> Int { frame.length - headerBytes + MemcachedUDP.headerLength }
+
     // MARK: ResponseSink
 
     mutating func beginResponse() {

@@ -22,6 +22,8 @@ public struct KVServerConfig: Sendable {
     public var mode: KVServerMode
     /// memcached's -A: the `shutdown` command ends the store (`engine.shutdownRequested`).
     public var shutdownCommand = false
+    /// What untrusted sources (outside `ip/prefixLength` and the allow list) may get.
+    public var sources = SourcePolicy()
     public init(mac: MACAddress, ip: IPv4Address, prefixLength: Int = 24, port: UInt16 = 11211,
                 memoryBytes: Int = 64 << 20, reassemblySlots: Int = 8, reassemblyTimeout: UInt32 = 30,
                 mode: KVServerMode = .memcached) {
@@ -36,6 +38,9 @@ public struct KVServerConfig: Sendable {
     }
 
     /// The host stack's part: who we are on the link, and the port memcached listens on.
+    /// The store's own network: its sources are trusted.
+    public var ownPrefix: IPv4Prefix { IPv4Prefix(ip, length: prefixLength) }
+
     public var host: HostConfig {
         HostConfig(mac: mac, ip: ip, prefixLength: prefixLength, udpPort: port, reassemblySlots: reassemblySlots,
                    reassemblyTimeout: reassemblyTimeout)
@@ -81,6 +86,12 @@ public struct KVServer: ~Copyable {
     let wire: WireAddresses
     /// `config.mode == .echo`, read once per frame.
     let echoes: Bool
+    /// Trust and per-source budgets for memcached's replies (echo mode has none: an echo is
+    /// its request's size).
+    var sourceGuard: SourceGuard
+    /// The store's own network (trusted), apart from the guard: the lone-GET path tests it
+    /// without touching the guard's state.
+    let ownPrefix: IPv4Prefix
 
     /// A server replying with buffers from `pool` (on a device the caller starts and passes to `poll`).
     public init(pool: NetBufPool, config: KVServerConfig, now: UInt32) throws(KVServerError) {
@@ -94,6 +105,8 @@ public struct KVServer: ~Copyable {
         // An echo server keeps no items: the store's minimum (one page), not the configured memory.
         engine = MemcachedEngine(memoryBytes: echoes ? 0 : config.memoryBytes, startTime: now)
         engine.shutdownEnabled = config.shutdownCommand
+        sourceGuard = SourceGuard(policy: config.sources, ownPrefix: config.ownPrefix)
+        ownPrefix = config.ownPrefix
         writer = DatagramWriter(pool: pool, mac: config.mac, ip: config.ip, port: config.port, frameCapacity: 1024)
         burst = .allocate(capacity: KVServer.burstSize)
         txQueue = .allocate(capacity: KVServer.txQueueSize)
@@ -116,6 +129,7 @@ public struct KVServer: ~Copyable {
         txQueue.deallocate()
         requestCopy.deallocate()
         engine.deallocate()
+        sourceGuard.deallocate()
     }
 
     /// True once the device said its input is all delivered (`BurstStatus.endOfInput`).
@@ -207,6 +221,8 @@ public struct KVServer: ~Copyable {
         let bodyLength = data.count - MemcachedUDP.headerLength
         let peer = DatagramWriter.Peer(mac: datagram.senderMAC, ip: datagram.source, port: datagram.sourcePort,
                                        vlan: datagram.vlan, requestID: requestID)
+        let trusted = sourceGuard.trusts(datagram.source)
+        engine.writesAllowed = trusted || sourceGuard.untrustedMayWrite
         // Parse from a copy, so the request's buffer can carry the reply.
         copyPacketBytes(to: requestCopy, from: base + MemcachedUDP.headerLength, count: bodyLength)
         writer.begin(peer: peer, spare: reusableForReply(datagram.frame))
@@ -214,8 +230,12 @@ public struct KVServer: ~Copyable {
         let replies = writer.end()
         replies.unused?.release()
         counters.drops.add(.noBufferForReply, replies.dropped)
-        for frame in replies.frames { enqueue(frame) }
-        counters.replyDatagrams &+= UInt64(replies.frames.count)
+        var frames = replies.frames
+        if !trusted {
+            frames = sourceGuard.screen(frames, requestBytes: data.count, source: datagram.source, now: now, writer: &writer, stats: &counters)
+        }
+        for frame in frames { enqueue(frame) }
+        counters.replyDatagrams &+= UInt64(frames.count)
     }
 
     /// The request's buffer when a reply may be written over it; a shared one (a clone, or held

@@ -8,6 +8,8 @@ public enum KVDropReason: Int, CaseIterable, Sendable {
     /// Echo mode: a datagram that came reassembled (or in a buffer it may not write over) and
     /// whose echo would not fit one 1500-byte IPv4 packet (the server does not fragment).
     case echoTooLarge
+    /// Replies to an untrusted source over its byte budget for the second (`SourcePolicy`).
+    case sourceBudget
 
     public var name: String {
         switch self {
@@ -16,6 +18,7 @@ public enum KVDropReason: Int, CaseIterable, Sendable {
         case .noBufferForReply: "no buffer for a reply"
         case .txQueueFull: "transmit queue full"
         case .echoTooLarge: "echo larger than one 1500-byte packet"
+        case .sourceBudget: "reply over an untrusted source's byte budget"
         }
     }
 }
@@ -34,11 +37,13 @@ public struct KVServerStats: Sendable {
     public var echoFastPath: UInt64 = 0
     public var echoGeneralPath: UInt64 = 0
     public var echoCopies: UInt64 = 0
+    /// Replies to untrusted sources over the ratio, replaced by one short SERVER_ERROR (`SourcePolicy`).
+    public var repliesLimited: UInt64 = 0
     /// Every datagram echoed.
     public var echoed: UInt64 { echoFastPath &+ echoGeneralPath }
     /// The host stack's: ARP and ICMP replies, reassembly, chains, and its drops.
     public var host = HostStackStats()
-    public var drops = ReasonCounters<KVDropReason, 5>()
+    public var drops = ReasonCounters<KVDropReason, 6>()
     public init() {}
 
     public subscript(_ r: KVDropReason) -> UInt64 { drops[r] }

@@ -55,6 +55,8 @@ extension KVServer {
         let keyLength = lineEnd - 4
         guard keyLength >= 1, isPlainKey(key, keyLength) else { return false }
         let peerIP = IPv4Address.load(from: ip + 12)
+        // An untrusted source's GET goes to the general path, which screens its reply.
+        guard ownPrefix.contains(peerIP) || sourceGuard.trustsAllowed(peerIP) else { return false }
         if udp.loadUnaligned(fromByteOffset: 6, as: UInt16.self) != 0 {
             let pseudo = InternetChecksum.pseudoHeaderNativeSum(source: peerIP, destination: config.ip, protocol: IPProtocol.udp,
                                                                 length: udpLength)

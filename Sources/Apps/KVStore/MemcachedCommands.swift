@@ -377,6 +377,8 @@ public struct KVCommandStats: Sendable {
     public var incompleteLines: UInt64 = 0
     /// Values that would have continued into another datagram.
     public var dataBeyondDatagram: UInt64 = 0
+    /// Writes refused: an untrusted source, and the store has an allow list (`SourcePolicy`).
+    public var refusedWrites: UInt64 = 0
     public init() {}
     public mutating func count(_ c: Command) { byCommand[c.rawValue] &+= 1 }
     public subscript(_ c: Command) -> UInt64 { byCommand[c.rawValue] }

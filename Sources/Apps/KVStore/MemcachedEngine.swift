@@ -15,6 +15,9 @@ public struct MemcachedEngine {
     /// `shutdownRequested`), with no reply, as memcached closes the connection. Off: ERROR.
     public var shutdownEnabled = false
     public private(set) var shutdownRequested = false
+    /// Whether commands that change the store run; off for an untrusted source when the store
+    /// has an allow list (`SourcePolicy`): they get `SourceGuard.refusedWrite`.
+    public var writesAllowed = true
     /// Time the store treats as "process start" for absolute expiry (memcached's process_started).
     public let startTime: UInt32
 
@@ -185,6 +188,7 @@ public struct MemcachedEngine {
         }
         let (ntokens, more) = tokenize(line, length)
         guard ntokens >= 2, tokens[0].length >= 2 else { return error(rest, &sink) }
+        if !writesAllowed && changesStore() { return refuseWrite(ntokens, rest: rest, end: end, &sink) }
         switch c0 {
         case UInt8(ascii: "g"):
             guard ntokens >= 3 else { return error(rest, &sink) }
@@ -298,6 +302,25 @@ public struct MemcachedEngine {
         return error(rest, &sink)
     }
 
+
+    /// Whether the command in `tokens` changes the store (or an item's expiry).
+    func changesStore() -> Bool {
+        token(0, is: "set") || token(0, is: "add") || token(0, is: "replace") || token(0, is: "append")
+            || token(0, is: "prepend") || token(0, is: "cas") || token(0, is: "incr") || token(0, is: "decr")
+            || token(0, is: "delete") || token(0, is: "touch") || token(0, is: "gat") || token(0, is: "gats")
+            || token(0, is: "flush_all")
+    }
+
+    /// A write from a source that may not write: `SourceGuard.refusedWrite` (nothing under
+    /// noreply), and a storage command's data, as far as this datagram holds it, skipped.
+    mutating func refuseWrite<S: ResponseSink>(_ ntokens: Int, rest: UnsafeRawPointer, end: UnsafeRawPointer, _ sink: inout S) -> Flow {
+        stats.refusedWrites &+= 1
+        out(SourceGuard.refusedWrite, noreply: noreply(ntokens), &sink)
+        let storage = token(0, is: "set") || token(0, is: "add") || token(0, is: "replace") || token(0, is: "append")
+            || token(0, is: "prepend") || token(0, is: "cas")
+        guard storage, ntokens >= 6, let vlen = parseInt32(tokens[4]), vlen >= 0 else { return .continueAt(rest) }
+        return .continueAt(rest + min(end - rest, Int(vlen) + 2))
+    }
 
     mutating func error<S: ResponseSink>(_ rest: UnsafeRawPointer, _ sink: inout S) -> Flow {
         stats.errors &+= 1

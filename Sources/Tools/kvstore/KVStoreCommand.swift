@@ -46,8 +46,23 @@ struct KVStoreCommand: ParsableCommand {
     @Option(help: "Buffers in the packet pool.")
     var buffers: Int = 8192
 
+    @Option(help: ArgumentHelp("Inject faults between the device and the store: drop=P,duplicate=P,corrupt=P,reorder=P,stall=P"
+                               + "[,seed=N][,on=rx|tx|both] (probabilities 0...1).", valueName: "faults"))
+    var faults: String?
+
     @Flag(help: "Answer every UDP datagram on --port with itself (a baseline for benchmarks) instead of speaking memcached.")
     var echo = false
+
+    @Option(help: ArgumentHelp("A prefix whose sources are trusted like the store's own (A.B.C.D/N; repeatable). With an allow list, "
+                               + "writes (set, delete, incr, touch, ...) from other sources are refused.", valueName: "prefix"))
+    var allow: [String] = []
+
+    @Option(help: ArgumentHelp("To an untrusted source, no request's replies exceed this many times its bytes (larger: one short "
+                               + "SERVER_ERROR); 0: no limit."))
+    var maxReplyRatio: Int = SourcePolicy().maxReplyRatio
+
+    @Option(help: "Reply bytes per second to one untrusted source; beyond, its requests are dropped and counted. 0: no budget.")
+    var sourceBudget: Int = SourcePolicy().budgetBytesPerSecond
 
     mutating func validate() throws {
         guard parseAddress(ip) != nil else { throw ValidationError("--ip: expected A.B.C.D or A.B.C.D/prefix, got '\(ip)'") }
@@ -63,28 +78,43 @@ struct KVStoreCommand: ParsableCommand {
         }
         guard memory >= 1 && memory <= 65536 else { throw ValidationError("--memory: 1...65536 MiB") }
         guard buffers >= 64 else { throw ValidationError("--buffers: at least 64") }
+        if let faults {
+            do { _ = try FaultConfig(parsing: faults) } catch { throw ValidationError("--faults: \(error)") }
+            guard !stack.isLinux else { throw ValidationError("--faults works on a device: not with --stack \(stack.rawValue)") }
+        }
+        for a in allow where IPv4Prefix(a) == nil { throw ValidationError("--allow: expected A.B.C.D/N, got '\(a)'") }
+        guard maxReplyRatio >= 0 else { throw ValidationError("--max-reply-ratio: 0 (no limit) or more") }
+        guard (0...Int(UInt32.max)).contains(sourceBudget) else { throw ValidationError("--source-budget: 0 (no budget) ... \(UInt32.max) bytes per second") }
+    }
+
+    var openOptions: NetdevOpenOptions { NetdevOpenOptions(faults: faults.flatMap { try? FaultConfig(parsing: $0) }) }
+
+    var sourcePolicy: SourcePolicy {
+        SourcePolicy(maxReplyRatio: maxReplyRatio, budgetBytesPerSecond: sourceBudget, allow: allow.map { IPv4Prefix($0)! })
     }
 
     func run() throws {
         let (address, prefix) = parseAddress(ip)!
         installStopSignals()
         if stack.isLinux {
-            let report = try runLinuxSocketStore(address: address, port: port, memoryBytes: memory << 20, buffers: buffers,
+            let report = try runLinuxSocketStore(address: address, prefixLength: prefix, port: port, memoryBytes: memory << 20,
+                                                 sources: sourcePolicy, buffers: buffers,
                                                  batch: stack == .linuxBatch, live: isatty(1) != 0)
             print(report)
             return
         }
         let spec = try NetdevSpec(parsing: netdev!)
-        let config = KVServerConfig(mac: MACAddress(mac!)!, ip: address, prefixLength: prefix, port: port,
+        var config = KVServerConfig(mac: MACAddress(mac!)!, ip: address, prefixLength: prefix, port: port,
                                     memoryBytes: memory << 20, mode: echo ? .echo : .memcached)
+        config.sources = sourcePolicy
         let pool = try spec.makePool(count: buffers, roomSize: 2048, headroom: 128, threading: .singleThread)
         let stats: String
         if stack == .lwip {
             var runner = LwIPServerRunner(config: config, pool: pool, live: isatty(1) != 0)
-            stats = try open(spec, pool: pool, record: record, visitor: &runner)
+            stats = try open(spec, pool: pool, record: record, options: openOptions, visitor: &runner)
         } else {
             var runner = ServerRunner(config: config, pool: pool, live: isatty(1) != 0)
-            stats = try open(spec, pool: pool, record: record, visitor: &runner)
+            stats = try open(spec, pool: pool, record: record, options: openOptions, visitor: &runner)
         }
         // Read after the device stopped and gave back the buffers it held for RX.
         print(stats)
@@ -215,7 +245,7 @@ func engineReportLines(_ engine: borrowing MemcachedEngine) -> [String] {
     for c in KVCommandStats.Command.allCases where e[c] > 0 { commands.append("\(c) \(e[c])") }
     return [
         "commands: \(e.commands)" + (commands.isEmpty ? "" : " (" + commands.joined(separator: ", ") + ")"),
-        "hits: \(e.hits), misses: \(e.misses), errors: \(e.errors), unsupported: \(e.unsupported)",
+        "hits: \(e.hits), misses: \(e.misses), errors: \(e.errors), unsupported: \(e.unsupported), writes refused (untrusted source): \(e.refusedWrites)",
         "incomplete lines: \(e.incompleteLines), values beyond their datagram: \(e.dataBeyondDatagram)",
         "items: \(engine.store.items), evictions: \(engine.store.evictions), memory pages: \(engine.store.pagesInUse)/\(engine.store.pageLimitCount)",
     ]
@@ -225,5 +255,6 @@ func engineReportLines(_ engine: borrowing MemcachedEngine) -> [String] {
 func dropReportLines(_ stats: KVServerStats) -> [String] {
     var drops: [String] = []
     stats.forEachDrop { name, count in if count > 0 { drops.append("  \(name): \(count)") } }
-    return ["drops: \(stats.totalDrops)" + (drops.isEmpty ? "" : "\n" + drops.joined(separator: "\n"))]
+    return ["replies to untrusted sources limited to one SERVER_ERROR: \(stats.repliesLimited)",
+            "drops: \(stats.totalDrops)" + (drops.isEmpty ? "" : "\n" + drops.joined(separator: "\n"))]
 }

@@ -6,7 +6,8 @@ import UKNetdev
 
 /// `--stack linux-single|linux-batch`: the store behind a kernel UDP socket bound to
 /// `address:port` (the comparison's Linux columns). Runs until SIGINT/SIGTERM; returns the report.
-func runLinuxSocketStore(address: IPv4Address, port: UInt16, memoryBytes: Int, buffers: Int, batch: Bool, live: Bool) throws -> String {
+func runLinuxSocketStore(address: IPv4Address, prefixLength: Int, port: UInt16, memoryBytes: Int, sources: SourcePolicy,
+                         buffers: Int, batch: Bool, live: Bool) throws -> String {
     let (socket, boundPort) = try openUDPSocket(address: address, port: port)
     defer { close(socket) }
     let pool = try NetBufPool(count: buffers, roomSize: 2048, headroom: 128)
@@ -15,7 +16,8 @@ func runLinuxSocketStore(address: IPv4Address, port: UInt16, memoryBytes: Int, b
     var lines: [String]
     do {
         // Freed at the end of this block, before the pool is read.
-        var server = try LinuxSocketServer(socket: socket, pool: pool, memoryBytes: memoryBytes)
+        var server = try LinuxSocketServer(socket: socket, pool: pool, memoryBytes: memoryBytes, sources: sources,
+                                           ownPrefix: IPv4Prefix(address, length: prefixLength))
         var lastReport = monotonicSeconds()
         while stopRequested == 0 {
             if batch { server.receiveBatch() } else { server.receiveOne() }
@@ -114,10 +116,10 @@ struct LinuxSocketServer: ~Copyable {
     var sendFailures: UInt64 = 0
     var lastSendError: Int32 = 0
 
-    init(socket: Int32, pool: NetBufPool, memoryBytes: Int) throws {
+    init(socket: Int32, pool: NetBufPool, memoryBytes: Int, sources: SourcePolicy, ownPrefix: IPv4Prefix) throws {
         self.socket = socket
         self.pool = pool
-        service = try KVDatagramService(pool: pool, memoryBytes: memoryBytes, now: unixTime())
+        service = try KVDatagramService(pool: pool, memoryBytes: memoryBytes, now: unixTime(), sources: sources, ownPrefix: ownPrefix)
         let rx = Self.receiveBatchSize, tx = Self.sendBatchSize
         rxData = .allocate(byteCount: rx * Self.datagramRoom, alignment: 64)
         rxAddresses = .allocate(capacity: rx)
@@ -173,7 +175,8 @@ struct LinuxSocketServer: ~Copyable {
         guard n >= 0 else { return receiveFailed(errno) }
         receiveCalls &+= 1
         datagramsReceived &+= 1
-        let replies = service.handle(rxData, count: n, now: unixTime())
+        let replies = service.handle(rxData, count: n, from: IPv4Address(value: UInt32(bigEndian: rxAddresses[0].sin_addr.s_addr)),
+                                     now: unixTime())
         rxAddresses.withMemoryRebound(to: sockaddr.self, capacity: 1) { peer in
             for reply in replies {
                 while true {
@@ -208,7 +211,8 @@ struct LinuxSocketServer: ~Copyable {
         datagramsReceived &+= UInt64(n)
         let now = unixTime()
         for i in 0..<Int(n) {
-            let replies = service.handle(rxData + i * Self.datagramRoom, count: Int(rxMessages[i].msg_len), now: now)
+            let replies = service.handle(rxData + i * Self.datagramRoom, count: Int(rxMessages[i].msg_len),
+                                         from: IPv4Address(value: UInt32(bigEndian: rxAddresses[i].sin_addr.s_addr)), now: now)
             for reply in replies {
                 if txCount == Self.sendBatchSize { flush() }
                 txBuffers[txCount] = reply

@@ -23,7 +23,8 @@ struct LwIPServerRunner: NetDeviceVisitor {
 
     static let receive: LwIPUDPSocket.Receive = { context, payload, length, address, port in
         let c = context!.assumingMemoryBound(to: LwIPKVContext.self)
-        let replies = c.pointee.service.handle(payload!, count: Int(length), now: c.pointee.now)
+        let replies = c.pointee.service.handle(payload!, count: Int(length), from: IPv4Address(value: UInt32(bigEndian: address)),
+                                               now: c.pointee.now)
         for reply in replies where !c.pointee.socket!.send(reply, toAddress: address, port: port) {
             c.pointee.sendFailures &+= 1
         }
@@ -33,7 +34,9 @@ struct LwIPServerRunner: NetDeviceVisitor {
         let netif = try LwIPNetif(pool: pool, mac: config.mac, ip: config.ip, prefixLength: config.prefixLength,
                                   mtu: device.info.mtu > 0 ? device.info.mtu : 1500)
         let context = UnsafeMutablePointer<LwIPKVContext>.allocate(capacity: 1)
-        context.initialize(to: LwIPKVContext(service: try KVDatagramService(pool: pool, memoryBytes: config.memoryBytes, now: unixTime()),
+        context.initialize(to: LwIPKVContext(service: try KVDatagramService(pool: pool, memoryBytes: config.memoryBytes, now: unixTime(),
+                                                                                       sources: config.sources, ownPrefix: config.ownPrefix,
+                                                                                       shutdownCommand: config.shutdownCommand),
                                              socket: nil, now: unixTime()))
         defer {
             context.deinitialize(count: 1)

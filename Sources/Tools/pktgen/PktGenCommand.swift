@@ -39,6 +39,10 @@ struct DeviceOptions: ParsableArguments {
     @Option(help: "Descriptors (ring slots) asked for per device queue.")
     var descriptors: Int = 1024
 
+    @Option(help: ArgumentHelp("Inject faults between the device and the generator: drop=P,duplicate=P,corrupt=P,reorder=P,stall=P"
+                               + "[,seed=N][,on=rx|tx|both] (probabilities 0...1).", valueName: "faults"))
+    var faults: String?
+
     func spec() throws -> NetdevSpec {
         do { return try NetdevSpec(parsing: netdev) } catch { throw ValidationError("--netdev: \(error)") }
     }
@@ -47,13 +51,19 @@ struct DeviceOptions: ParsableArguments {
         _ = try spec()
         guard buffers >= 64 else { throw ValidationError("--buffers: at least 64") }
         guard descriptors >= 1 && descriptors <= 65536 else { throw ValidationError("--descriptors: 1...65536") }
+        _ = try faultConfig()
+    }
+
+    func faultConfig() throws -> FaultConfig? {
+        guard let faults else { return nil }
+        do { return try FaultConfig(parsing: faults) } catch { throw ValidationError("--faults: \(error)") }
     }
 
     func pool(roomSize: Int = 2048, threadSafe: Bool = false) throws -> NetBufPool {
         try spec().makePool(count: buffers, roomSize: roomSize, headroom: 128, threading: threadSafe ? .threadSafe : .singleThread)
     }
 
-    var openOptions: NetdevOpenOptions { NetdevOpenOptions(descriptors: descriptors) }
+    var openOptions: NetdevOpenOptions { NetdevOpenOptions(descriptors: descriptors, faults: try? faultConfig()) }
 }
 
 struct OutputOptions: ParsableArguments {

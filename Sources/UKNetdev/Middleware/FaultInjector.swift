@@ -8,6 +8,8 @@ public struct FaultConfig: Equatable, Sendable {
     public var duplicateRate: Double
     /// Packets with one random bit of their data flipped.
     public var corruptRate: Double
+    /// RX: packets held back and delivered after the rest of their burst, first in the next one.
+    public var reorderRate: Double
     /// Packets longer than this are dropped (an MTU on the wire); nil: no limit.
     public var maxPacketSize: Int?
     /// Bursts that move nothing: RX leaves packets in the device, TX refuses all (back-pressure).
@@ -19,12 +21,13 @@ public struct FaultConfig: Equatable, Sendable {
     public var onTx: Bool
 
     public init(seed: UInt64, dropRate: Double = 0, duplicateRate: Double = 0, corruptRate: Double = 0,
-                maxPacketSize: Int? = nil, stallRate: Double = 0, txBurstLimit: Int? = nil,
+                reorderRate: Double = 0, maxPacketSize: Int? = nil, stallRate: Double = 0, txBurstLimit: Int? = nil,
                 onRx: Bool = true, onTx: Bool = true) {
         self.seed = seed
         self.dropRate = dropRate
         self.duplicateRate = duplicateRate
         self.corruptRate = corruptRate
+        self.reorderRate = reorderRate
         self.maxPacketSize = maxPacketSize
         self.stallRate = stallRate
         self.txBurstLimit = txBurstLimit
@@ -41,6 +44,7 @@ public struct FaultStats: Equatable, Sendable {
     /// Duplicates that could not be made (pool empty, or no room to hold them).
     public var duplicatesFailed: UInt64 = 0
     public var corrupted: UInt64 = 0
+    public var reordered: UInt64 = 0
     public var stalledBursts: UInt64 = 0
     public init() {}
 }
@@ -79,7 +83,7 @@ public struct FaultInjector<Inner: NetDevice & ~Copyable>: NetDeviceWrapper, ~Co
     public let config: FaultConfig
     public private(set) var faults = FaultStats()
     @usableFromInline var random: SplitMix64
-    @usableFromInline let drop, duplicate, corrupt, stall: UInt64
+    @usableFromInline let drop, duplicate, corrupt, reorder, stall: UInt64
     @usableFromInline let storage: FaultScratch
 
     public init(inner: consuming Inner, config: FaultConfig) {
@@ -90,12 +94,25 @@ public struct FaultInjector<Inner: NetDevice & ~Copyable>: NetDeviceWrapper, ~Co
         drop = threshold(config.dropRate)
         duplicate = threshold(config.duplicateRate)
         corrupt = threshold(config.corruptRate)
+        reorder = threshold(config.reorderRate)
         stall = threshold(config.stallRate)
         storage = FaultScratch()
     }
 
 
-    /// Packets made as duplicates and not yet delivered.
+    /// The inner device's statistics, then the faults (named `faults_...`).
+    public func extendedStats(_ body: (_ name: StaticString, _ queue: Int, _ value: UInt64) -> Void) {
+        inner.extendedStats(body)
+        body("faults_dropped", -1, faults.dropped)
+        body("faults_oversized", -1, faults.oversized)
+        body("faults_duplicated", -1, faults.duplicated)
+        body("faults_duplicates_failed", -1, faults.duplicatesFailed)
+        body("faults_corrupted", -1, faults.corrupted)
+        body("faults_reordered", -1, faults.reordered)
+        body("faults_stalled_bursts", -1, faults.stalledBursts)
+    }
+
+    /// Packets made as duplicates, or held back to be reordered, not yet delivered.
     public var pendingDuplicates: Int { storage.pendingCount }
 
     /// Decides one packet's fate. Returns false if it is to be dropped (not yet freed).
@@ -161,6 +178,13 @@ public struct FaultInjector<Inner: NetDevice & ~Copyable>: NetDeviceWrapper, ~Co
                 buf.release()
                 continue
             }
+            if reorder != 0, random.chance(reorder), s.pendingCount < FaultScratch.capacity {
+                // Held back: it comes after this burst's others (duplicates are not made of it).
+                s.pending[s.pendingCount] = buf
+                s.pendingCount += 1
+                faults.reordered &+= 1
+                continue
+            }
             out[kept] = buf
             kept += 1
             if let copy = duplicateIfChosen(buf) {
@@ -173,7 +197,8 @@ public struct FaultInjector<Inner: NetDevice & ~Copyable>: NetDeviceWrapper, ~Co
                 }
             }
         }
-        // Deliver what fits of the new duplicates now, keep the rest pending.
+        // Deliver what fits of the new duplicates and held-back packets now (after the others),
+        // keep the rest pending.
         kept += s.takePending(into: out + kept, max: packets.count - kept)
         var status = result.status
         if s.pendingCount > 0 { status.insert(.more) }

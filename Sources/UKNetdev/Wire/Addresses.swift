@@ -99,6 +99,45 @@ public struct IPv4Address: Equatable, Hashable, Sendable, CustomStringConvertibl
     }
 }
 
+/// An IPv4 network: `A.B.C.D/length` (a bare address is a /32).
+@frozen
+public struct IPv4Prefix: Equatable, Sendable, CustomStringConvertible {
+    public let network: IPv4Address
+    public let length: Int
+    /// The mask's bits, in `IPv4Address.value`'s order.
+    public let mask: UInt32
+
+    /// The network holding `address` (its host bits cleared); `length` is clamped to 0...32.
+    public init(_ address: IPv4Address, length: Int) {
+        let bits = max(0, min(length, 32))
+        mask = bits == 0 ? 0 : UInt32.max << UInt32(32 - bits)
+        network = IPv4Address(value: address.value & mask)
+        self.length = bits
+    }
+
+    /// Parses `A.B.C.D/N` or `A.B.C.D`; nil if malformed or N > 32.
+    public init?(_ text: String) {
+        let parts = text.utf8.split(separator: UInt8(ascii: "/"), maxSplits: 1, omittingEmptySubsequences: false)
+        guard let address = IPv4Address(String(decoding: parts[0], as: UTF8.self)) else { return nil }
+        var bits = 32
+        if parts.count == 2 {
+            guard !parts[1].isEmpty, parts[1].count <= 2 else { return nil }
+            bits = 0
+            for c in parts[1] {
+                guard c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9") else { return nil }
+                bits = bits * 10 + Int(c - UInt8(ascii: "0"))
+            }
+            guard bits <= 32 else { return nil }
+        }
+        self.init(address, length: bits)
+    }
+
+    @inlinable @inline(__always)
+    public func contains(_ address: IPv4Address) -> Bool { address.value & mask == network.value }
+
+    public var description: String { network.description + "/" + decimal(UInt8(length)) }
+}
+
 /// The value of one hexadecimal digit (either case), or nil.
 public func hexValue(_ c: UInt8) -> UInt8? {
     switch c {
