@@ -52,7 +52,7 @@ deps-compare: deps-build
 ## Everything CI checks: unit tests, the Embedded build of the core, the hot-path proof, and the
 ## paper's comparison in its short form (every path of Table 4 and fig. 19 run and checked), the
 ## 30-s soak and a 10-s pass of every fuzz target.
-test: deps-test build-deps-check unit-tests virtio-asan embedded-check unikernel-check hotpath-check compare-quick soak-quick
+test: deps-test build-deps-check unit-tests virtio-asan embedded-check unikernel-check hotpath-check compare-quick soak-quick fuzz-quick
 	@echo "make test: all checks passed"
 
 compare-quick: deps-build deps-compare
