@@ -279,6 +279,10 @@ struct Harness: ~Copyable {
             if i % 100 == 0 { _ = h.receive() }
         }
         #expect(h.server.engine.store.evictions > 1000)
+        #expect(h.server.engine.store.pagesInUse <= h.server.engine.store.pageLimitCount, "never past --memory")
+        // A value over memcached's 1 MB item limit: memcached's own error, nothing stored.
+        try h.sendRequest(Array("set huge 0 0 2000000\r\nabc\r\n".utf8))
+        #expect(h.replies() == ["SERVER_ERROR object too large for cache\r\n"])
         try h.sendRequest(Array("get key5999\r\n".utf8))
         #expect(h.replies().first?.hasPrefix("VALUE key5999 0 1000\r\n") == true, "the newest item survives")
         try h.sendRequest(Array("get key0\r\n".utf8))
