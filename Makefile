@@ -51,8 +51,8 @@ deps-compare: deps-build
 
 ## Everything CI checks: unit tests, the Embedded build of the core, the hot-path proof, and the
 ## paper's comparison in its short form (every path of Table 4 and fig. 19 run and checked), the
-## 30-s soak and a 10-s pass of every fuzz target.
-test: deps-test build-deps-check unit-tests virtio-asan embedded-check unikernel-check hotpath-check compare-quick soak-quick fuzz-quick
+## whole suite again under AddressSanitizer, the 30-s soak and a 10-s pass of every fuzz target.
+test: deps-test build-deps-check unit-tests asan embedded-check unikernel-check hotpath-check compare-quick soak-quick fuzz-quick
 	@echo "make test: all checks passed"
 
 compare-quick: deps-build deps-compare
@@ -114,8 +114,9 @@ soak-quick: deps-test
 	SOAK_SECONDS=30 scripts/soak.sh
 
 ## The whole test suite under AddressSanitizer (every target and the programs the tests run, built
-## into .build-asan, which virtio-asan shares), and under ThreadSanitizer (.build-tsan). Leak reports
-## off under ASan for the reason virtio-asan gives. Long (BENCHMARKS.md: "Sanitizers"): not in make test.
+## into .build-asan, which virtio-asan shares; in make test, ~4 min here), and under ThreadSanitizer
+## (.build-tsan; ~6.5 min, not in make test: BENCHMARKS.md, "Sanitizers"). Leak reports off under
+## ASan for the reason virtio-asan gives.
 asan: deps-test
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
 	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --sanitize=address --scratch-path .build-asan --skip-build

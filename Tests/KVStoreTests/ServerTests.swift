@@ -345,3 +345,35 @@ struct Harness: ~Copyable {
         engine.deallocate()
     }
 }
+
+/// `removeAll` leaves the engine as `init` did, and the store fills again the same way: the same
+/// replies (cas numbers included) for the same requests as a new engine's.
+@Suite struct RemoveAllTests {
+    @Test func anEmptiedEngineAnswersAsANewOne() {
+        var used = MemcachedEngine(memoryBytes: 2 << 20, startTime: 0)
+        var fresh = MemcachedEngine(memoryBytes: 2 << 20, startTime: 0)
+        defer {
+            used.deallocate()
+            fresh.deallocate()
+        }
+        func run(_ engine: inout MemcachedEngine, _ text: String) -> [[UInt8]] {
+            var sink = CollectingSink()
+            Array(text.utf8).withUnsafeBytes { engine.execute($0.baseAddress!, count: $0.count, now: 100, into: &sink) }
+            sink.flush()
+            return sink.responses
+        }
+        let big = String(repeating: "b", count: 900)
+        var script = ""
+        for i in 0..<3000 { script += "set k\(i) 0 0 \(i % 2 == 0 ? 900 : 5)\r\n\(i % 2 == 0 ? big : "small")\r\n" }
+        script += "gets k1 k3 k2999\r\nincr n 1\r\nset n 0 0 1\r\n5\r\nincr n 1\r\n"
+        _ = run(&used, script)
+        #expect(used.store.evictions > 0 && used.store.items > 0, "the store filled up")
+        used.removeAll()
+        #expect(used.store.items == 0 && used.store.pagesInUse == 0 && used.store.evictions == 0 && used.stats.commands == 0)
+        #expect(run(&used, "get k1 k2999\r\n") == run(&fresh, "get k1 k2999\r\n"))
+        used.removeAll()
+        fresh.removeAll()
+        #expect(run(&used, script) == run(&fresh, script))
+        #expect(used.store.evictions == fresh.store.evictions && used.store.items == fresh.store.items)
+    }
+}

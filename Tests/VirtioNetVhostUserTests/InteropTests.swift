@@ -336,7 +336,7 @@ struct InteropTests {
     /// over our buffers are freed (the bridge counts them; Debian's lwIP has its own stats
     /// compiled out) and the pool is full.
     @Test func kvstoreOverLwIPLeaksNothingOverAMillionRequests() throws {
-        let run = try Interop.KVThroughSwitch(storeArguments: ["--stack", "lwip"], keys: 1000, requests: 1_000_000, seconds: 120)
+        let run = try Interop.KVThroughSwitch(storeArguments: ["--stack", "lwip"], keys: 1000, requests: 1_000_000, seconds: 300)
         let (store, load, loadExit) = (run.store, run.load, run.loadExit)
         defer { run.testpmd.stop() }
         #expect(loadExit == .code(0), "pktgen kv: \(loadExit):\n\(load.output)\nkvstore:\n\(store.output)")

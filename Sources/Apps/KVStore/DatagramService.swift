@@ -35,6 +35,15 @@ public struct KVDatagramService: ~Copyable {
         sourceGuard.deallocate()
     }
 
+    /// Empties the store, zeroes the counters (the engine's and these) and refills every
+    /// source's budget, allocating nothing: the state `init` left, for a caller that reuses one
+    /// service (a fuzzer's inputs).
+    public mutating func removeAll() {
+        engine.removeAll()
+        stats = KVServerStats()
+        sourceGuard.reset()
+    }
+
     /// Handles one request datagram (`count` bytes of UDP payload at `payload`, from `source`). Returns the
     /// replies to send, in order, to the request's source: the caller owns each (send it or
     /// release it); the buffer pointer is valid until the next call. Empty for a dropped

@@ -104,6 +104,26 @@ public struct ItemStore {
         arena.deallocate()
     }
 
+    /// Empties the store at once, as if just made: every item and page given back, counters and
+    /// cas numbers from the start. The arena stays (its pages already touched stay resident),
+    /// so a store can be reused without allocating.
+    public mutating func removeAll() {
+        buckets.update(repeating: 0, count: Int(bucketMask) + 1)
+        for i in 0..<classCount {
+            classes[i].freeList = 0
+            classes[i].pageCount = 0
+            classes[i].liveItems = 0
+            classes[i].hand = 0
+        }
+        pagesUsed = 0
+        nextCas = 1
+        flushedBefore = 0
+        flushedCasBelow = 0
+        evictions = 0
+        expiredUnlinked = 0
+        items = 0
+    }
+
     // MARK: Items
 
     @inline(__always)

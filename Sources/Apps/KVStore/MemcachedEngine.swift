@@ -36,6 +36,14 @@ public struct MemcachedEngine {
         store.deallocate()
     }
 
+    /// Back to the state `init` left: no items, zero counters, `shutdown` not requested
+    /// (`shutdownEnabled` and `writesAllowed` as they are). Allocates nothing.
+    public mutating func removeAll() {
+        store.removeAll()
+        stats = KVCommandStats()
+        shutdownRequested = false
+    }
+
     /// A token: where it starts in the line and how long it is.
     struct Token {
         var start: UnsafeRawPointer

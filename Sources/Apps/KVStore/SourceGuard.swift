@@ -62,6 +62,12 @@ public struct SourceGuard {
         slotBytes.initialize(repeating: 0, count: Self.slots)
     }
 
+    /// Every source's budget full again.
+    public func reset() {
+        slotSecond.update(repeating: 0, count: Self.slots)
+        slotBytes.update(repeating: 0, count: Self.slots)
+    }
+
     public func deallocate() {
         slotSecond.deallocate()
         slotBytes.deallocate()
