@@ -114,6 +114,16 @@ public struct KernelCommandLine: Sendable {
         return .success(n)
     }
 
+    /// Every `A.B.C.D/N` given for `key` (a key that may repeat), in order.
+    public func prefixes(_ key: StaticString) -> Result<[IPv4Prefix], KernelCommandLineError> {
+        var result: [IPv4Prefix] = []
+        for text in values(key) {
+            guard let p = IPv4Prefix(text) else { return .failure(.invalid(key: keyText(key), value: text, expected: "A.B.C.D/N")) }
+            result.append(p)
+        }
+        return .success(result)
+    }
+
     func keyText(_ key: StaticString) -> String {
         String(decoding: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount), as: UTF8.self)
     }

@@ -182,6 +182,8 @@ enum UnikernelHarness {
           arguments: [("netdev.ip=192.0.2.300/24", 2, "kvstore: bad command line value netdev.ip=192.0.2.300/24: expected A.B.C.D[/prefix]"),
                       ("kv.port=11211", 2, "kvstore: missing netdev.ip= on the command line (e.g. netdev.ip=192.0.2.2/24)"),
                       ("netdev.ip=192.0.2.2/24 kv.port=70000", 2, "kvstore: bad command line value kv.port=70000: expected a number 1...65535"),
+                      ("netdev.ip=192.0.2.2/24 kv.allow=198.51.100.0/24 kv.allow=10.0.0.0/33", 2,
+                       "kvstore: bad command line value kv.allow=10.0.0.0/33: expected A.B.C.D/N"),
                       ("netdev.ip=192.0.2.2/24", 3, "kvstore: no virtio-net device found")])
     func badCommandLinesAndNoNICEndWithAClearMessage(_ cmdline: String, _ status: Int32, _ message: String) throws {
         let image = try UnikernelHarness.image.get()

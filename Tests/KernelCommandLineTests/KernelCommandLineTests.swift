@@ -31,6 +31,14 @@ import UKNetdev
         #expect(line.integer("kv.port", in: 1...65535) == .failure(.invalid(key: "kv.port", value: "0", expected: "a number 1...65535")))
     }
 
+    @Test func repeatedPrefixes() {
+        let line = KernelCommandLine("kv.allow=198.51.100.0/24 kv.allow=203.0.113.7 x=1")
+        #expect(line.prefixes("kv.allow") == .success([IPv4Prefix("198.51.100.0/24")!, IPv4Prefix("203.0.113.7/32")!]))
+        #expect(line.prefixes("none") == .success([]))
+        #expect(KernelCommandLine("kv.allow=1.2.3.4/24 kv.allow=1.2.3/8").prefixes("kv.allow")
+                == .failure(.invalid(key: "kv.allow", value: "1.2.3/8", expected: "A.B.C.D/N")))
+    }
+
     @Test func aNULTerminatedLineIsReadUpToItsEnd() {
         let bytes: [UInt8] = Array("kv.seconds=5 x=y".utf8) + [0] + Array("junk=1".utf8)
         let line = bytes.withUnsafeBufferPointer { KernelCommandLine(cString: $0.baseAddress) }

@@ -12,6 +12,10 @@
 //   kv.shutdown=1                memcached's -A: a `shutdown` request (over UDP) stops the store
 //   kv.idle=US                   after 1,000 empty polls, give the CPU back for US microseconds (a
 //                                local APIC timer wakes it), as the hosted store naps; 0: never (default)
+//   kv.allow=A.B.C.D/N           a trusted prefix besides the store's own (repeatable); with one,
+//                                writes from other sources are refused (the amplification guard)
+//   kv.max_reply_ratio=N         replies to an untrusted source at most N times its request (10; 0: no limit)
+//   kv.source_budget=BYTES       reply bytes per second to one untrusted source (1048576; 0: no budget)
 // Returns 0 after a clean shutdown, 2 for a bad command line, 3 when no NIC is found or it fails.
 import CUKHardware
 import HostStack
@@ -68,6 +72,9 @@ public func kernelMain(_ cmdline: UnsafePointer<CChar>?) -> Int32 {
                                memoryBytes: memory << 20)
         c.shutdownCommand = try line.integer("kv.shutdown", in: 0...1).get() == 1
         idleMicroseconds = try line.integer("kv.idle", in: 0...100_000).get() ?? 0
+        c.sources.allow = try line.prefixes("kv.allow").get()
+        c.sources.maxReplyRatio = try line.integer("kv.max_reply_ratio", in: 0...1_000_000).get() ?? c.sources.maxReplyRatio
+        c.sources.budgetBytesPerSecond = try line.integer("kv.source_budget", in: 0...Int(UInt32.max)).get() ?? c.sources.budgetBytesPerSecond
         config = c
     } catch {
         print("kvstore: " + error.description)
