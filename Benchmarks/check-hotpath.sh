@@ -54,35 +54,28 @@ for mode in single-ring single-null single-virtio single-dpdk class-per-packet; 
     echo "FAIL: $mode: $arc instructions in retain/release/alloc inside the loop"; grep -E 'swift_|malloc|free' <<<"$report" | head; status=1
   fi
 done
-# The KV store's request path: a lone GET answered from the store, per request.
+# The KV store's request loops, per request: kv_loop MODE LABEL UNIT MIN-INSTRUCTIONS checks
+# `kv-bench MODE` for mallocs (1,000,000 requests) and, under callgrind, for retain/release/alloc
+# in the server's poll (100,000 requests).
 swift build -c release --product kv-bench >/dev/null
-line=$(.build/release/kv-bench single 1000000)
-m=$(mallocs "$line")
-if [ "$m" -eq 0 ]; then echo "ok       kv store: 0 mallocs in 1000000 GET requests"
-else echo "FAIL: kv store: $m mallocs in the request loop"; status=1; fi
-callgrind '*KVServerV4poll*' "$out/cg.kv" .build/release/kv-bench single 100000
-if [ "$total" -lt 10000000 ]; then echo "FAIL: callgrind did not find the KV server's poll"; status=1
-elif [ "$arc" -eq 0 ]; then echo "ok       kv store: 0 instructions in retain/release/alloc in the server's poll; $(( total / 100000 )) instructions/GET with the preload"
-else echo "FAIL: kv store: $arc instructions in retain/release/alloc in the server's poll"; status=1; fi
+kv_loop() {
+  local mode=$1 label=$2 unit=$3 least=$4
+  line=$(.build/release/kv-bench "$mode" 1000000)
+  m=$(mallocs "$line")
+  if [ "$m" -eq 0 ]; then echo "ok       $label: 0 mallocs in 1000000 ${unit}s"
+  else echo "FAIL: $label: $m mallocs in the request loop"; status=1; fi
+  callgrind '*KVServerV4poll*' "$out/cg.kv-$mode" .build/release/kv-bench "$mode" 100000
+  if [ "${total//[^0-9]/}" = "" ] || [ "$total" -lt "$least" ]; then echo "FAIL: callgrind did not find the server's poll ($label)"; status=1
+  elif [ "$arc" -eq 0 ]; then echo "ok       $label: 0 instructions in retain/release/alloc in the server's poll; $(( total / 100000 )) instructions/$unit"
+  else echo "FAIL: $label: $arc instructions in retain/release/alloc in the server's poll"; status=1; fi
+}
+# A lone GET answered from the store (the preload included in the count).
+kv_loop single "kv store" GET 10000000
 # The same GETs from a source outside the store's prefix: the general path, with the amplification
 # guard screening each reply (ratio and byte budget).
-line=$(.build/release/kv-bench untrusted 1000000)
-m=$(mallocs "$line")
-if [ "$m" -eq 0 ]; then echo "ok       kv store, untrusted source: 0 mallocs in 1000000 GET requests"
-else echo "FAIL: kv store, untrusted source: $m mallocs in the request loop"; status=1; fi
-callgrind '*KVServerV4poll*' "$out/cg.kv-untrusted" .build/release/kv-bench untrusted 100000
-if [ "$total" -lt 10000000 ]; then echo "FAIL: callgrind did not find the KV server's poll (untrusted)"; status=1
-elif [ "$arc" -eq 0 ]; then echo "ok       kv store, untrusted source: 0 instructions in retain/release/alloc in the server's poll; $(( total / 100000 )) instructions/GET with the preload"
-else echo "FAIL: kv store, untrusted source: $arc instructions in retain/release/alloc in the server's poll"; status=1; fi
+kv_loop untrusted "kv store, untrusted source" GET 10000000
 # The echo baseline (kvstore --echo): the same GET datagrams, each turned around in its own buffer.
-line=$(.build/release/kv-bench echo 1000000)
-m=$(mallocs "$line")
-if [ "$m" -eq 0 ]; then echo "ok       kv echo: 0 mallocs in 1000000 echoes"
-else echo "FAIL: kv echo: $m mallocs in the echo loop"; status=1; fi
-callgrind '*KVServerV4poll*' "$out/cg.echo" .build/release/kv-bench echo 100000
-if [ "${total//[^0-9]/}" = "" ] || [ "$total" -lt 5000000 ]; then echo "FAIL: callgrind did not find the echo server's poll"; status=1
-elif [ "$arc" -eq 0 ]; then echo "ok       kv echo: 0 instructions in retain/release/alloc in the server's poll; $(( total / 100000 )) instructions/echo"
-else echo "FAIL: kv echo: $arc instructions in retain/release/alloc in the server's poll"; status=1; fi
+kv_loop echo "kv echo" echo 5000000
 # The packet generator's TX loop (prefilled pool, null device), per packet.
 swift build -c release --product pktgen-bench >/dev/null
 for mode in tx-null tx-null-probe; do
