@@ -62,7 +62,7 @@ kv_loop() {
   local mode=$1 label=$2 unit=$3 least=$4
   line=$(.build/release/kv-bench "$mode" 1000000)
   m=$(mallocs "$line")
-  if [ "$m" -eq 0 ]; then echo "ok       $label: 0 mallocs in 1000000 ${unit}s"
+  if [ "$m" -eq 0 ]; then echo "ok       $label: 0 mallocs in 1000000 requests"
   else echo "FAIL: $label: $m mallocs in the request loop"; status=1; fi
   callgrind '*KVServerV4poll*' "$out/cg.kv-$mode" .build/release/kv-bench "$mode" 100000
   if [ "${total//[^0-9]/}" = "" ] || [ "$total" -lt "$least" ]; then echo "FAIL: callgrind did not find the server's poll ($label)"; status=1

@@ -85,6 +85,14 @@ public struct HostStack {
         scratch = .allocate(byteCount: HostStack.scratchSize, alignment: 64)
     }
 
+    /// Back to the state `init` left: no peers, no reassembly, zero counters. Allocates nothing.
+    public mutating func reset() {
+        for slot in 0..<fragments.count { fragments.free(slot) }
+        deliveredSlot = nil
+        peers = ARPTable()
+        stats = HostStackStats()
+    }
+
     /// Frees the stack's memory; buffers handed out are their holders'.
     public func deallocate() {
         fragments.deallocate()

@@ -377,3 +377,26 @@ struct Harness: ~Copyable {
         #expect(used.store.evictions == fresh.store.evictions && used.store.items == fresh.store.items)
     }
 }
+
+extension RemoveAllTests {
+    /// `KVServer.reset`: the same frames in give the same frames out as from a new server, byte
+    /// for byte (IPv4 ids included), after traffic that filled its ARP table, reassembly and store.
+    @Test func aResetServerAnswersAsANewOne() throws {
+        var h = try Harness()
+        func traffic(_ h: inout Harness) throws -> [[UInt8]] {
+            try h.send { try writeARPRequest(into: $0) }
+            try h.send { try writeEchoRequest(into: $0) }
+            try h.sendRequest(Array("set a 0 0 3\r\nabc\r\nget a b\r\nincr a 1\r\n".utf8), id: 3)
+            try h.sendRequest(Array("get a\r\n".utf8), id: 4)
+            let datagram = udpDatagram(MemcachedUDP.header(requestID: 5, sequence: 0, total: 1) + Array("get a\r\n".utf8))
+            try h.send { try writeFragment(into: $0, of: datagram, offset: 0, length: 16, more: true) }   // left unfinished
+            return h.receive()
+        }
+        let first = try traffic(&h)
+        #expect(first.count >= 5 && h.server.stats.arpReplies == 1 && h.server.engine.store.items == 1)
+        h.server.reset()
+        #expect(h.server.stats.requests == 0 && h.server.stats.arpReplies == 0 && h.server.engine.store.items == 0)
+        #expect(try traffic(&h) == first)
+        try h.finish()
+    }
+}

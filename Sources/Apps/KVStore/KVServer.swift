@@ -132,6 +132,25 @@ public struct KVServer: ~Copyable {
         sourceGuard.deallocate()
     }
 
+    /// Back to the state `init` left, allocating nothing, for a caller that reuses one server
+    /// (a fuzzer's inputs): frames still queued released, no items, no peers, no reassembly,
+    /// every counter and budget from zero, the input not ended.
+    public mutating func reset() {
+        var head = txHead
+        for _ in 0..<txCount {
+            txQueue[head].release()
+            head = (head + 1) & KVServer.txQueueMask
+        }
+        txHead = 0
+        txCount = 0
+        counters = KVServerStats()
+        inputEnded = false
+        host.reset()
+        engine.removeAll()
+        sourceGuard.reset()
+        writer.ipIdentification = 0
+    }
+
     /// True once the device said its input is all delivered (`BurstStatus.endOfInput`).
     public private(set) var inputEnded = false
     /// The server's counters and the host stack's.
