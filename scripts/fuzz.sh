@@ -34,6 +34,8 @@ mkdir -p "$out"
 echo "fuzz: building ${#all[@]} fuzzers (swift build -c release --package-path Fuzz, -sanitize=fuzzer,address)"
 start=$(date +%s)
 status=0
+# The fuzz package's graph is the root's: the root's pins (Package.resolved) hold for it too.
+cp Package.resolved Fuzz/Package.resolved
 swift build -c release --package-path Fuzz --scratch-path "$scratch" \
   -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library >"$out/build.log" 2>&1 || status=$?
 grep -v "Cannot export local symbol '__asan_extra_spill_area'" "$out/build.log" | grep -E "error|warning: " || true
