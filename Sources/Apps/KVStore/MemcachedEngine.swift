@@ -313,10 +313,14 @@ public struct MemcachedEngine {
 
     /// Whether the command in `tokens` changes the store (or an item's expiry).
     func changesStore() -> Bool {
+        storesData() || token(0, is: "incr") || token(0, is: "decr") || token(0, is: "delete") || token(0, is: "touch")
+            || token(0, is: "gat") || token(0, is: "gats") || token(0, is: "flush_all")
+    }
+
+    /// Whether the command in `tokens` is one whose data block follows its line.
+    func storesData() -> Bool {
         token(0, is: "set") || token(0, is: "add") || token(0, is: "replace") || token(0, is: "append")
-            || token(0, is: "prepend") || token(0, is: "cas") || token(0, is: "incr") || token(0, is: "decr")
-            || token(0, is: "delete") || token(0, is: "touch") || token(0, is: "gat") || token(0, is: "gats")
-            || token(0, is: "flush_all")
+            || token(0, is: "prepend") || token(0, is: "cas")
     }
 
     /// A write from a source that may not write: `SourceGuard.refusedWrite` (nothing under
@@ -324,9 +328,7 @@ public struct MemcachedEngine {
     mutating func refuseWrite<S: ResponseSink>(_ ntokens: Int, rest: UnsafeRawPointer, end: UnsafeRawPointer, _ sink: inout S) -> Flow {
         stats.refusedWrites &+= 1
         out(SourceGuard.refusedWrite, noreply: noreply(ntokens), &sink)
-        let storage = token(0, is: "set") || token(0, is: "add") || token(0, is: "replace") || token(0, is: "append")
-            || token(0, is: "prepend") || token(0, is: "cas")
-        guard storage, ntokens >= 6, let vlen = parseInt32(tokens[4]), vlen >= 0 else { return .continueAt(rest) }
+        guard storesData(), ntokens >= 6, let vlen = parseInt32(tokens[4]), vlen >= 0 else { return .continueAt(rest) }
         return .continueAt(rest + min(end - rest, Int(vlen) + 2))
     }
 

@@ -113,8 +113,12 @@ public struct SourceGuard {
     mutating func screen(_ frames: UnsafeMutableBufferPointer<NetBuf>, requestBytes: Int, source: IPv4Address, now: UInt32,
                          writer: inout DatagramWriter, stats: inout KVServerStats) -> UnsafeMutableBufferPointer<NetBuf> {
         var frames = frames
-        var bytes = 0
-        for frame in frames { bytes &+= writer.udpPayloadBytes(of: frame) }
+        func payloadBytes(_ frames: UnsafeMutableBufferPointer<NetBuf>) -> Int {
+            var bytes = 0
+            for frame in frames { bytes &+= writer.udpPayloadBytes(of: frame) }
+            return bytes
+        }
+        var bytes = payloadBytes(frames)
         if exceedsRatio(replyBytes: bytes, requestBytes: requestBytes) {
             writer.withdraw(frames)
             stats.repliesLimited &+= 1
@@ -127,8 +131,7 @@ public struct SourceGuard {
             replacement.unused?.release()
             stats.drops.add(.noBufferForReply, replacement.dropped)
             frames = replacement.frames
-            bytes = 0
-            for frame in frames { bytes &+= writer.udpPayloadBytes(of: frame) }
+            bytes = payloadBytes(frames)
         }
         guard !frames.isEmpty else { return frames }
         guard charge(bytes, to: source, now: now) else {
