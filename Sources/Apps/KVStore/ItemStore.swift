@@ -46,6 +46,10 @@ public struct ItemStore {
         var pageCount = 0
         var liveItems = 0
         var hand = 0                             // CLOCK position: chunk number within this class
+        /// Chunks of the newest page not yet handed out start at this index. Chunks are carved
+        /// from a page as they are needed rather than all threaded onto the free list when it is
+        /// taken: a class's first item touches one chunk, not a whole page.
+        var uncarved = 0
         var chunksPerPage: Int { ItemStore.pageSize / chunkSize }
     }
 
@@ -92,7 +96,7 @@ public struct ItemStore {
         classes = .allocate(capacity: sizes.count)
         for (i, s) in sizes.enumerated() {
             let pagesOfClass = UnsafeMutablePointer<Int32>.allocate(capacity: pages)
-            (classes + i).initialize(to: SizeClass(chunkSize: s, pages: pagesOfClass))
+            (classes + i).initialize(to: SizeClass(chunkSize: s, pages: pagesOfClass, uncarved: ItemStore.pageSize / s))
         }
     }
 
@@ -114,6 +118,7 @@ public struct ItemStore {
             classes[i].pageCount = 0
             classes[i].liveItems = 0
             classes[i].hand = 0
+            classes[i].uncarved = classes[i].chunksPerPage
         }
         pagesUsed = 0
         nextCas = 1
@@ -391,33 +396,18 @@ public struct ItemStore {
             classes[c].freeList = p.load(fromByteOffset: Header.hashNext, as: ItemRef.self)
             return p
         }
-        if pagesUsed < pageLimit {
-            addPage(to: c)
-            return try takeChunk(c, now: now)
+        if classes[c].uncarved == classes[c].chunksPerPage {
+            // Eviction sweeps every chunk of the class's pages: it starts only once all are carved.
+            guard pagesUsed < pageLimit else { return try evict(from: c, now: now) }
+            classes[c].pages[classes[c].pageCount] = Int32(pagesUsed)
+            classes[c].pageCount += 1
+            pagesUsed += 1
+            classes[c].uncarved = 0
         }
-        return try evict(from: c, now: now)
-    }
-
-    mutating func addPage(to c: Int) {
-        let page = pagesUsed
-        pagesUsed += 1
-        let base = arena + (page + 1) * ItemStore.pageSize
-        let size = classes[c].chunkSize
-        let count = ItemStore.pageSize / size
-        // Thread the page's chunks onto the free list, lowest address first.
-        var next = classes[c].freeList
-        var i = count - 1
-        while i >= 0 {
-            let p = base + i * size
-            p.storeBytes(of: next, toByteOffset: Header.hashNext, as: ItemRef.self)
-            p.storeBytes(of: 0, toByteOffset: Header.state, as: UInt8.self)
-            p.storeBytes(of: UInt8(c), toByteOffset: Header.sizeClass, as: UInt8.self)
-            next = ref(p)
-            i -= 1
-        }
-        classes[c].freeList = next
-        classes[c].pages[classes[c].pageCount] = Int32(page)
-        classes[c].pageCount += 1
+        let page = Int(classes[c].pages[classes[c].pageCount - 1])
+        let p = arena + (page + 1) * ItemStore.pageSize + classes[c].uncarved * classes[c].chunkSize
+        classes[c].uncarved += 1
+        return p   // allocate writes its whole header
     }
 
     /// CLOCK over the class's chunks: dead ones are reclaimed, referenced ones get a second
