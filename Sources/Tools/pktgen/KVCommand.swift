@@ -153,6 +153,18 @@ struct KVResult {
     }
 }
 
+/// Time elapsed while a device's link was up.
+struct LinkUpClock {
+    var last: UInt64
+    var elapsed: UInt64 = 0
+    init(now: UInt64) { last = now }
+    mutating func advance(to now: UInt64, linkUp: Bool) -> UInt64 {
+        if linkUp { elapsed &+= now &- last }
+        last = now
+        return elapsed
+    }
+}
+
 struct KVRunner: NetDeviceVisitor {
     /// The device's RX pool too: the client allocates its requests from it.
     let pool: NetBufPool
@@ -176,20 +188,28 @@ struct KVRunner: NetDeviceVisitor {
 
     func load<D: NetDevice & ~Copyable, S: KeySampler>(_ device: inout D, pool: NetBufPool, sampler: S) throws -> KVResult {
         var client = try KVLoadClient(config: config, pool: pool, sampler: sampler, latency: HdrLatency())
-        let start = monotonicNanoseconds()
         var failure: String?
+        // Setup's limits count only time the link is up: a backend that goes away and comes back
+        // (vhost-user with reconnect) during ARP or the preload delays them instead of failing them.
+        var setupClock = LinkUpClock(now: monotonicNanoseconds())
         // The server's MAC first (ARP, sent every 100 ms), at most 3 s.
         while !client.isResolved && stopRequested == 0 {
             let now = monotonicNanoseconds()
-            if now - start > 3_000_000_000 { failure = "no ARP reply from \(config.serverIP) in 3 s"; break }
+            if setupClock.advance(to: now, linkUp: device.info.link.up) > 3_000_000_000 {
+                failure = "no ARP reply from \(config.serverIP) in 3 s"
+                break
+            }
             if client.poll(&device, now: now, issue: 0) == 0 { usleep(200) }
         }
         if failure == nil && preload {
             client.startPreload()
-            let limit = monotonicNanoseconds() + 60_000_000_000
+            setupClock = LinkUpClock(now: monotonicNanoseconds())
             while (client.isPreloading || client.inFlight > 0) && stopRequested == 0 {
                 let now = monotonicNanoseconds()
-                if now > limit { failure = "preload did not finish in 60 s"; break }
+                if setupClock.advance(to: now, linkUp: device.info.link.up) > 60_000_000_000 {
+                    failure = "preload did not finish in 60 s"
+                    break
+                }
                 _ = client.poll(&device, now: now, issue: 0)
             }
         }
