@@ -69,8 +69,25 @@ public struct ItemStore {
     var flushedCasBelow: UInt64 = 0
 
     public private(set) var evictions: UInt64 = 0
+    /// Dead items (expired or flushed) the eviction sweep took back (memcached's reclaimed).
     public private(set) var expiredUnlinked: UInt64 = 0
+    /// Lookups that found their key's item expired, or killed by flush_all, and freed it
+    /// (memcached's get_expired and get_flushed, counted by every command that looks a key up).
+    public private(set) var getExpired: UInt64 = 0
+    public private(set) var getFlushed: UInt64 = 0
     public private(set) var items = 0
+    /// Items ever linked (memcached's total_items).
+    public private(set) var totalItems: UInt64 = 0
+    /// The items' sizes as memcached counts them (its `bytes`: `memcachedSize`).
+    public private(set) var bytes = 0
+
+    /// What an item takes in memcached 1.6.18 (ITEM_ntotal with cas on): its 48-byte header,
+    /// 8 for the cas, key and NUL, 4 for nonzero flags, value and "\r\n". Its -I 1m limit and
+    /// its `bytes` statistic use it.
+    @inline(__always)
+    public static func memcachedSize(keyLength: Int, flags: UInt32, valueLength: Int) -> Int {
+        48 + 8 + keyLength + 1 + (flags != 0 ? 4 : 0) + valueLength + 2
+    }
 
     /// A store with `memoryBytes` of item memory (at least 1 MiB).
     public init(memoryBytes: Int) {
@@ -126,7 +143,11 @@ public struct ItemStore {
         flushedCasBelow = 0
         evictions = 0
         expiredUnlinked = 0
+        getExpired = 0
+        getFlushed = 0
         items = 0
+        totalItems = 0
+        bytes = 0
     }
 
     // MARK: Items
@@ -199,6 +220,14 @@ public struct ItemStore {
         return true
     }
 
+    /// memcached's item_is_flushed, which it tests before the expiry.
+    func isFlushed(_ p: UnsafeMutableRawPointer, now: UInt32) -> Bool {
+        guard flushedBefore != 0 && flushedBefore <= now else { return false }
+        if p.load(fromByteOffset: Header.time, as: UInt32.self) <= flushedBefore { return true }
+        let cas = p.load(fromByteOffset: Header.cas, as: UInt64.self)
+        return flushedCasBelow != 0 && cas != 0 && cas < flushedCasBelow
+    }
+
     /// The live item under `key`, or nil. Expired or flushed items found on the way are freed.
     public mutating func find(_ key: UnsafeRawPointer, _ length: Int, now: UInt32) -> Item? {
         locate(key, length, now: now).item
@@ -227,7 +256,7 @@ public struct ItemStore {
                 && memoryEqual(p + Header.keyOffset, key, length) {
                 guard isLive(p, now: now) else {
                     link.pointee = next
-                    expiredUnlinked &+= 1
+                    if isFlushed(p, now: now) { getFlushed &+= 1 } else { getExpired &+= 1 }
                     release(p)
                     return Location(bucket: bucket, link: link, item: nil)
                 }
@@ -272,8 +301,16 @@ public struct ItemStore {
         p.storeBytes(of: 0, toByteOffset: Header.state, as: UInt8.self)
         p.storeBytes(of: classes[c].freeList, toByteOffset: Header.hashNext, as: ItemRef.self)
         classes[c].freeList = ref(p)
+        uncount(p, c)
+    }
+
+    /// Takes an item out of the counts (freed, or evicted for its chunk's reuse).
+    mutating func uncount(_ p: UnsafeMutableRawPointer, _ c: Int) {
         classes[c].liveItems -= 1
         items -= 1
+        bytes -= ItemStore.memcachedSize(keyLength: Int(p.load(fromByteOffset: Header.keyLength, as: UInt8.self)),
+                                         flags: p.load(fromByteOffset: Header.flags, as: UInt32.self),
+                                         valueLength: Int(p.load(fromByteOffset: Header.valueLength, as: UInt32.self)))
     }
 
     // MARK: Storing
@@ -331,6 +368,7 @@ public struct ItemStore {
         (w + 3 + valueLength).storeBytes(of: 10, as: UInt8.self)
         classes[c].liveItems += 1
         items += 1
+        bytes += ItemStore.memcachedSize(keyLength: keyLength, flags: flags, valueLength: valueLength)
         return Item(p)
     }
 
@@ -354,6 +392,7 @@ public struct ItemStore {
         }
         p.storeBytes(of: nextCas, toByteOffset: Header.cas, as: UInt64.self)
         nextCas &+= 1
+        totalItems &+= 1
         p.storeBytes(of: ItemStore.live, toByteOffset: Header.state, as: UInt8.self)
         p.storeBytes(of: place.bucket.pointee, toByteOffset: Header.hashNext, as: ItemRef.self)
         place.bucket.pointee = ref(p)
@@ -430,8 +469,7 @@ public struct ItemStore {
             }
             let wasLive = isLive(p, now: now)
             unlink(p)
-            classes[c].liveItems -= 1
-            items -= 1
+            uncount(p, c)
             if wasLive { evictions &+= 1 } else { expiredUnlinked &+= 1 }
             return p
         }

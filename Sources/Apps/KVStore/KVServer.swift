@@ -234,6 +234,7 @@ public struct KVServer: ~Copyable {
     mutating func serve(_ datagram: ReceivedDatagram, now: UInt32) {
         let data = datagram.payload
         guard let base = data.baseAddress else { return drop(datagram.frame, .memcachedTooShort) }
+        if data.count > MemcachedUDP.headerLength { engine.stats.bytesRead &+= UInt64(data.count) }
         let (requestID, dropReason) = MemcachedUDP.requestID(of: base, count: data.count)
         if let dropReason { return drop(datagram.frame, dropReason) }
         counters.requests &+= 1
@@ -253,7 +254,10 @@ public struct KVServer: ~Copyable {
         if !trusted {
             frames = sourceGuard.screen(frames, requestBytes: data.count, source: datagram.source, now: now, writer: &writer, stats: &counters)
         }
-        for frame in frames { enqueue(frame) }
+        for frame in frames {
+            engine.stats.bytesWritten &+= UInt64(writer.udpPayloadBytes(of: frame))
+            enqueue(frame)
+        }
         counters.replyDatagrams &+= UInt64(frames.count)
     }
 

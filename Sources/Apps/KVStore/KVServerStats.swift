@@ -27,8 +27,6 @@ public struct KVServerStats: Sendable {
     public var framesReceived: UInt64 = 0
     public var requests: UInt64 = 0
     public var replyDatagrams: UInt64 = 0
-    /// Requests answered by the lone-GET fast path (counted in `requests` too).
-    public var loneGetReplies: UInt64 = 0
     /// Echo mode: datagrams answered with themselves by the one-pass path (turned around in
     /// their own buffer), and by the general path after the host stack (fresh headers in front
     /// of the payload; `echoCopies` of them copied into a fresh buffer because their own could

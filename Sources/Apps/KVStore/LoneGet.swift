@@ -73,9 +73,9 @@ extension KVServer {
 
         // Committed: the request is answered here.
         counters.requests &+= 1
-        counters.loneGetReplies &+= 1
-        engine.stats.commands &+= 1
-        engine.stats.count(.get)
+        engine.stats.loneGets &+= 1
+        engine.stats.bytesRead &+= UInt64(udpLength &- 8)
+        engine.stats.bytesWritten &+= UInt64(MemcachedUDP.headerLength &+ size)
         let peerMAC = MACAddress.load(from: f + 6)
         let peerPort = UInt16(bigEndian: udp.loadUnaligned(as: UInt16.self))
         let requestID = UInt16(bigEndian: mc.loadUnaligned(as: UInt16.self))

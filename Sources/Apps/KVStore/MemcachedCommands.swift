@@ -57,9 +57,8 @@ extension MemcachedEngine {
         }
         let valueLength = Int(vlen)
         let available = end - rest
-        // memcached's item limit (-I 1m): 48-byte header, 8 for cas, key + NUL, 4 for nonzero
-        // flags, value + "\r\n".
-        let tooLarge = 48 + 8 + key.length + 1 + (flags != 0 ? 4 : 0) + valueLength + 2 > 1 << 20
+        // memcached's item limit (-I 1m).
+        let tooLarge = ItemStore.memcachedSize(keyLength: key.length, flags: flags, valueLength: valueLength) > 1 << 20
         let dataEnd = rest + min(available, valueLength + 2)
         let exptime = realtime(exptimeValue, now: now)
         let item: ItemStore.Item
@@ -70,8 +69,10 @@ extension MemcachedEngine {
         } catch {
             stats.errors &+= 1
             if error == .tooLarge {
+                stats.storeTooLarge &+= 1
                 out("SERVER_ERROR object too large for cache", noreply: quiet, &sink)
             } else {
+                stats.storeNoMemory &+= 1
                 out("SERVER_ERROR out of memory storing object", noreply: quiet, &sink)
             }
             // memcached never leaves a stale value behind a failed set.
@@ -79,6 +80,7 @@ extension MemcachedEngine {
             // memcached swallows the data; here only what this datagram holds of it.
             return .continueAt(dataEnd)
         }
+        stats.setCmds &+= 1
         // The data and its "\r\n" must be in this datagram.
         guard available >= valueLength + 2,
               (rest + valueLength).load(as: UInt8.self) == 13, (rest + valueLength + 1).load(as: UInt8.self) == 10 else {
@@ -120,13 +122,16 @@ extension MemcachedEngine {
         case .cas:
             let found = store.locate(item.key, item.keyLength, now: now)
             guard let old = found.item else {
+                stats.casMisses &+= 1
                 store.discard(item)
                 return .notFound
             }
             guard old.cas == casUnique else {
+                stats.casBadval &+= 1
                 store.discard(item)
                 return .exists
             }
+            stats.casHits &+= 1
             store.link(item, at: found)
             return .stored
         case .append, .prepend:
@@ -181,11 +186,10 @@ extension MemcachedEngine {
             return
         }
         guard let item = store.find(key.start, key.length, now: now) else {
-            stats.misses &+= 1
+            if incr { stats.incrMisses &+= 1 } else { stats.decrMisses &+= 1 }
             out("NOT_FOUND", noreply: quiet, &sink)
             return
         }
-        stats.hits &+= 1
         // A value longer than 20 digits cannot be a 64-bit number; memcached parses it as a C
         // string that ends at its "\r\n".
         guard item.valueLength <= 20, let value = parseUInt64(Token(start: item.value, length: item.valueLength)) else {
@@ -193,6 +197,7 @@ extension MemcachedEngine {
             out("CLIENT_ERROR cannot increment or decrement non-numeric value", noreply: quiet, &sink)
             return
         }
+        if incr { stats.incrHits &+= 1 } else { stats.decrHits &+= 1 }
         let result = incr ? value &+ delta : (delta > value ? 0 : value - delta)
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
         let count = withUnsafeMutableBytes(of: &digits) { buf -> Int in
@@ -244,10 +249,10 @@ extension MemcachedEngine {
             return
         }
         if store.remove(key.start, key.length, now: now) {
-            stats.hits &+= 1
+            stats.deleteHits &+= 1
             out("DELETED", noreply: quiet, &sink)
         } else {
-            stats.misses &+= 1
+            stats.deleteMisses &+= 1
             out("NOT_FOUND", noreply: quiet, &sink)
         }
     }
@@ -268,16 +273,17 @@ extension MemcachedEngine {
         }
         if let item = store.find(key.start, key.length, now: now) {
             store.setExptime(item, realtime(e, now: now))
-            stats.hits &+= 1
+            stats.touchHits &+= 1
             out("TOUCHED", noreply: quiet, &sink)
         } else {
-            stats.misses &+= 1
+            stats.touchMisses &+= 1
             out("NOT_FOUND", noreply: quiet, &sink)
         }
     }
 
     mutating func flushAll<S: ResponseSink>(_ ntokens: Int, now: UInt32, _ sink: inout S) {
         stats.count(.flushAll)
+        stats.flushCmds &+= 1
         let quiet = noreply(ntokens)
         var delay: Int64 = 0
         if ntokens != (quiet ? 3 : 2) {
@@ -369,8 +375,40 @@ public struct KVCommandStats: Sendable {
     }
     public var byCommand = InlineArray<18, UInt64>(repeating: 0)
     public var commands: UInt64 = 0
+    /// Keys looked up by get, gets, bget and mg (not gat/gats, which count as touches): memcached's
+    /// get_hits and get_misses, whose sum is its cmd_get.
     public var hits: UInt64 = 0
     public var misses: UInt64 = 0
+    /// memcached's counters of the same names (`stats`). cmd_touch is touchHits + touchMisses
+    /// (touch, gat, gats, and mg with T), as in memcached.
+    public var touchHits: UInt64 = 0
+    public var touchMisses: UInt64 = 0
+    public var deleteHits: UInt64 = 0
+    public var deleteMisses: UInt64 = 0
+    public var incrHits: UInt64 = 0
+    public var incrMisses: UInt64 = 0
+    public var decrHits: UInt64 = 0
+    public var decrMisses: UInt64 = 0
+    public var casHits: UInt64 = 0
+    public var casMisses: UInt64 = 0
+    public var casBadval: UInt64 = 0
+    /// Storage commands whose data was read (memcached's cmd_set: counted before the data is checked).
+    public var setCmds: UInt64 = 0
+    /// flush_all, counted before its arguments are checked (memcached's cmd_flush).
+    public var flushCmds: UInt64 = 0
+    /// Meta commands (mn, mg, ms, md, ma, me): memcached's cmd_meta.
+    public var metaCmds: UInt64 = 0
+    public var storeTooLarge: UInt64 = 0
+    public var storeNoMemory: UInt64 = 0
+    /// UDP payload bytes of every datagram longer than 8 bytes received, and of every reply
+    /// datagram sent (memcached's bytes_read and bytes_written over UDP).
+    public var bytesRead: UInt64 = 0
+    public var bytesWritten: UInt64 = 0
+    /// GETs answered by the server's lone-GET fast path, which counts them here (and their key
+    /// in `hits` or `misses`) instead of in `commands` and `byCommand`: the accessors add them.
+    public var loneGets: UInt64 = 0
+    /// Command lines run, lone GETs included.
+    public var allCommands: UInt64 { commands &+ loneGets }
     public var errors: UInt64 = 0
     public var unsupported: UInt64 = 0
     /// Lines without a terminator at the end of a datagram (no reply, as memcached).
@@ -381,5 +419,6 @@ public struct KVCommandStats: Sendable {
     public var refusedWrites: UInt64 = 0
     public init() {}
     public mutating func count(_ c: Command) { byCommand[c.rawValue] &+= 1 }
-    public subscript(_ c: Command) -> UInt64 { byCommand[c.rawValue] }
+    /// Commands of one kind run (for `.get`, lone GETs included).
+    public subscript(_ c: Command) -> UInt64 { c == .get ? byCommand[c.rawValue] &+ loneGets : byCommand[c.rawValue] }
 }

@@ -375,9 +375,15 @@ public struct MemcachedEngine {
                     return .continueAt(rest)
                 }
                 if let item = store.find(key.start, key.length, now: now) {
-                    if touch { store.setExptime(item, exptime) }
-                    stats.hits &+= 1
+                    if touch {
+                        store.setExptime(item, exptime)
+                        stats.touchHits &+= 1
+                    } else {
+                        stats.hits &+= 1
+                    }
                     appendValue(item, cas: cas, &sink)
+                } else if touch {
+                    stats.touchMisses &+= 1
                 } else {
                     stats.misses &+= 1
                 }

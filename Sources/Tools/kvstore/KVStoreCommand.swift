@@ -230,7 +230,7 @@ struct ServerRunner: NetDeviceVisitor {
         }
         let host = s.stats.host
         lines.append("ARP replies: \(host.arpReplies), ICMP echo replies: \(host.icmpReplies), reassembled datagrams: \(host.reassembled), "
-                     + "chained frames: \(host.linearised)" + (echo ? "" : ", lone GETs on the fast path: \(s.stats.loneGetReplies)"))
+                     + "chained frames: \(host.linearised)" + (echo ? "" : ", lone GETs on the fast path: \(s.engine.stats.loneGets)"))
         if echo { return (lines + dropLines(s)).joined(separator: "\n") }
         return (lines + engineReportLines(s.engine) + dropLines(s)).joined(separator: "\n")
     }
@@ -244,8 +244,8 @@ func engineReportLines(_ engine: borrowing MemcachedEngine) -> [String] {
     var commands: [String] = []
     for c in KVCommandStats.Command.allCases where e[c] > 0 { commands.append("\(c) \(e[c])") }
     return [
-        "commands: \(e.commands)" + (commands.isEmpty ? "" : " (" + commands.joined(separator: ", ") + ")"),
-        "hits: \(e.hits), misses: \(e.misses), errors: \(e.errors), unsupported: \(e.unsupported), writes refused (untrusted source): \(e.refusedWrites)",
+        "commands: \(e.allCommands)" + (commands.isEmpty ? "" : " (" + commands.joined(separator: ", ") + ")"),
+        "get hits: \(e.hits), get misses: \(e.misses), errors: \(e.errors), unsupported: \(e.unsupported), writes refused (untrusted source): \(e.refusedWrites)",
         "incomplete lines: \(e.incompleteLines), values beyond their datagram: \(e.dataBeyondDatagram)",
         "items: \(engine.store.items), evictions: \(engine.store.evictions), memory pages: \(engine.store.pagesInUse)/\(engine.store.pageLimitCount)",
     ]

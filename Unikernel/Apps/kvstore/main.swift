@@ -185,9 +185,9 @@ func serve<T: VirtioTransport & ~Copyable>(_ transport: consuming T, options: Vi
     let s = store.server.stats
     let why = store.server.engine.shutdownRequested ? "a shutdown request" : (now >= deadline ? "kv.seconds" : "kv.packets")
     milestone("kvstore: shutdown (" + why + ") after " + String(s.framesReceived) + " frames")
-    print("stats: requests \(s.requests), replies \(s.replyDatagrams), lone GETs \(s.loneGetReplies), ARP replies \(s.host.arpReplies), ICMP echo replies \(s.host.icmpReplies), drops \(s.host.totalDrops &+ s.drops.total)")
+    print("stats: requests \(s.requests), replies \(s.replyDatagrams), lone GETs \(store.server.engine.stats.loneGets), ARP replies \(s.host.arpReplies), ICMP echo replies \(s.host.icmpReplies), drops \(s.host.totalDrops &+ s.drops.total)")
     let e = store.server.engine.stats
-    print("engine: commands \(e.commands), hits \(e.hits), misses \(e.misses), errors \(e.errors)")
+    print("engine: commands \(e.allCommands), get hits \(e.hits), get misses \(e.misses), errors \(e.errors)")
     print("exits: \(exits() - exitsBefore) port/MMIO accesses since main")
     return 0
 }
