@@ -8,7 +8,8 @@
 # Prints executions, executions per second and crashes per target; exits 1 on any crash (or a
 # fuzzer that did not run), leaving the crashing inputs in the run's folder, which it names.
 #   scripts/fuzz.sh [target...]        (default: all four)
-# Environment: FUZZ_SECONDS (60 per target); FUZZ_OUT (.build-fuzz/runs/<date-time>): the run's
+# Environment: FUZZ_SECONDS (60 per target); FUZZ_RUNS (optional: stop a target after this many
+# executions, FUZZ_SECONDS still bounding it); FUZZ_OUT (.build-fuzz/runs/<date-time>): the run's
 # logs and crash inputs. The working corpora (seeds plus what the fuzzers found) live in
 # .build-fuzz/corpus/<name>/ and carry over from run to run; the committed seeds are only read.
 # A crash input is replayed with `.build-fuzz/release/<name> FILE`; kept as a regression seed, it
@@ -25,6 +26,11 @@ done
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
   echo "fuzz: FUZZ_SECONDS must be a whole number of seconds, not '$seconds'" >&2
   exit 2
+fi
+runs=()
+if [ -n "${FUZZ_RUNS:-}" ]; then
+  [[ "$FUZZ_RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: FUZZ_RUNS must be a whole number of executions, not '$FUZZ_RUNS'" >&2; exit 2; }
+  runs=(-runs="$FUZZ_RUNS")
 fi
 scratch=.build-fuzz
 out=${FUZZ_OUT:-$scratch/runs/$(date +%Y%m%d-%H%M%S)}
@@ -55,7 +61,7 @@ for t in "${targets[@]}"; do
   status=0
   # Swift's own backtracer would print after libFuzzer's report and wait for symbols: off.
   SWIFT_BACKTRACE=enable=no timeout --kill-after=30 $(( seconds + 120 )) \
-    "$scratch/release/$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+    "$scratch/release/$t" -max_total_time="$seconds" "${runs[@]}" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$crashes/" "$work" "Fuzz/Corpus/$t" >"$log" 2>&1 || status=$?
   executions=$(awk '/^stat::number_of_executed_units:/ { print $2 }' "$log" | tail -1)
   rate=$(awk '/^stat::average_exec_per_sec:/ { print $2 }' "$log" | tail -1)
