@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TestSupport
 #if canImport(Glibc)
 import Glibc
@@ -27,11 +28,15 @@ final class MemcachedPeer {
     }
 
     static var binary: String? { Tools.memcached }
+    /// Peers started by this process so far: each gets a port of its own (suites run in parallel).
+    static let started = Atomic<Int>(0)
 
     init() throws {
         guard let binary = MemcachedPeer.binary else { throw Failure.notInstalled }
-        // A port in the dynamic range, from the PID, so parallel test runs do not collide.
-        port = UInt16(20000 + Int(getpid()) % 20000)
+        // A port in the dynamic range, from the PID and the peer's number, so parallel test runs
+        // and parallel suites do not collide.
+        let n = MemcachedPeer.started.add(1, ordering: .relaxed).newValue
+        port = UInt16(20000 + (Int(getpid()) * 16 + n) % 20000)
         var args = [binary, "-U", String(port), "-p", "0", "-l", "127.0.0.1", "-t", "1", "-m", "64"]
         if getuid() == 0 { args += ["-u", "root"] }
         var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]

@@ -303,9 +303,13 @@ struct Harness: ~Copyable {
         let stores: [(String, UInt32, Int)] = [("a", 0, 1), ("flags", 4294967295, 32), (key250, 7, 100),
                                               ("fits", 0, 1392 - 7 - 4 - 3 - 2 - 4 - 2 - 7), ("splits", 0, 1392 - 7 - 6 - 3 - 2 - 4 - 2 - 6),
                                               ("8bytekey", 1, 8), ("9-bytekey", 2, 9), ("sixteen-byte-key", 3, 16), ("tab\tinkey", 4, 4)]
+        // memcached's bytes_read and bytes_written (UDP payloads, its 8-byte header included),
+        // counted alike by both paths.
+        var bytesSent = 0, bytesReceived = 0
         for (k, f, n) in stores {
             let request = Array("set \(k) \(f) 0 \(n) noreply\r\n\(String(repeating: "v", count: n))\r\n".utf8)
             try h.sendRequest(request)
+            bytesSent += 8 + request.count
             var sink = CollectingSink()
             request.withUnsafeBytes { twin.execute($0.baseAddress!, count: $0.count, now: h.now, into: &sink) }
         }
@@ -320,29 +324,41 @@ struct Harness: ~Copyable {
                 let request = Array("get \(k)\(ending)".utf8)
                 try h.sendRequest(request, id: id)
                 let ours = h.receive().map { Array($0[42...]) }
+                bytesSent += 8 + request.count
+                bytesReceived += ours.reduce(0) { $0 + $1.count }
                 var sink = CollectingSink()
                 request.withUnsafeBytes { twin.execute($0.baseAddress!, count: $0.count, now: h.now, into: &sink) }
                 #expect(ours == sink.datagrams(requestID: id), "get \(k.prefix(20))")
             }
         }
         #expect(h.server.engine.stats.hits == twin.stats.hits && h.server.engine.stats.misses == twin.stats.misses)
+        let s = h.server.engine.stats
+        #expect(s.loneGets >= 12 && s.loneGets < s[.get], "\(s.loneGets) of \(s[.get]) GETs on the fast path")
+        #expect(s.bytesRead == UInt64(bytesSent) && s.bytesWritten == UInt64(bytesReceived),
+                "bytes read \(s.bytesRead) of \(bytesSent), written \(s.bytesWritten) of \(bytesReceived)")
         try h.finish()
     }
 }
 
-/// memcached's -A over UDP: with the shutdown command enabled, `shutdown` asks the program to
-/// stop (no reply, as memcached closes the connection); without it, ERROR as before.
+/// memcached's -A over UDP: with the shutdown command enabled, `shutdown` and `shutdown
+/// graceful` ask the program to stop (no reply, as memcached closes the connection), other
+/// forms are an invalid mode; without it, every form gets memcached's fixed text (also checked
+/// against memcached itself in StatsTests).
 @Suite struct ShutdownCommandTests {
     @Test(arguments: [false, true])
     func shutdownOnlyWhenEnabled(enabled: Bool) {
-        var engine = MemcachedEngine(memoryBytes: 1 << 20, startTime: 0)
-        engine.shutdownEnabled = enabled
-        var sink = CollectingSink()
-        Array("shutdown\r\n".utf8).withUnsafeBytes { engine.execute($0.baseAddress!, count: $0.count, now: 0, into: &sink) }
-        sink.flush()
-        #expect(engine.shutdownRequested == enabled)
-        #expect(sink.responses == (enabled ? [] : [Array("ERROR\r\n".utf8)]))
-        engine.deallocate()
+        for (request, stops, reply) in [("shutdown\r\n", true, ""), ("shutdown graceful\r\n", true, ""),
+                                         ("shutdown now\r\n", false, "CLIENT_ERROR invalid shutdown mode\r\n")] {
+            var engine = MemcachedEngine(memoryBytes: 1 << 20, startTime: 0)
+            engine.shutdownEnabled = enabled
+            var sink = CollectingSink()
+            Array(request.utf8).withUnsafeBytes { engine.execute($0.baseAddress!, count: $0.count, now: 0, into: &sink) }
+            sink.flush()
+            let text = String(decoding: sink.responses.joined(), as: UTF8.self)
+            #expect(engine.shutdownRequested == (enabled && stops), "\(request)")
+            #expect(text == (enabled ? reply : "ERROR: shutdown not enabled\r\n"), "\(request): \(text)")
+            engine.deallocate()
+        }
     }
 }
 

@@ -49,7 +49,7 @@ public struct KVDatagramService: ~Copyable {
     /// release it); the buffer pointer is valid until the next call. Empty for a dropped
     /// request (counted) or a request without a reply (noreply).
     public mutating func handle(_ payload: UnsafeRawPointer, count: Int, from source: IPv4Address, now: UInt32) -> UnsafeMutableBufferPointer<NetBuf> {
-        if count > MemcachedUDP.headerLength { engine.stats.bytesRead &+= UInt64(count) }
+        if count > MemcachedUDP.headerLength { engine.stats.generalBytesRead &+= UInt64(count) }
         let (requestID, dropReason) = MemcachedUDP.requestID(of: payload, count: count)
         if let dropReason {
             stats.drops.add(dropReason)
@@ -70,7 +70,7 @@ public struct KVDatagramService: ~Copyable {
             frames = sourceGuard.screen(frames, requestBytes: count, source: source, now: now, writer: &writer, stats: &stats)
         }
         stats.replyDatagrams &+= UInt64(frames.count)
-        for frame in frames { engine.stats.bytesWritten &+= UInt64(writer.udpPayloadBytes(of: frame)) }
+        for frame in frames { engine.stats.generalBytesWritten &+= UInt64(writer.udpPayloadBytes(of: frame)) }
         return frames
     }
 }

@@ -220,6 +220,14 @@ public struct ItemStore {
         return true
     }
 
+    /// Frees an item a lookup found dead (already unlinked), counted as memcached counts it.
+    /// Out of line: the lookup's hit path stays as short as it was.
+    @inline(never)
+    mutating func freeDead(_ p: UnsafeMutableRawPointer, now: UInt32) {
+        if isFlushed(p, now: now) { getFlushed &+= 1 } else { getExpired &+= 1 }
+        release(p)
+    }
+
     /// memcached's item_is_flushed, which it tests before the expiry.
     func isFlushed(_ p: UnsafeMutableRawPointer, now: UInt32) -> Bool {
         guard flushedBefore != 0 && flushedBefore <= now else { return false }
@@ -256,8 +264,7 @@ public struct ItemStore {
                 && memoryEqual(p + Header.keyOffset, key, length) {
                 guard isLive(p, now: now) else {
                     link.pointee = next
-                    if isFlushed(p, now: now) { getFlushed &+= 1 } else { getExpired &+= 1 }
-                    release(p)
+                    freeDead(p, now: now)
                     return Location(bucket: bucket, link: link, item: nil)
                 }
                 let s = p.load(fromByteOffset: Header.state, as: UInt8.self)
@@ -476,7 +483,20 @@ public struct ItemStore {
         throw .outOfMemory
     }
 
+    /// memcached's `stats reset` for the store's counters (not its contents or sizes).
+    public mutating func resetCounters() {
+        evictions = 0
+        expiredUnlinked = 0
+        getExpired = 0
+        getFlushed = 0
+        totalItems = 0
+    }
+
     /// Memory accounting for statistics.
+    public var memoryLimit: Int { pageLimit * ItemStore.pageSize }
+    /// The hash table: log2 of its buckets and its size in bytes (memcached's hash_power_level, hash_bytes).
+    public var hashPower: Int { (Int(bucketMask) + 1).trailingZeroBitCount }
+    public var hashBytes: Int { (Int(bucketMask) + 1) * MemoryLayout<ItemRef>.size }
     public var pagesInUse: Int { pagesUsed }
     public var pageLimitCount: Int { pageLimit }
 }

@@ -105,6 +105,8 @@ public struct KVServer: ~Copyable {
         // An echo server keeps no items: the store's minimum (one page), not the configured memory.
         engine = MemcachedEngine(memoryBytes: echoes ? 0 : config.memoryBytes, startTime: now)
         engine.shutdownEnabled = config.shutdownCommand
+        engine.environment.udpPort = config.port
+        engine.environment.interface = config.ip
         sourceGuard = SourceGuard(policy: config.sources, ownPrefix: config.ownPrefix)
         ownPrefix = config.ownPrefix
         writer = DatagramWriter(pool: pool, mac: config.mac, ip: config.ip, port: config.port, frameCapacity: 1024)
@@ -157,6 +159,9 @@ public struct KVServer: ~Copyable {
     public var stats: KVServerStats {
         var s = counters
         s.host = host.stats
+        // The lone-GET path counts its requests (one reply datagram each) in the engine only.
+        s.requests &+= engine.stats.loneGets
+        s.replyDatagrams &+= engine.stats.loneGets
         return s
     }
 
@@ -234,7 +239,7 @@ public struct KVServer: ~Copyable {
     mutating func serve(_ datagram: ReceivedDatagram, now: UInt32) {
         let data = datagram.payload
         guard let base = data.baseAddress else { return drop(datagram.frame, .memcachedTooShort) }
-        if data.count > MemcachedUDP.headerLength { engine.stats.bytesRead &+= UInt64(data.count) }
+        if data.count > MemcachedUDP.headerLength { engine.stats.generalBytesRead &+= UInt64(data.count) }
         let (requestID, dropReason) = MemcachedUDP.requestID(of: base, count: data.count)
         if let dropReason { return drop(datagram.frame, dropReason) }
         counters.requests &+= 1
@@ -255,7 +260,7 @@ public struct KVServer: ~Copyable {
             frames = sourceGuard.screen(frames, requestBytes: data.count, source: datagram.source, now: now, writer: &writer, stats: &counters)
         }
         for frame in frames {
-            engine.stats.bytesWritten &+= UInt64(writer.udpPayloadBytes(of: frame))
+            engine.stats.generalBytesWritten &+= UInt64(writer.udpPayloadBytes(of: frame))
             enqueue(frame)
         }
         counters.replyDatagrams &+= UInt64(frames.count)

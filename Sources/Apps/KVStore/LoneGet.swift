@@ -72,10 +72,10 @@ extension KVServer {
         guard size <= MemcachedUDP.maxPayload, (try? buf.setLength(headers + size)) != nil else { return false }
 
         // Committed: the request is answered here.
-        counters.requests &+= 1
+        // Counted once, in the engine (`KVServer.stats` adds them to requests and replies).
         engine.stats.loneGets &+= 1
-        engine.stats.bytesRead &+= UInt64(udpLength &- 8)
-        engine.stats.bytesWritten &+= UInt64(MemcachedUDP.headerLength &+ size)
+        engine.stats.loneRequestUDPBytes &+= UInt64(udpLength)
+        engine.stats.loneReplyBlockBytes &+= UInt64(blockLength)
         let peerMAC = MACAddress.load(from: f + 6)
         let peerPort = UInt16(bigEndian: udp.loadUnaligned(as: UInt16.self))
         let requestID = UInt16(bigEndian: mc.loadUnaligned(as: UInt16.self))
@@ -85,17 +85,15 @@ extension KVServer {
         // byte order).
         var endSum = endOfGetSum
         if let item {
-            engine.stats.hits &+= 1
             copyPacketBytes(to: payload, from: item.block, count: blockLength)
             if blockLength & 1 != 0 { endSum = UInt32(UInt16(truncatingIfNeeded: endSum).byteSwapped) }
             endSum &+= item.blockSum
         } else {
-            engine.stats.misses &+= 1
+            engine.stats.loneMisses &+= 1
         }
         putText("END\r\n", at: payload + blockLength)
         writer.writeUntaggedHeaders(f, udpLength: 8 + MemcachedUDP.headerLength + size, mac: peerMAC, ip: peerIP,
                                     port: peerPort, requestID: requestID, payloadSum: endSum)
-        counters.replyDatagrams &+= 1
         enqueue(buf)
         return true
     }

@@ -376,9 +376,13 @@ public struct KVCommandStats: Sendable {
     public var byCommand = InlineArray<18, UInt64>(repeating: 0)
     public var commands: UInt64 = 0
     /// Keys looked up by get, gets, bget and mg (not gat/gats, which count as touches): memcached's
-    /// get_hits and get_misses, whose sum is its cmd_get.
-    public var hits: UInt64 = 0
-    public var misses: UInt64 = 0
+    /// get_hits and get_misses, whose sum is its cmd_get. The lone-GET path's are in `loneGets`
+    /// (a miss also in `loneMisses`), the general path's in `generalHits` and `generalMisses`.
+    public var hits: UInt64 { generalHits &+ loneGets &- loneMisses }
+    public var misses: UInt64 { generalMisses &+ loneMisses }
+    public var generalHits: UInt64 = 0
+    public var generalMisses: UInt64 = 0
+    public var loneMisses: UInt64 = 0
     /// memcached's counters of the same names (`stats`). cmd_touch is touchHits + touchMisses
     /// (touch, gat, gats, and mg with T), as in memcached.
     public var touchHits: UInt64 = 0
@@ -401,12 +405,19 @@ public struct KVCommandStats: Sendable {
     public var storeTooLarge: UInt64 = 0
     public var storeNoMemory: UInt64 = 0
     /// UDP payload bytes of every datagram longer than 8 bytes received, and of every reply
-    /// datagram sent (memcached's bytes_read and bytes_written over UDP).
-    public var bytesRead: UInt64 = 0
-    public var bytesWritten: UInt64 = 0
+    /// datagram sent (memcached's bytes_read and bytes_written over UDP), lone GETs included.
+    public var bytesRead: UInt64 { generalBytesRead &+ loneRequestUDPBytes &- 8 &* loneGets }
+    public var bytesWritten: UInt64 { generalBytesWritten &+ loneReplyBlockBytes &+ 13 &* loneGets }
+    /// The general path's share of them.
+    public var generalBytesRead: UInt64 = 0
+    public var generalBytesWritten: UInt64 = 0
     /// GETs answered by the server's lone-GET fast path, which counts them here (and their key
     /// in `hits` or `misses`) instead of in `commands` and `byCommand`: the accessors add them.
+    /// Their bytes as that path has them at hand, so it adds one register each: UDP lengths
+    /// (8-byte UDP header included) and item blocks (the reply is 8 + block + "END\r\n").
     public var loneGets: UInt64 = 0
+    public var loneRequestUDPBytes: UInt64 = 0
+    public var loneReplyBlockBytes: UInt64 = 0
     /// Command lines run, lone GETs included.
     public var allCommands: UInt64 { commands &+ loneGets }
     public var errors: UInt64 = 0

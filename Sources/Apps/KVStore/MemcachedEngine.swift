@@ -15,6 +15,10 @@ public struct MemcachedEngine {
     /// `shutdownRequested`), with no reply, as memcached closes the connection. Off: ERROR.
     public var shutdownEnabled = false
     public private(set) var shutdownRequested = false
+    /// What `stats` reports about the process (pid, CPU time, address and port).
+    public var environment = StatsEnvironment()
+    /// memcached reports one connection (its UDP socket) until the first `stats reset`.
+    var statsWereReset = false
     /// Whether commands that change the store run; off for an untrusted source when the store
     /// has an allow list (`SourcePolicy`): they get `SourceGuard.refusedWrite`.
     public var writesAllowed = true
@@ -42,6 +46,7 @@ public struct MemcachedEngine {
         store.removeAll()
         stats = KVCommandStats()
         shutdownRequested = false
+        statsWereReset = false
     }
 
     /// A token: where it starts in the line and how long it is.
@@ -210,12 +215,15 @@ public struct MemcachedEngine {
                 guard ntokens == 6 || ntokens == 7 else { return error(rest, &sink) }
                 return update(.set, ntokens, rest: rest, end: end, now: now, &sink)
             }
-            if token(0, is: "shutdown") && ntokens == 2 && shutdownEnabled {
-                shutdownRequested = true
-                sink.skipResponse()   // no reply: memcached closes the connection
+            if token(0, is: "stats") {
+                statsCommand(ntokens, now: now, &sink)
                 return .continueAt(rest)
             }
-            if token(0, is: "stats") || token(0, is: "shutdown") || token(0, is: "slabs") { return unsupported(rest, &sink) }
+            if token(0, is: "shutdown") {
+                shutdown(ntokens, &sink)
+                return .continueAt(rest)
+            }
+            if token(0, is: "slabs") { return unsupported(rest, &sink) }
             return error(rest, &sink)
         case UInt8(ascii: "a"):
             if token(0, is: "add") || token(0, is: "append") {
@@ -296,6 +304,12 @@ public struct MemcachedEngine {
             }
             return .continueAt(rest)
         }
+        if token(0, is: "refresh_certs") {
+            // memcached without TLS, as this store is.
+            stats.unsupported &+= 1
+            out("Error TLS not enabled", noreply: false, &sink)
+            return .continueAt(rest)
+        }
         if token(0, is: "lru_crawler") || token(0, is: "watch") || token(0, is: "lru") || token(0, is: "misbehave")
             || token(0, is: "mn") || token(0, is: "me") {
             return unsupported(rest, &sink)
@@ -330,6 +344,24 @@ public struct MemcachedEngine {
         out(SourceGuard.refusedWrite, noreply: noreply(ntokens), &sink)
         guard storesData(), ntokens >= 6, let vlen = parseInt32(tokens[4]), vlen >= 0 else { return .continueAt(rest) }
         return .continueAt(rest + min(end - rest, Int(vlen) + 2))
+    }
+
+    /// memcached's process_shutdown_command: off (no -A) it answers every form with the same
+    /// text; on, `shutdown` and `shutdown graceful` end the store (no reply: memcached closes
+    /// the connection), anything else is an invalid mode.
+    mutating func shutdown<S: ResponseSink>(_ ntokens: Int, _ sink: inout S) {
+        guard shutdownEnabled else {
+            stats.unsupported &+= 1
+            out("ERROR: shutdown not enabled", noreply: false, &sink)
+            return
+        }
+        if ntokens == 2 || (ntokens == 3 && token(1, is: "graceful")) {
+            shutdownRequested = true
+            sink.skipResponse()
+        } else {
+            stats.errors &+= 1
+            out("CLIENT_ERROR invalid shutdown mode", noreply: false, &sink)
+        }
     }
 
     mutating func error<S: ResponseSink>(_ rest: UnsafeRawPointer, _ sink: inout S) -> Flow {
@@ -379,13 +411,13 @@ public struct MemcachedEngine {
                         store.setExptime(item, exptime)
                         stats.touchHits &+= 1
                     } else {
-                        stats.hits &+= 1
+                        stats.generalHits &+= 1
                     }
                     appendValue(item, cas: cas, &sink)
                 } else if touch {
                     stats.touchMisses &+= 1
                 } else {
-                    stats.misses &+= 1
+                    stats.generalMisses &+= 1
                 }
                 keyIndex += 1
                 if tokens[keyIndex].length != 0 { sink.beginResponse() }

@@ -199,6 +199,7 @@ struct ServerRunner: NetDeviceVisitor {
 
     mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> String {
         var server = try KVServer(pool: pool, config: config, now: unixTime())   // freed when this returns
+        describeProcess(&server.engine.environment)
         let busy = pollUntilDone(live: live,
                                  poll: { server.poll(&device, now: unixTime()) },
                                  finished: { server.inputEnded && (server.pendingTransmit == 0 || !device.info.link.up) },
@@ -236,6 +237,17 @@ struct ServerRunner: NetDeviceVisitor {
     }
 
     func dropLines(_ s: borrowing KVServer) -> [String] { dropReportLines(s.stats) }
+}
+
+/// What memcached's `stats` says about the process: its id and CPU time.
+func describeProcess(_ environment: inout MemcachedEngine.StatsEnvironment) {
+    environment.processID = UInt32(truncatingIfNeeded: getpid())
+    environment.cpuTime = { out in
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        out[0] = UInt64(usage.ru_utime.tv_sec) * 1_000_000 + UInt64(usage.ru_utime.tv_usec)
+        out[1] = UInt64(usage.ru_stime.tv_sec) * 1_000_000 + UInt64(usage.ru_stime.tv_usec)
+    }
 }
 
 /// The engine's part of a report (commands, hits, items), the same for every stack.

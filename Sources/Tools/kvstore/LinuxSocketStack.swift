@@ -18,6 +18,8 @@ func runLinuxSocketStore(address: IPv4Address, prefixLength: Int, port: UInt16, 
         // Freed at the end of this block, before the pool is read.
         var server = try LinuxSocketServer(socket: socket, pool: pool, memoryBytes: memoryBytes, sources: sources,
                                            ownPrefix: IPv4Prefix(address, length: prefixLength))
+        server.service.engine.environment.udpPort = boundPort
+        server.service.engine.environment.interface = address
         var lastReport = monotonicSeconds()
         while stopRequested == 0 {
             if batch { server.receiveBatch() } else { server.receiveOne() }
@@ -120,6 +122,7 @@ struct LinuxSocketServer: ~Copyable {
         self.socket = socket
         self.pool = pool
         service = try KVDatagramService(pool: pool, memoryBytes: memoryBytes, now: unixTime(), sources: sources, ownPrefix: ownPrefix)
+        describeProcess(&service.engine.environment)
         let rx = Self.receiveBatchSize, tx = Self.sendBatchSize
         rxData = .allocate(byteCount: rx * Self.datagramRoom, alignment: 64)
         rxAddresses = .allocate(capacity: rx)

@@ -44,6 +44,9 @@ struct LwIPServerRunner: NetDeviceVisitor {
         }
         let socket = try LwIPUDPSocket(on: netif, port: config.port, context: UnsafeMutableRawPointer(context), receive: Self.receive)
         context.pointee.socket = socket.handle
+        describeProcess(&context.pointee.service.engine.environment)
+        context.pointee.service.engine.environment.udpPort = config.port
+        context.pointee.service.engine.environment.interface = config.ip
         let busy = pollUntilDone(live: live,
                                  poll: {
                                      context.pointee.now = unixTime()
