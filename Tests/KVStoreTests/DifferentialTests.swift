@@ -222,34 +222,46 @@ func differentialCorpus() -> [[UInt8]] {
     ]
 }
 
+/// Sends each request of `corpus` (a UDP payload) to a fresh memcached 1.6.18 and to a fresh
+/// engine, in order; returns every request whose reply datagrams differ (both shown), how many
+/// requests ran, and how many datagrams memcached sent.
+func compareWithMemcached(_ corpus: [[UInt8]]) throws -> (mismatches: [String], requests: Int, datagrams: Int) {
+    let peer = try MemcachedPeer()
+    defer { peer.stop() }
+    var engine = MemcachedEngine(memoryBytes: 64 << 20, startTime: UInt32(time(nil)))
+    defer { engine.deallocate() }
+    var mismatches: [String] = []
+    var requests = 0, datagrams = 0
+    for payload in corpus where !payload.isEmpty {
+        let id = peer.nextID()
+        let datagram = peer.header(id: id) + payload
+        let request = String(decoding: payload.prefix(80), as: UTF8.self)
+            .replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
+        let theirs: [[UInt8]]
+        do { theirs = try peer.exchangeRaw(datagram, requestID: id) } catch {
+            mismatches.append("request \(request): \(error)")
+            break
+        }
+        let ours = engineReplies(&engine, datagram: datagram, now: UInt32(time(nil)))
+        requests += 1
+        datagrams += theirs.count
+        if ours != theirs {
+            mismatches.append("request \(request)\n  memcached: \(show(theirs))\n  ours:      \(show(ours))")
+        }
+    }
+    return (mismatches, requests, datagrams)
+}
+
 @Suite(.serialized) struct DifferentialTests {
     /// Every reply datagram of the engine equals memcached 1.6.18's, byte for byte, for the same
     /// request sequence (cas values included: both count one per store).
     @Test(.enabled(if: MemcachedPeer.binary != nil, "memcached is not installed (make test installs it)"))
     func sameRepliesAsMemcached() throws {
-        let peer = try MemcachedPeer()
-        defer { peer.stop() }
-        let now = UInt32(time(nil))
-        var engine = MemcachedEngine(memoryBytes: 64 << 20, startTime: now)
-        defer { engine.deallocate() }
-        var mismatches: [String] = []
-        var requests = 0, datagrams = 0
-        for payload in differentialCorpus() where !payload.isEmpty {
-            let id = peer.nextID()
-            let datagram = peer.header(id: id) + payload
-            let theirs = try peer.exchangeRaw(datagram, requestID: id)
-            let ours = engineReplies(&engine, datagram: datagram, now: UInt32(time(nil)))
-            requests += 1
-            datagrams += theirs.count
-            if ours != theirs {
-                let request = String(decoding: payload.prefix(80), as: UTF8.self)
-                    .replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
-                mismatches.append("request \(request)\n  memcached: \(show(theirs))\n  ours:      \(show(ours))")
-            }
-        }
+        let corpus = differentialCorpus()
+        let (mismatches, requests, datagrams) = try compareWithMemcached(corpus)
         #expect(mismatches.isEmpty, "\(mismatches.count) mismatches:\n\(mismatches.joined(separator: "\n"))")
         // The comparison really ran: every request, and memcached answered most of them.
-        #expect(requests == differentialCorpus().filter { !$0.isEmpty }.count)
+        #expect(requests == corpus.filter { !$0.isEmpty }.count)
         #expect(datagrams > requests)
         print("differential: \(requests) requests, \(datagrams) reply datagrams from memcached, \(mismatches.count) mismatches")
     }

@@ -120,6 +120,9 @@ func statLines(_ datagrams: [[UInt8]]) -> [(String, String)] {
             "set f 0 0 1\r\nf\r\n", "flush_all\r\n", "get f\r\n", "flush_all 0 noreply\r\n", "flush_all bad\r\n",
             "set g 1 0 1\r\ng\r\n", "set h 0 0 300\r\n" + String(repeating: "h", count: 300) + "\r\n",
             "stats foo\r\n", "version\r\n",
+            // The meta commands count where memcached counts them (me alone in cmd_meta).
+            "mg a v\r\n", "mg zz v\r\n", "mg a T10 v\r\n", "mg zz T10 v\r\n", "ms m1 1\r\nx\r\n", "md m1\r\n", "md m1\r\n",
+            "ma n\r\n", "ma nope\r\n", "ma n MD\r\n", "ms m2 1\r\nx\r\nme m2\r\n", "me zz\r\n", "mn\r\n",
         ]
         for request in sequence {
             r = try twin.exchange(request, &service)
@@ -136,7 +139,7 @@ func statLines(_ datagrams: [[UInt8]]) -> [(String, String)] {
         let ours = Dictionary(statLines(r.ours), uniquingKeysWith: { a, _ in a })
         // The sequence moved them (a comparison of zeros would prove nothing). Not store_too_large:
         // over UDP memcached then swallows a megabyte of the following datagrams.
-        for field in ["cmd_get", "cmd_set", "cmd_touch", "cmd_flush", "get_hits", "get_misses", "get_expired", "get_flushed",
+        for field in ["cmd_get", "cmd_set", "cmd_touch", "cmd_flush", "cmd_meta", "get_hits", "get_misses", "get_expired", "get_flushed",
                       "delete_hits", "delete_misses", "incr_hits", "incr_misses", "decr_hits", "decr_misses", "cas_hits",
                       "cas_misses", "cas_badval", "touch_hits", "touch_misses", "bytes", "curr_items",
                       "total_items", "bytes_read", "bytes_written"] {

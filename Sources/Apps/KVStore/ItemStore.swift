@@ -24,7 +24,7 @@ public struct ItemStore {
         static var valueLength: Int { 24 } // UInt32
         static var keyLength: Int { 28 }   // UInt8
         static var sizeClass: Int { 29 }   // UInt8
-        static var state: Int { 30 }       // UInt8: bit 0 live, bit 1 referenced (CLOCK)
+        static var state: Int { 30 }       // UInt8: live, not referenced (CLOCK), not fetched, and the meta protocol's bits
         static var suffix: Int { 31 }      // UInt8: bytes of " <flags> <bytes>\r\n" after the key
         static var blockSum: Int { 32 }    // UInt16: one's-complement sum of the reply block, wire order
         static var size: Int { 34 }
@@ -32,7 +32,17 @@ public struct ItemStore {
         static var keyOffset: Int { size + 6 }
     }
     static var live: UInt8 { 1 }
-    static var referenced: UInt8 { 2 }
+    /// Kept inverted, so a hit tests both with one instruction and writes only the first time:
+    /// not referenced since CLOCK's last pass, and never fetched (memcached's ITEM_FETCHED
+    /// clear: mg h, me fetch). A linked item starts with both set.
+    static var unreferenced: UInt8 { 2 }
+    static var unfetched: UInt8 { 4 }
+    /// memcached's item flags the meta protocol shows: a recache token handed out (mg W/Z),
+    /// marked stale (md I, ms I: mg X), and a key that came base64-encoded (shown encoded
+    /// again: mg k, me).
+    public static var tokenSent: UInt8 { 8 }
+    public static var stale: UInt8 { 16 }
+    public static var binaryKey: UInt8 { 32 }
 
     public static var pageSize: Int { 1 << 20 }
     /// Largest key memcached accepts.
@@ -175,6 +185,19 @@ public struct ItemStore {
         public var blockLength: Int { 6 + keyLength + suffixLength + valueLength + 2 }
         /// The block's one's-complement sum (16 bits, wire order), for UDP checksums.
         public var blockSum: UInt32 { UInt32(base.load(fromByteOffset: Header.blockSum, as: UInt16.self)) }
+        /// Unix time of its store (memcached's it->time, as mg l and me la read it).
+        public var time: UInt32 { base.load(fromByteOffset: Header.time, as: UInt32.self) }
+        /// Whether it was fetched since stored (memcached's ITEM_FETCHED), and marking it so.
+        public var wasFetched: Bool { !has(ItemStore.unfetched) }
+        public func markFetched() { clear(ItemStore.unfetched) }
+        /// Whether any of `bits` (`ItemStore.tokenSent`, ...) is set.
+        public func has(_ bits: UInt8) -> Bool { base.load(fromByteOffset: Header.state, as: UInt8.self) & bits != 0 }
+        public func set(_ bits: UInt8) {
+            base.storeBytes(of: base.load(fromByteOffset: Header.state, as: UInt8.self) | bits, toByteOffset: Header.state, as: UInt8.self)
+        }
+        public func clear(_ bits: UInt8) {
+            base.storeBytes(of: base.load(fromByteOffset: Header.state, as: UInt8.self) & ~bits, toByteOffset: Header.state, as: UInt8.self)
+        }
     }
 
     @inline(__always)
@@ -241,6 +264,12 @@ public struct ItemStore {
         locate(key, length, now: now).item
     }
 
+    /// `find` for a fetch (get, gets, gat, gats, touch, mg): the item is also marked fetched,
+    /// as memcached's bump marks it (mg h and me show it).
+    public mutating func fetch(_ key: UnsafeRawPointer, _ length: Int, now: UInt32) -> Item? {
+        locate(key, length, now: now, marking: ItemStore.unreferenced | ItemStore.unfetched).item
+    }
+
     /// Where a key is in the hash table: its bucket, and the live item stored under it (if any)
     /// with the link that holds it (the bucket, or the next field of the item before it).
     /// Enough to replace or remove the item without walking its chain again, as long as no
@@ -253,7 +282,8 @@ public struct ItemStore {
 
     /// `find`, keeping where the item was. Expired or flushed items found on the way are freed.
     @inline(__always)
-    mutating func locate(_ key: UnsafeRawPointer, _ length: Int, now: UInt32) -> Location {
+    /// `marking`: the inverted bits a hit clears (referenced; fetched too for a fetch).
+    mutating func locate(_ key: UnsafeRawPointer, _ length: Int, now: UInt32, marking: UInt8 = ItemStore.unreferenced) -> Location {
         let bucket = buckets + Int(ItemStore.hash(key, length) & bucketMask)
         var link = bucket
         var r = bucket.pointee
@@ -268,7 +298,7 @@ public struct ItemStore {
                     return Location(bucket: bucket, link: link, item: nil)
                 }
                 let s = p.load(fromByteOffset: Header.state, as: UInt8.self)
-                if s & ItemStore.referenced == 0 { p.storeBytes(of: s | ItemStore.referenced, toByteOffset: Header.state, as: UInt8.self) }
+                if s & marking != 0 { p.storeBytes(of: s & ~marking, toByteOffset: Header.state, as: UInt8.self) }
                 return Location(bucket: bucket, link: link, item: Item(p))
             }
             link = (p + Header.hashNext).assumingMemoryBound(to: ItemRef.self)
@@ -400,7 +430,9 @@ public struct ItemStore {
         p.storeBytes(of: nextCas, toByteOffset: Header.cas, as: UInt64.self)
         nextCas &+= 1
         totalItems &+= 1
-        p.storeBytes(of: ItemStore.live, toByteOffset: Header.state, as: UInt8.self)
+        // Bits set between allocate and link (a binary key, a stale value) stay.
+        p.storeBytes(of: p.load(fromByteOffset: Header.state, as: UInt8.self) | ItemStore.live | ItemStore.unreferenced | ItemStore.unfetched,
+                     toByteOffset: Header.state, as: UInt8.self)
         p.storeBytes(of: place.bucket.pointee, toByteOffset: Header.hashNext, as: ItemRef.self)
         place.bucket.pointee = ref(p)
     }
@@ -470,8 +502,8 @@ public struct ItemStore {
             let p = arena + (page + 1) * ItemStore.pageSize + (n % perPage) * classes[c].chunkSize
             let s = p.load(fromByteOffset: Header.state, as: UInt8.self)
             guard s & ItemStore.live != 0 else { continue }
-            if s & ItemStore.referenced != 0 && isLive(p, now: now) {
-                p.storeBytes(of: s & ~ItemStore.referenced, toByteOffset: Header.state, as: UInt8.self)
+            if s & ItemStore.unreferenced == 0 && isLive(p, now: now) {
+                p.storeBytes(of: s | ItemStore.unreferenced, toByteOffset: Header.state, as: UInt8.self)
                 continue
             }
             let wasLive = isLive(p, now: now)

@@ -64,7 +64,7 @@ extension KVServer {
                 return false
             }
         }
-        let item = engine.store.find(key, keyLength, now: now)
+        let item = engine.store.fetch(key, keyLength, now: now)
         let blockLength = item?.blockLength ?? 0
         let size = blockLength + 5   // the item's reply block (if a hit), then "END\r\n"
         let headers = NetBuf.udpHeadersLength + MemcachedUDP.headerLength

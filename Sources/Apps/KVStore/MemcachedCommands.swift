@@ -106,7 +106,11 @@ extension MemcachedEngine {
     /// memcached's do_store_item for a filled, unlinked item. The key's chain is walked once:
     /// what is found there is replaced in place (`link(_:at:)`; freeing the new item changes
     /// no chain), except where an allocation, which may evict, comes in between.
-    mutating func storeItem(_ item: ItemStore.Item, _ command: StoreCommand, casUnique: UInt64, now: UInt32) -> StoreResult {
+    /// `casUnique`: for `.cas` the unique to match; for append and prepend (the meta protocol's
+    /// ms with C) a unique the old item must have, 0 for none. `setStale` (ms I): a `.cas` with
+    /// a unique below the item's stores anyway, marked stale, keeping the old expiry.
+    mutating func storeItem(_ item: ItemStore.Item, _ command: StoreCommand, casUnique: UInt64, setStale: Bool = false,
+                            now: UInt32) -> StoreResult {
         switch command {
         case .set:
             store.link(item, now: now)
@@ -126,7 +130,11 @@ extension MemcachedEngine {
                 store.discard(item)
                 return .notFound
             }
-            guard old.cas == casUnique else {
+            if setStale && casUnique != 0 && casUnique < old.cas {
+                // memcached's CAS_STALE: the value goes in, stale, with the old item's expiry and token.
+                store.setExptime(item, old.exptime)
+                item.set(ItemStore.stale | (old.has(ItemStore.tokenSent) ? ItemStore.tokenSent : 0))
+            } else if old.cas != casUnique {
                 stats.casBadval &+= 1
                 store.discard(item)
                 return .exists
@@ -138,6 +146,10 @@ extension MemcachedEngine {
             guard let old = store.find(item.key, item.keyLength, now: now) else {
                 store.discard(item)
                 return .notStored
+            }
+            guard casUnique == 0 || old.cas == casUnique else {
+                store.discard(item)
+                return .exists
             }
             // The joined value keeps the old item's flags and expiry.
             let total = old.valueLength + item.valueLength
@@ -185,46 +197,57 @@ extension MemcachedEngine {
             out("CLIENT_ERROR invalid numeric delta argument", noreply: quiet, &sink)
             return
         }
-        guard let item = store.find(key.start, key.length, now: now) else {
+        switch addDelta(key, incr: incr, delta: delta, casUnique: 0, now: now) {
+        case .notFound, .casMismatch:
             if incr { stats.incrMisses &+= 1 } else { stats.decrMisses &+= 1 }
             out("NOT_FOUND", noreply: quiet, &sink)
-            return
+        case .nonNumeric:
+            stats.errors &+= 1
+            out("CLIENT_ERROR cannot increment or decrement non-numeric value", noreply: quiet, &sink)
+        case .outOfMemory:
+            out("SERVER_ERROR out of memory", noreply: quiet, &sink)
+        case .changed(_, let count):
+            if quiet {
+                sink.skipResponse()
+            } else {
+                sink.append(UnsafeRawPointer(deltaDigits), count: count)
+                sink.append("\r\n")
+            }
         }
+    }
+
+    enum DeltaResult {
+        /// The item now holding the result (its digits in `deltaDigits`, `count` of them).
+        case changed(ItemStore.Item, count: Int)
+        case notFound, casMismatch, nonNumeric, outOfMemory
+    }
+
+    /// memcached's do_add_delta: the item under `key` (if `casUnique` is not 0, only with that
+    /// unique) gets its value plus or minus `delta` (decr stops at 0), in place and padded with
+    /// spaces when the digits fit, else in a new item. Counts the hit.
+    mutating func addDelta(_ key: Token, incr: Bool, delta: UInt64, casUnique: UInt64, now: UInt32) -> DeltaResult {
+        guard let item = store.find(key.start, key.length, now: now) else { return .notFound }
+        if casUnique != 0 && item.cas != casUnique { return .casMismatch }
         // A value longer than 20 digits cannot be a 64-bit number; memcached parses it as a C
         // string that ends at its "\r\n".
         guard item.valueLength <= 20, let value = parseUInt64(Token(start: item.value, length: item.valueLength)) else {
-            stats.errors &+= 1
-            out("CLIENT_ERROR cannot increment or decrement non-numeric value", noreply: quiet, &sink)
-            return
+            return .nonNumeric
         }
         if incr { stats.incrHits &+= 1 } else { stats.decrHits &+= 1 }
         let result = incr ? value &+ delta : (delta > value ? 0 : value - delta)
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        let count = withUnsafeMutableBytes(of: &digits) { buf -> Int in
-            let digitsStart = buf.baseAddress!
-            let n = writeDecimal(result, to: digitsStart)
-            if n <= item.valueLength {
-                // In place, padded with spaces to the old length (memcached's memset ' ').
-                item.value.copyMemory(from: digitsStart, byteCount: n)
-                (item.value + n).initializeMemory(as: UInt8.self, repeating: 32, count: item.valueLength - n)
-                store.valueChanged(item)
-            } else if let fresh = try? store.allocate(key: item.key, keyLength: item.keyLength, valueLength: n,
-                                                       flags: item.flags, exptime: item.exptime, now: now) {
-                fresh.value.copyMemory(from: digitsStart, byteCount: n)
-                store.link(fresh, now: now)
-            } else {
-                return -1
-            }
-            if !quiet { sink.append(UnsafeRawPointer(digitsStart), count: n) }
-            return n
+        let n = writeDecimal(result, to: deltaDigits)
+        if n <= item.valueLength {
+            // In place, padded with spaces to the old length (memcached's memset ' ').
+            item.value.copyMemory(from: deltaDigits, byteCount: n)
+            (item.value + n).initializeMemory(as: UInt8.self, repeating: 32, count: item.valueLength - n)
+            store.valueChanged(item)
+            return .changed(item, count: n)
         }
-        if count < 0 {
-            out("SERVER_ERROR out of memory", noreply: quiet, &sink)
-        } else if quiet {
-            sink.skipResponse()
-        } else {
-            sink.append("\r\n")
-        }
+        guard let fresh = try? store.allocate(key: item.key, keyLength: item.keyLength, valueLength: n,
+                                              flags: item.flags, exptime: item.exptime, now: now) else { return .outOfMemory }
+        fresh.value.copyMemory(from: deltaDigits, byteCount: n)
+        store.link(fresh, now: now)
+        return .changed(fresh, count: n)
     }
 
     // MARK: delete, touch, flush_all
@@ -271,7 +294,7 @@ extension MemcachedEngine {
             out("CLIENT_ERROR invalid exptime argument", noreply: quiet, &sink)
             return
         }
-        if let item = store.find(key.start, key.length, now: now) {
+        if let item = store.fetch(key.start, key.length, now: now) {
             store.setExptime(item, realtime(e, now: now))
             stats.touchHits &+= 1
             out("TOUCHED", noreply: quiet, &sink)

@@ -27,16 +27,28 @@ public struct MemcachedEngine {
 
     let tokens: UnsafeMutablePointer<Token>
     static var maxTokens: Int { 24 }
+    /// Scratch: a meta reply line (two base64 keys, twenty flags, a value's digits), a decoded
+    /// base64 key, and the digits of an incr/decr result.
+    let line: UnsafeMutableRawPointer
+    static var lineCapacity: Int { 2048 }
+    let keyScratch: UnsafeMutableRawPointer
+    let deltaDigits: UnsafeMutableRawPointer
     public static let version: StaticString = "VERSION 1.6.18"
 
     public init(memoryBytes: Int, startTime: UInt32) {
         store = ItemStore(memoryBytes: memoryBytes)
         self.startTime = startTime
         tokens = .allocate(capacity: MemcachedEngine.maxTokens + 1)
+        line = .allocate(byteCount: MemcachedEngine.lineCapacity, alignment: 8)
+        keyScratch = .allocate(byteCount: 256, alignment: 8)
+        deltaDigits = .allocate(byteCount: 32, alignment: 8)
     }
 
     public func deallocate() {
         tokens.deallocate()
+        line.deallocate()
+        keyScratch.deallocate()
+        deltaDigits.deallocate()
         store.deallocate()
     }
 
@@ -194,14 +206,10 @@ public struct MemcachedEngine {
         sink.beginResponse()
         stats.commands &+= 1
         let c0 = length > 0 ? line.load(as: UInt8.self) : 0
-        // Meta commands (mg, ms, ...): two letters and a space. Not supported here.
-        if c0 == UInt8(ascii: "m") && length >= 3 && line.load(fromByteOffset: 2, as: UInt8.self) == 32
-            && line.load(fromByteOffset: 1, as: UInt8.self) != 32 {
-            return unsupported(rest, &sink)
-        }
         let (ntokens, more) = tokenize(line, length)
         guard ntokens >= 2, tokens[0].length >= 2 else { return error(rest, &sink) }
         if !writesAllowed && changesStore() { return refuseWrite(ntokens, rest: rest, end: end, &sink) }
+        if c0 == UInt8(ascii: "m"), let flow = metaCommand(ntokens, rest: rest, end: end, now: now, &sink) { return flow }
         switch c0 {
         case UInt8(ascii: "g"):
             guard ntokens >= 3 else { return error(rest, &sink) }
@@ -310,8 +318,7 @@ public struct MemcachedEngine {
             out("Error TLS not enabled", noreply: false, &sink)
             return .continueAt(rest)
         }
-        if token(0, is: "lru_crawler") || token(0, is: "watch") || token(0, is: "lru") || token(0, is: "misbehave")
-            || token(0, is: "mn") || token(0, is: "me") {
+        if token(0, is: "lru_crawler") || token(0, is: "watch") || token(0, is: "lru") || token(0, is: "misbehave") {
             return unsupported(rest, &sink)
         }
         let last = tokens[ntokens - 2]
@@ -328,13 +335,13 @@ public struct MemcachedEngine {
     /// Whether the command in `tokens` changes the store (or an item's expiry).
     func changesStore() -> Bool {
         storesData() || token(0, is: "incr") || token(0, is: "decr") || token(0, is: "delete") || token(0, is: "touch")
-            || token(0, is: "gat") || token(0, is: "gats") || token(0, is: "flush_all")
+            || token(0, is: "gat") || token(0, is: "gats") || token(0, is: "flush_all") || token(0, is: "md") || token(0, is: "ma")
     }
 
     /// Whether the command in `tokens` is one whose data block follows its line.
     func storesData() -> Bool {
         token(0, is: "set") || token(0, is: "add") || token(0, is: "replace") || token(0, is: "append")
-            || token(0, is: "prepend") || token(0, is: "cas")
+            || token(0, is: "prepend") || token(0, is: "cas") || token(0, is: "ms")
     }
 
     /// A write from a source that may not write: `SourceGuard.refusedWrite` (nothing under
@@ -342,7 +349,11 @@ public struct MemcachedEngine {
     mutating func refuseWrite<S: ResponseSink>(_ ntokens: Int, rest: UnsafeRawPointer, end: UnsafeRawPointer, _ sink: inout S) -> Flow {
         stats.refusedWrites &+= 1
         out(SourceGuard.refusedWrite, noreply: noreply(ntokens), &sink)
-        guard storesData(), ntokens >= 6, let vlen = parseInt32(tokens[4]), vlen >= 0 else { return .continueAt(rest) }
+        // The data's length: ms <key> <length> ..., the others' fourth argument.
+        let isMetaSet = token(0, is: "ms")
+        guard storesData(), ntokens >= (isMetaSet ? 4 : 6), let vlen = parseInt32(tokens[isMetaSet ? 2 : 4]), vlen >= 0 else {
+            return .continueAt(rest)
+        }
         return .continueAt(rest + min(end - rest, Int(vlen) + 2))
     }
 
@@ -406,7 +417,7 @@ public struct MemcachedEngine {
                     out("CLIENT_ERROR bad command line format", noreply: false, &sink)
                     return .continueAt(rest)
                 }
-                if let item = store.find(key.start, key.length, now: now) {
+                if let item = store.fetch(key.start, key.length, now: now) {
                     if touch {
                         store.setExptime(item, exptime)
                         stats.touchHits &+= 1
