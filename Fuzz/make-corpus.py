@@ -10,7 +10,8 @@ running it again writes the same bytes. It replaces only the seeds it makes (`tr
   kv-server  a configuration byte (0x40: memcached, the fast paths compared with the general
              path; 0x41: the same in echo mode; 0x46: one frame per TX burst, 2 per RX burst), then
              the trace's frames as records: per trace one seed
-  memcached  datagram records [clock step 0][length: 2 bytes][UDP payload]: per trace the
+  memcached  datagram records [clock step 0][length: 2 bytes][UDP payload]: meta commands and
+             stats as one seed; per trace the
              memcached datagrams it sends (fragments reassembled) as one seed, and single
              requests of the command and error traces
   virtio-used-ring
@@ -179,6 +180,13 @@ def main():
         if trace == "commands":
             write("kv-server", "trace-commands-echo", b"\x41" + whole)
             write("kv-server", "trace-commands-slow-tx", b"\x46" + whole)
+    # The meta protocol and stats (no trace has them): one datagram per request.
+    meta = [b"ms foo 3 T0 F5 c k O99\r\nbaz\r\n", b"mg foo s v f t c k h l O1\r\n", b"mg nope N30 t s v\r\n",
+            b"ms st 1 C1 I\r\nb\r\n", b"md foo I T30 q\r\n", b"mg foo R30 v\r\n", b"ms Zm9v 1 b k ME\r\nx\r\n",
+            b"mg Zm9v b k v\r\n", b"ma cnt N0 J10 v MD D3 t c\r\n", b"me foo\r\n", b"mn\r\n", b"stats\r\n",
+            b"stats settings\r\n", b"stats reset\r\n", b"shutdown graceful\r\n"]
+    header = b"\x00\x01\x00\x00\x00\x01\x00\x00"
+    write("memcached", "meta-and-stats", b"".join(b"\x00" + struct.pack(">H", len(header + m)) + header + m for m in meta))
     for file, data in virtio_seeds().items():
         write("virtio-used-ring", file, data)
     for name in counts:

@@ -82,6 +82,10 @@ import UKNetdev
         try h.sendRequest(Array("set x 0 0 3 noreply\r\nabc\r\ndelete big\r\nincr n 1\r\ntouch big 10\r\n".utf8), id: 3, source: Self.stranger)
         #expect(Self.parse(h.receive()).map(\.2) == [Self.refused, Self.refused, Self.refused])
         #expect(h.server.engine.stats.refusedWrites == 5)
+        // The meta protocol's writes too (ms's data skipped), its reads not.
+        try h.sendRequest(Array("ms x 9\r\nflush_all\r\nmd big\r\nma n\r\nmg x v\r\n".utf8), id: 7, source: Self.stranger)
+        #expect(Self.parse(h.receive()).map(\.2) == [Self.refused, Self.refused, Self.refused, "EN\r\n"])
+        #expect(h.server.engine.stats.refusedWrites == 8)
         try h.sendRequest(Array("get x\r\n".utf8), id: 4)
         #expect(h.replies() == ["END\r\n"], "nothing stored")
         try h.sendRequest(Array("get big\r\n".utf8), id: 5)

@@ -53,7 +53,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         let datagram = UnsafeRawBufferPointer(copy)
         let base = datagram.baseAddress!
         let dropsBefore = service.stats[.noBufferForReply]
+        let writtenBefore = service.engine.stats.generalBytesWritten
         let replies = service.handle(base, count: datagram.count, from: IPv4Address(192, 0, 2, 1), now: now)
+        // The reference engine runs without the UDP front end that counts bytes: it is given the
+        // service's counts as `stats` would show them to this request.
+        reference.stats.generalBytesRead = service.engine.stats.generalBytesRead
+        reference.stats.generalBytesWritten = writtenBefore
         let complete = service.stats[.noBufferForReply] == dropsBefore
         // The request as the service takes it: more than the header, one datagram of one.
         let valid = datagram.count > 8 && datagram.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == UInt16(1).bigEndian
