@@ -11,7 +11,7 @@
 
 swiftc_bin=${SWIFTC:-$(command -v swiftc)}
 tools=$(dirname "$(readlink -f "$swiftc_bin")")   # the toolchain's own llvm-nm, clang, ld.lld
-nm=$tools/llvm-nm clang=$tools/clang lld=$tools/ld.lld objcopy=$tools/llvm-objcopy
+nm=$tools/llvm-nm clang=$tools/clang lld=$tools/ld.lld objcopy=$tools/llvm-objcopy objdump=$tools/llvm-objdump
 # -function-sections lets the link's --gc-sections drop Swift code nothing reaches.
 flags=(-target x86_64-unknown-none-elf -enable-experimental-feature Embedded -enable-experimental-feature SuppressedAssociatedTypes -wmo -parse-as-library
        -Osize -Xfrontend -disable-stack-protector -Xfrontend -function-sections

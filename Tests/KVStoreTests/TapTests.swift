@@ -333,6 +333,12 @@ final class TapServerThread: @unchecked Sendable {
             // A bare frame header: memcached ignores it (and the store counts a drop).
             e("header only", [0x7F, 0x00, 0, 0, 0, 1, 0, 0], true, []),
             e("get after incr", s("get n\r\n"), false, [[s("VALUE n 0 2\r\n15\r\nEND\r\n")]]),
+            // The meta protocol.
+            e("mn", s("mn\r\n"), false, [[s("MN\r\n")]]),
+            e("mg with flags", s("mg n v f s k\r\n"), false, [[s("VA 2 f0 s2 kn\r\n15\r\n")]]),
+            e("ms", s("ms m 2 F7 T0\r\nhi\r\n"), false, [[s("HD\r\n")]]),
+            e("md", s("md m O42\r\n"), false, [[s("HD O42\r\n")]]),
+            e("ma", s("ma n D5 v\r\n"), false, [[s("VA 2\r\n20\r\n")]]),
         ]
     }
 

@@ -132,6 +132,14 @@ enum UnikernelHarness {
         let exchanges = TapTests.session()
         let report = try TapHarness.memcachedClient(exchanges, in: namespace)
         TapHarness.expectReplies(report, exchanges)
+        // `stats`: the window into a running unikernel store. Its counters after the session.
+        let statsReport = try TapHarness.memcachedClient([TapHarness.exchange("stats", Array("stats\r\n".utf8), reply: [[[]]])],
+                                                         in: namespace)
+        let statsText = String(decoding: TapHarness.bytes(hex: statsReport.results.first?.hex ?? ""), as: UTF8.self)
+        for line in ["STAT pid 0", "STAT version 1.6.18", "STAT cmd_get 8", "STAT get_hits 6", "STAT get_misses 2", "STAT cmd_set 5",
+                     "STAT incr_hits 2", "STAT delete_hits 2", "STAT curr_items 3", "STAT threads 1", "END"] {
+            #expect(statsText.contains(line + "\r\n"), "stats: no '\(line)' in \(statsText)")
+        }
         let ping = try TapHarness.ping3(in: namespace)
         #expect(ping.exit == .code(0) && ping.output.contains("3 packets transmitted, 3 received"), "ping: \(ping.output)")
         let neighbour = try TapHarness.ipCommand("-n", namespace, "neigh", "show", "192.0.2.2")
@@ -145,7 +153,7 @@ enum UnikernelHarness {
         #expect(console.contains("kvstore: shutdown (a shutdown request)"), "\(console)")
         if variant == .microvmMMIOUnderTCG { #expect(console.contains("(microvm, tcg)"), "it ran under TCG: \(console)") }
         let requests = exchanges.filter { !$0.raw }.count
-        #expect(console.contains("stats: requests \(requests + 1),"), "every request counted, the shutdown too:\n\(console)")
+        #expect(console.contains("stats: requests \(requests + 2),"), "every request counted, stats and the shutdown too:\n\(console)")
         print("unikernel \(variant):\n" + console)
     }
 

@@ -62,40 +62,6 @@ extension MemcachedEngine {
         statsWereReset = true
     }
 
-    /// One "STAT name value\r\n" line.
-    func stat<S: ResponseSink>(_ name: StaticString, _ value: UInt64, _ sink: inout S) {
-        sink.append("STAT ")
-        sink.append(name)
-        sink.append(" ")
-        sink.appendDecimal(value)
-        sink.append("\r\n")
-    }
-
-    func stat<S: ResponseSink>(_ name: StaticString, text: StaticString, _ sink: inout S) {
-        sink.append("STAT ")
-        sink.append(name)
-        sink.append(" ")
-        sink.append(text)
-        sink.append("\r\n")
-    }
-
-    /// Seconds and microseconds as memcached prints CPU time ("%ld.%06ld").
-    func stat<S: ResponseSink>(_ name: StaticString, microseconds: UInt64, _ sink: inout S) {
-        sink.append("STAT ")
-        sink.append(name)
-        sink.append(" ")
-        sink.appendDecimal(microseconds / 1_000_000)
-        sink.append(".")
-        let fraction = microseconds % 1_000_000
-        var scale: UInt64 = 100_000
-        while scale > 1 && fraction < scale {
-            sink.append("0")
-            scale /= 10
-        }
-        if fraction != 0 { sink.appendDecimal(fraction) }
-        sink.append("\r\n")
-    }
-
     /// `stats`: server_stats then get_stats(NULL), as memcached prints them with its defaults
     /// (no extstore, no proxy, no TLS, no idle timeout; slab reassign, LRU crawler and
     /// maintainer on, so their fields are there).
@@ -288,4 +254,43 @@ extension MemcachedEngine {
         stat("memory_file", text: "(null)", &sink)
         sink.append("END\r\n")
     }
+}
+
+/// One "STAT name value\r\n" line. The three `stat`s are free functions kept out of line: as
+/// methods called from a mutating one, each of ninety calls copied the engine into a stack slot
+/// of its own (a 54-KiB frame, which overran the unikernel's 64-KiB stack).
+@inline(never)
+fileprivate func stat<S: ResponseSink>(_ name: StaticString, _ value: UInt64, _ sink: inout S) {
+    sink.append("STAT ")
+    sink.append(name)
+    sink.append(" ")
+    sink.appendDecimal(value)
+    sink.append("\r\n")
+}
+
+@inline(never)
+fileprivate func stat<S: ResponseSink>(_ name: StaticString, text: StaticString, _ sink: inout S) {
+    sink.append("STAT ")
+    sink.append(name)
+    sink.append(" ")
+    sink.append(text)
+    sink.append("\r\n")
+}
+
+/// Seconds and microseconds as memcached prints CPU time ("%ld.%06ld").
+@inline(never)
+fileprivate func stat<S: ResponseSink>(_ name: StaticString, microseconds: UInt64, _ sink: inout S) {
+    sink.append("STAT ")
+    sink.append(name)
+    sink.append(" ")
+    sink.appendDecimal(microseconds / 1_000_000)
+    sink.append(".")
+    let fraction = microseconds % 1_000_000
+    var scale: UInt64 = 100_000
+    while scale > 1 && fraction < scale {
+        sink.append("0")
+        scale /= 10
+    }
+    if fraction != 0 { sink.appendDecimal(fraction) }
+    sink.append("\r\n")
 }
