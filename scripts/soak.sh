@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make soak (SOAK_SECONDS=600) / make soak-quick (30 s, part of make test): the KV store and its
+# make soak (SOAK_SECONDS=600) / make soak-quick (30 s): the KV store and its
 # load under injected faults, through a vhost-user switch that is killed and restarted mid-run.
 #
 #   dpdk-testpmd, io forwarding between net_vhost ports kv.sock and gen.sock (CPU 1);
