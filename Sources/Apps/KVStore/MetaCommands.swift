@@ -5,7 +5,8 @@ import UKNetdev
 /// same flags, the same checks in the same order, the same replies and error strings.
 ///
 /// A reply line is built in `line` (the engine's scratch) and appended whole; a base64 key (`b`)
-/// is decoded into `keyScratch`. Nothing is allocated.
+/// is decoded into `keyScratch`. Nothing is allocated. Errors go out with `out(_:noreply: false)`:
+/// memcached's out_errstring sends them even under q.
 extension MemcachedEngine {
     /// What `_meta_flag_preparse` collects from the flag tokens.
     struct MetaFlags {
@@ -148,12 +149,6 @@ extension MemcachedEngine {
         return (flags.hasError, message)
     }
 
-    /// memcached's out_errstring: an error is sent even under q.
-    func metaError<S: ResponseSink>(_ text: StaticString, _ sink: inout S) {
-        sink.append(text)
-        sink.append("\r\n")
-    }
-
     // MARK: The reply line
 
     /// Appends to the reply line being built in `line` (at most `lineCapacity` bytes: two
@@ -227,12 +222,12 @@ extension MemcachedEngine {
     // MARK: mg
 
     mutating func metaGet<S: ResponseSink>(_ ntokens: Int, now: UInt32, _ sink: inout S) {
-        guard ntokens >= 3 else { return metaError("ERROR", &sink) }
-        guard tokens[1].length <= ItemStore.maxKeyLength else { return metaError("CLIENT_ERROR bad command line format", &sink) }
-        guard ntokens <= MemcachedEngine.maxMetaTokens else { return metaError("CLIENT_ERROR options flags are too long", &sink) }
+        guard ntokens >= 3 else { return out("ERROR", noreply: false, &sink) }
+        guard tokens[1].length <= ItemStore.maxKeyLength else { return out("CLIENT_ERROR bad command line format", noreply: false, &sink) }
+        guard ntokens <= MemcachedEngine.maxMetaTokens else { return out("CLIENT_ERROR options flags are too long", noreply: false, &sink) }
         var flags = MetaFlags()
         let parsed = preparse(ntokens, from: 2, now: now, &flags)
-        if parsed.failed { return metaError(parsed.error ?? "CLIENT_ERROR bad command line format", &sink) }
+        if parsed.failed { return out(parsed.error ?? "CLIENT_ERROR bad command line format", noreply: false, &sink) }
         let key = tokens[1]
         var item = store.find(key.start, key.length, now: now)
         var created = false
@@ -250,7 +245,7 @@ extension MemcachedEngine {
             stats.generalMisses &+= 1
             put("EN", at: &n)
             guard putOpaqueAndKey(ntokens, key: key, binary: flags.keyBinary, at: &n) else {
-                return metaError("CLIENT_ERROR opaque token too long", &sink)
+                return out("CLIENT_ERROR opaque token too long", noreply: false, &sink)
             }
             if flags.noReply { return sink.skipResponse() }
             return sendLine(n, &sink)
@@ -296,7 +291,7 @@ extension MemcachedEngine {
                 put(item.wasFetched ? "1" : "0", at: &n)
             case UInt8(ascii: "O"):
                 // memcached reports this after it has applied the flags before it.
-                guard put(opaque: t, at: &n) else { return metaError("CLIENT_ERROR opaque token too long", &sink) }
+                guard put(opaque: t, at: &n) else { return out("CLIENT_ERROR opaque token too long", noreply: false, &sink) }
             case UInt8(ascii: "k"):
                 put(key: item.key, item.keyLength, binary: item.has(ItemStore.binaryKey), at: &n)
             default:
@@ -328,20 +323,20 @@ extension MemcachedEngine {
     mutating func metaSet<S: ResponseSink>(_ ntokens: Int, rest: UnsafeRawPointer, end: UnsafeRawPointer, now: UInt32,
                                           _ sink: inout S) -> Flow {
         guard ntokens >= 3 else {
-            metaError("ERROR", &sink)
+            out("ERROR", noreply: false, &sink)
             return .continueAt(rest)
         }
         guard tokens[1].length <= ItemStore.maxKeyLength, ntokens != 3 else {
-            metaError("CLIENT_ERROR bad command line format", &sink)
+            out("CLIENT_ERROR bad command line format", noreply: false, &sink)
             return .continueAt(rest)
         }
         guard ntokens <= MemcachedEngine.maxMetaTokens else {
-            metaError("CLIENT_ERROR options flags too long", &sink)
+            out("CLIENT_ERROR options flags too long", noreply: false, &sink)
             return .continueAt(rest)
         }
         // Errors before the length is known leave the data to be read as a command, as in memcached.
         guard let length = parseInt32(tokens[2]), length >= 0, length <= Int64(Int32.max) - 2 else {
-            metaError("CLIENT_ERROR bad command line format", &sink)
+            out("CLIENT_ERROR bad command line format", noreply: false, &sink)
             return .continueAt(rest)
         }
         let valueLength = Int(length)
@@ -350,7 +345,7 @@ extension MemcachedEngine {
         let parsed = preparse(ntokens, from: 3, now: now, &flags)
         if parsed.failed {
             // memcached swallows the data after an error.
-            metaError(parsed.error ?? "CLIENT_ERROR bad command line format", &sink)
+            out(parsed.error ?? "CLIENT_ERROR bad command line format", noreply: false, &sink)
             return .continueAt(dataEnd)
         }
         var opaqueTooLong = false
@@ -369,13 +364,13 @@ extension MemcachedEngine {
         case UInt8(ascii: "P"): command = .prepend
         case UInt8(ascii: "R"): command = .replace
         default:
-            metaError("CLIENT_ERROR invalid mode for ms M token", &sink)
+            out("CLIENT_ERROR invalid mode for ms M token", noreply: false, &sink)
             return .continueAt(dataEnd)
         }
         // A unique makes set and replace a cas; add ignores it; append and prepend check it.
         if flags.hasCas && (command == .set || command == .replace) { command = .cas }
         if opaqueTooLong {
-            metaError("CLIENT_ERROR opaque token too long", &sink)
+            out("CLIENT_ERROR opaque token too long", noreply: false, &sink)
             return .continueAt(dataEnd)
         }
         let key = tokens[1]
@@ -389,10 +384,10 @@ extension MemcachedEngine {
         } catch {
             if error == .tooLarge {
                 stats.storeTooLarge &+= 1
-                metaError("SERVER_ERROR object too large for cache", &sink)
+                out("SERVER_ERROR object too large for cache", noreply: false, &sink)
             } else {
                 stats.storeNoMemory &+= 1
-                metaError("SERVER_ERROR out of memory storing object", &sink)
+                out("SERVER_ERROR out of memory storing object", noreply: false, &sink)
             }
             // No stale value left behind a failed store, whatever the mode.
             store.remove(key.start, key.length, now: now)
@@ -405,7 +400,7 @@ extension MemcachedEngine {
             store.discard(item)
             stats.errors &+= 1
             if end - rest < valueLength + 2 { stats.dataBeyondDatagram &+= 1 }
-            metaError("CLIENT_ERROR bad data chunk", &sink)
+            out("CLIENT_ERROR bad data chunk", noreply: false, &sink)
             return .continueAt(dataEnd)
         }
         item.value.copyMemory(from: rest, byteCount: valueLength)
@@ -418,7 +413,7 @@ extension MemcachedEngine {
         case .notFound: put("NF", at: &n)
         case .notStored: put("NS", at: &n)
         case .outOfMemory:
-            metaError("SERVER_ERROR out of memory storing object", &sink)
+            out("SERVER_ERROR out of memory storing object", noreply: false, &sink)
             return .continueAt(dataEnd)
         }
         // The item as stored (append and prepend store a joined copy): its cas and key flag.
@@ -446,15 +441,15 @@ extension MemcachedEngine {
     // MARK: md
 
     mutating func metaDelete<S: ResponseSink>(_ ntokens: Int, now: UInt32, _ sink: inout S) {
-        guard ntokens >= 3 else { return metaError("ERROR", &sink) }
-        guard tokens[1].length <= ItemStore.maxKeyLength else { return metaError("CLIENT_ERROR bad command line format", &sink) }
-        guard ntokens <= MemcachedEngine.maxMetaTokens else { return metaError("CLIENT_ERROR options flags too long", &sink) }
+        guard ntokens >= 3 else { return out("ERROR", noreply: false, &sink) }
+        guard tokens[1].length <= ItemStore.maxKeyLength else { return out("CLIENT_ERROR bad command line format", noreply: false, &sink) }
+        guard ntokens <= MemcachedEngine.maxMetaTokens else { return out("CLIENT_ERROR options flags too long", noreply: false, &sink) }
         var flags = MetaFlags()
-        if preparse(ntokens, from: 2, now: now, &flags).failed { return metaError("CLIENT_ERROR invalid or duplicate flag", &sink) }
+        if preparse(ntokens, from: 2, now: now, &flags).failed { return out("CLIENT_ERROR invalid or duplicate flag", noreply: false, &sink) }
         let key = tokens[1]
         var n = 2   // the status goes in front
         guard putOpaqueAndKey(ntokens, key: key, binary: flags.keyBinary, at: &n) else {
-            return metaError("CLIENT_ERROR opaque token too long", &sink)
+            return out("CLIENT_ERROR opaque token too long", noreply: false, &sink)
         }
         var quiet = false
         if let item = store.find(key.start, key.length, now: now) {
@@ -486,18 +481,18 @@ extension MemcachedEngine {
     // MARK: ma
 
     mutating func metaArithmetic<S: ResponseSink>(_ ntokens: Int, now: UInt32, _ sink: inout S) {
-        guard ntokens >= 3 else { return metaError("ERROR", &sink) }
-        guard tokens[1].length <= ItemStore.maxKeyLength else { return metaError("CLIENT_ERROR bad command line format", &sink) }
-        guard ntokens <= MemcachedEngine.maxMetaTokens else { return metaError("CLIENT_ERROR options flags too long", &sink) }
+        guard ntokens >= 3 else { return out("ERROR", noreply: false, &sink) }
+        guard tokens[1].length <= ItemStore.maxKeyLength else { return out("CLIENT_ERROR bad command line format", noreply: false, &sink) }
+        guard ntokens <= MemcachedEngine.maxMetaTokens else { return out("CLIENT_ERROR options flags too long", noreply: false, &sink) }
         var flags = MetaFlags()
         flags.delta = 1
-        if preparse(ntokens, from: 2, now: now, &flags).failed { return metaError("CLIENT_ERROR invalid or duplicate flag", &sink) }
+        if preparse(ntokens, from: 2, now: now, &flags).failed { return out("CLIENT_ERROR invalid or duplicate flag", noreply: false, &sink) }
         let key = tokens[1]
         let incr: Bool
         switch flags.mode {
         case 0, UInt8(ascii: "I"), UInt8(ascii: "+"): incr = true
         case UInt8(ascii: "D"), UInt8(ascii: "-"): incr = false
-        default: return metaError("CLIENT_ERROR invalid mode for ma M token", &sink)
+        default: return out("CLIENT_ERROR invalid mode for ma M token", noreply: false, &sink)
         }
         var n = 0
         var item: ItemStore.Item? = nil
@@ -508,9 +503,9 @@ extension MemcachedEngine {
             item = changed
             digits = count
         case .nonNumeric:
-            return metaError("CLIENT_ERROR cannot increment or decrement non-numeric value", &sink)
+            return out("CLIENT_ERROR cannot increment or decrement non-numeric value", noreply: false, &sink)
         case .outOfMemory:
-            return metaError("SERVER_ERROR out of memory", &sink)
+            return out("SERVER_ERROR out of memory", noreply: false, &sink)
         case .casMismatch:
             put("EX", at: &n)
         case .notFound:
@@ -518,7 +513,7 @@ extension MemcachedEngine {
                 digits = writeDecimal(flags.initial, to: deltaDigits)
                 guard let fresh = try? store.allocate(key: key.start, keyLength: key.length, valueLength: digits, flags: 0,
                                                       exptime: 0, now: now) else {
-                    return metaError("SERVER_ERROR Out of memory allocating new item", &sink)
+                    return out("SERVER_ERROR Out of memory allocating new item", noreply: false, &sink)
                 }
                 fresh.value.copyMemory(from: deltaDigits, byteCount: digits)
                 _ = storeItem(fresh, .add, casUnique: 0, now: now)
@@ -531,7 +526,7 @@ extension MemcachedEngine {
         }
         guard let item else {
             guard putOpaqueAndKey(ntokens, key: key, binary: flags.keyBinary, at: &n) else {
-                return metaError("CLIENT_ERROR opaque token too long", &sink)
+                return out("CLIENT_ERROR opaque token too long", noreply: false, &sink)
             }
             return sendLine(n, &sink)
         }
@@ -552,7 +547,7 @@ extension MemcachedEngine {
             case UInt8(ascii: "T"): store.setExptime(item, flags.exptime)
             case UInt8(ascii: "N"): if created { store.setExptime(item, flags.autovivifyExptime) }
             case UInt8(ascii: "O"):
-                guard put(opaque: t, at: &n) else { return metaError("CLIENT_ERROR opaque token too long", &sink) }
+                guard put(opaque: t, at: &n) else { return out("CLIENT_ERROR opaque token too long", noreply: false, &sink) }
             case UInt8(ascii: "k"): put(key: key.start, key.length, binary: flags.keyBinary, at: &n)
             default: break
             }
@@ -577,12 +572,12 @@ extension MemcachedEngine {
     /// (memcached's item size).
     mutating func metaDebug<S: ResponseSink>(_ ntokens: Int, now: UInt32, _ sink: inout S) {
         guard ntokens >= 3, tokens[1].length <= ItemStore.maxKeyLength else {
-            return metaError("CLIENT_ERROR bad command line format", &sink)
+            return out("CLIENT_ERROR bad command line format", noreply: false, &sink)
         }
         var key = tokens[1]
         if ntokens >= 4 && tokens[2].length == 1 && tokens[2].start.load(as: UInt8.self) == UInt8(ascii: "b") {
             let decoded = base64Decode(key.start, key.length, into: keyScratch)
-            guard decoded != 0 else { return metaError("CLIENT_ERROR bad command line format", &sink) }
+            guard decoded != 0 else { return out("CLIENT_ERROR bad command line format", noreply: false, &sink) }
             key = Token(start: UnsafeRawPointer(keyScratch), length: decoded)
         }
         // memcached counts the ones that get this far.
