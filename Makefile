@@ -51,8 +51,8 @@ deps-compare: deps-build
 
 ## Everything CI checks: unit tests, the Embedded build of the core, the hot-path proof, and the
 ## paper's comparison in its short form (every path of Table 4 and fig. 19 run and checked), the
-## whole suite again under AddressSanitizer and a 10-s pass of every fuzz target (soak-quick: not yet, see BENCHMARKS.md "The soak").
-test: deps-test build-deps-check unit-tests asan embedded-check unikernel-check hotpath-check compare-quick fuzz-quick
+## whole suite again under AddressSanitizer, a 10-s pass of every fuzz target and the 30-s soak.
+test: deps-test build-deps-check unit-tests asan embedded-check unikernel-check hotpath-check compare-quick fuzz-quick soak-quick
 	@echo "make test: all checks passed"
 
 compare-quick: deps-build deps-compare

@@ -84,6 +84,7 @@ third=$((SOAK_SECONDS / 3))
 for k in 1 2; do
   sleep $((third - (k == 1 ? 2 : 1)))
   killed_at=$SECONDS
+  kill -KILL "$switch"; wait "$switch" 2>/dev/null || true
   rm -rf /var/run/dpdk/$prefix-$switch_runs
   say "testpmd killed (reaped after $((SECONDS - killed_at)) s); restarting it in 1 s"
   sleep 1

@@ -110,8 +110,9 @@ func statLines(_ datagrams: [[UInt8]]) -> [(String, String)] {
         StatsTests.compare(r.theirs, r.ours, "after the reset")
         let shorter = StatsTests.bytes(r.theirs) - StatsTests.bytes(r.ours)
 
-        // memcached's LRU crawler reaps dead items in the background (its curr_items drops, and a
-        // later lookup misses without counting get_expired); ours reaps them when looked up. So no
+        // memcached's LRU maintainer and crawler reap dead items in the background (its curr_items
+        // drops, and a later lookup misses without counting get_expired or get_flushed); ours reaps
+        // them when looked up. So no
         // item may expire during the test (long TTLs), and an item killed on purpose is looked up
         // in the datagram that killed it.
         let sequence = [
@@ -128,8 +129,7 @@ func statLines(_ datagrams: [[UInt8]]) -> [(String, String)] {
             // The meta commands count where memcached counts them (me alone in cmd_meta).
             "mg a v\r\n", "mg zz v\r\n", "mg a T3600 v\r\n", "mg zz T3600 v\r\n", "ms m1 1\r\nx\r\n", "md m1\r\n", "md m1\r\n",
             "ma n\r\n", "ma nope\r\n", "ma n MD\r\n", "ms m2 1\r\nx\r\nme m2\r\n", "me zz\r\n", "mn\r\n",
-            // A flush kills every item: each is looked up in the flush's own datagram (else
-            // memcached's crawler may reap them first, uncounted in get_flushed), and the later
+            // A flush kills every item: each is looked up in the flush's own datagram, and the later
             // flushes find nothing alive. Then two items that stay.
             "set f 0 0 1\r\nf\r\nflush_all\r\nget a d f g h n\r\nmg m2 v\r\nmg m2 v\r\n",
             "flush_all 0 noreply\r\n", "flush_all bad\r\n",
