@@ -112,9 +112,8 @@ func statLines(_ datagrams: [[UInt8]]) -> [(String, String)] {
 
         // memcached's LRU maintainer and crawler reap dead items in the background (its curr_items
         // drops, and a later lookup misses without counting get_expired or get_flushed); ours reaps
-        // them when looked up. So no
-        // item may expire during the test (long TTLs), and an item killed on purpose is looked up
-        // in the datagram that killed it.
+        // them when looked up. So no item may expire during the test (long TTLs), and an item
+        // killed on purpose is looked up in the datagram that killed it.
         let sequence = [
             "set a 0 0 1\r\n1\r\n", "set b 7 0 5\r\nhello\r\n", "get a b c\r\n", "gets a\r\n", "bget a\r\n",
             "gat 3600 a c\r\n", "gats 3600 b\r\n", "touch a 7200\r\n", "touch c 7200\r\n",
