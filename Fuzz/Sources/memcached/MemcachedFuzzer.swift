@@ -53,11 +53,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         let datagram = UnsafeRawBufferPointer(copy)
         let base = datagram.baseAddress!
         let dropsBefore = service.stats[.noBufferForReply]
-        let writtenBefore = service.engine.stats.generalBytesWritten
+        let readBefore = service.engine.stats.bytesRead
+        let writtenBefore = service.engine.stats.bytesWritten
         let replies = service.handle(base, count: datagram.count, from: IPv4Address(192, 0, 2, 1), now: now)
         // The reference engine runs without the UDP front end that counts bytes: it is given the
-        // service's counts as `stats` would show them to this request.
-        reference.stats.generalBytesRead = service.engine.stats.generalBytesRead
+        // service's counts as `stats` would show them to this request (the datagram's bytes read,
+        // none of its replies written; not the counts after it: a `stats reset` in it zeroes them).
+        reference.stats.generalBytesRead = readBefore &+ (datagram.count > 8 ? UInt64(datagram.count) : 0)
         reference.stats.generalBytesWritten = writtenBefore
         let complete = service.stats[.noBufferForReply] == dropsBefore
         // The request as the service takes it: more than the header, one datagram of one.
@@ -92,7 +94,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 let bytes = Array(UnsafeRawBufferPointer(start: p, count: length))
                 guard i < expected.count, bytes == expected[i] else {
                     fatalError("memcached: reply \(i) differs from the reference sink's (\(expected.count) datagrams): "
-                               + "\(bytes.prefix(80)) vs \(i < expected.count ? expected[i].prefix(80) : [])")
+                               + firstDifference(bytes, i < expected.count ? expected[i] : []))
                 }
             }
             reply.release()
@@ -103,4 +105,15 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     requireFullPool(pool, "memcached: after the input")
     return 0
+}
+
+/// Where two replies part: the offset, and the 60 bytes from the line it falls in, of each.
+func firstDifference(_ ours: [UInt8], _ theirs: [UInt8]) -> String {
+    let at = (0..<min(ours.count, theirs.count)).first { ours[$0] != theirs[$0] } ?? min(ours.count, theirs.count)
+    let lineStart = (ours[..<min(at, ours.count)].lastIndex(of: UInt8(ascii: "\n")) ?? 7) + 1
+    func text(_ b: [UInt8]) -> String {
+        String(decoding: b[min(lineStart, b.count)..<min(lineStart + 60, b.count)].map { $0 < 0x20 || $0 > 0x7E ? UInt8(ascii: ".") : $0 },
+               as: UTF8.self)
+    }
+    return "\(ours.count) vs \(theirs.count) bytes, first difference at \(at): ours \"\(text(ours))\" vs \"\(text(theirs))\""
 }
