@@ -124,6 +124,8 @@ func statLines(_ datagrams: [[UInt8]]) -> [(String, String)] {
             "prepend zz 0 0 1\r\n!\r\n", "set bad 0 0 2\r\nabc\r\n",
             "set e 0 -1 1\r\nx\r\nget e\r\n", "touch e 10\r\n",
             "set g 1 0 1\r\ng\r\n", "set h 0 0 300\r\n" + String(repeating: "h", count: 300) + "\r\n",
+            // Lone GETs (the service's fast path): a hit, a miss, "\n" alone, a 300-byte value.
+            "get a\r\n", "get zz\r\n", "get g\n", "get h\r\n",
             "stats foo\r\n", "version\r\n",
             // The meta commands count where memcached counts them (me alone in cmd_meta).
             "mg a v\r\n", "mg zz v\r\n", "mg a T3600 v\r\n", "mg zz T3600 v\r\n", "ms m1 1\r\nx\r\n", "md m1\r\n", "md m1\r\n",

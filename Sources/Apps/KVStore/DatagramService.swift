@@ -49,14 +49,16 @@ public struct KVDatagramService: ~Copyable {
     /// release it); the buffer pointer is valid until the next call. Empty for a dropped
     /// request (counted) or a request without a reply (noreply).
     public mutating func handle(_ payload: UnsafeRawPointer, count: Int, from source: IPv4Address, now: UInt32) -> UnsafeMutableBufferPointer<NetBuf> {
-        if count > MemcachedUDP.headerLength { engine.stats.generalBytesRead &+= UInt64(count) }
         let (requestID, dropReason) = MemcachedUDP.requestID(of: payload, count: count)
         if let dropReason {
+            if count > MemcachedUDP.headerLength { engine.stats.generalBytesRead &+= UInt64(count) }
             stats.drops.add(dropReason)
             return UnsafeMutableBufferPointer(start: nil, count: 0)
         }
         stats.requests &+= 1
         let trusted = sourceGuard.trusts(source)
+        if trusted, let reply = answerLoneGet(payload, count: count, requestID: requestID, now: now) { return reply }
+        engine.stats.generalBytesRead &+= UInt64(count)   // more than the header: requestID checked
         engine.writesAllowed = trusted || sourceGuard.untrustedMayWrite
         let bodyLength = min(count - MemcachedUDP.headerLength, 65536)
         copyPacketBytes(to: requestCopy, from: payload + MemcachedUDP.headerLength, count: bodyLength)
@@ -72,5 +74,28 @@ public struct KVDatagramService: ~Copyable {
         stats.replyDatagrams &+= UInt64(frames.count)
         for frame in frames { engine.stats.generalBytesWritten &+= UInt64(writer.udpPayloadBytes(of: frame)) }
         return frames
+    }
+
+    /// A lone GET (`MemcachedEngine.loneGetKey`) from a trusted source answered without the
+    /// parser, in one datagram from the pool: the bytes and counters of the general path. Nil
+    /// leaves the request to the general path (anything else, a reply over one datagram, no buffer).
+    @inline(__always)
+    mutating func answerLoneGet(_ payload: UnsafeRawPointer, count: Int, requestID: UInt16, now: UInt32) -> UnsafeMutableBufferPointer<NetBuf>? {
+        guard let (key, keyLength) = MemcachedEngine.loneGetKey(payload + MemcachedUDP.headerLength,
+                                                               count: count - MemcachedUDP.headerLength) else { return nil }
+        writer.begin(peer: DatagramWriter.Peer(mac: .zero, ip: .any, port: 0, vlan: nil, requestID: requestID), spare: nil)
+        guard let buf = writer.takeBuffer() else { return nil }   // the general path counts the drop
+        let item = engine.store.fetch(key, keyLength, now: now)
+        let blockLength = item?.blockLength ?? 0
+        let size = blockLength + 5   // the item's reply block (if a hit), then "END\r\n"
+        guard size <= MemcachedUDP.maxPayload else {
+            buf.release()
+            return nil
+        }
+        writer.seal(buf, payload: size)
+        MemcachedUDP.writeHeader(at: buf.data, requestID: requestID, sequence: 0, total: 1)
+        engine.writeLoneGetReply(item, blockLength: blockLength, requestUDPBytes: 8 + count, at: buf.data + MemcachedUDP.headerLength)
+        stats.replyDatagrams &+= 1
+        return writer.handOver(buf)
     }
 }

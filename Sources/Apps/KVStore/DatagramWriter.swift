@@ -109,6 +109,13 @@ struct DatagramWriter: ResponseSink {
         return done
     }
 
+    /// One datagram finished outside the engine (a lone GET's reply), handed over as `end` hands
+    /// over frames (valid until the next `begin`).
+    mutating func handOver(_ buf: NetBuf) -> UnsafeMutableBufferPointer<NetBuf> {
+        frames[0] = buf
+        return UnsafeMutableBufferPointer(start: frames, count: 1)
+    }
+
     /// Takes back frames `end` handed over, none of them sent: released, and their IPv4
     /// identifications given back (the ids on the wire stay consecutive).
     mutating func withdraw(_ handedOver: UnsafeMutableBufferPointer<NetBuf>) {

@@ -1,10 +1,14 @@
 import UKNetdev
 
-extension KVServer {
+/// The lone GET: one datagram holding `get <key>\r\n` alone, the commonest request, answered
+/// without the parser (the same bytes and counters as the general path: tested byte for byte).
+/// `KVServer` answers it straight from the frame, `KVDatagramService` (lwIP, the kernel's
+/// sockets) from the UDP payload; both share the body check and the reply here.
+extension MemcachedEngine {
     /// Every key byte above 0x20 (no space, control byte or NUL), checked a word at a time; keys
     /// with such bytes are legal in places and take the general path, which decides.
     @inline(__always)
-    func isPlainKey(_ key: UnsafeRawPointer, _ length: Int) -> Bool {
+    static func isPlainKey(_ key: UnsafeRawPointer, _ length: Int) -> Bool {
         // Some byte below 0x21 in w (exact for "any", Hacker's Delight 6-1 / "hasless").
         @inline(__always) func hasControlOrSpace(_ w: UInt64) -> Bool {
             (w &- 0x2121_2121_2121_2121) & ~w & 0x8080_8080_8080_8080 != 0
@@ -22,6 +26,40 @@ extension KVServer {
         return !hasControlOrSpace(key.loadUnaligned(fromByteOffset: length &- 8, as: UInt64.self))
     }
 
+    /// The key of a lone GET: `count` bytes of request body (after the memcached header) that are
+    /// "get ", a plain key and the body's only "\n" (after an optional "\r"). Nil for anything
+    /// else: the general path decides.
+    @inline(__always)
+    static func loneGetKey(_ body: UnsafeRawPointer, count: Int) -> (key: UnsafeRawPointer, length: Int)? {
+        guard count >= 7, count <= 4 + ItemStore.maxKeyLength + 2,
+              body.loadUnaligned(as: UInt32.self) == WireConstant.getAndSpace,
+              (body + count - 1).load(as: UInt8.self) == UInt8(ascii: "\n") else { return nil }
+        var lineEnd = count - 1
+        if (body + lineEnd - 1).load(as: UInt8.self) == UInt8(ascii: "\r") { lineEnd -= 1 }
+        let keyLength = lineEnd - 4
+        guard keyLength >= 1, isPlainKey(body + 4, keyLength) else { return nil }
+        return (body + 4, keyLength)
+    }
+
+    /// A lone GET's reply body at `payload`: the item's reply block (a hit; `blockLength` bytes),
+    /// then "END\r\n". Counted as memcached counts the GET (`requestUDPBytes`: the request's UDP
+    /// length, its 8-byte header included).
+    @inline(__always)
+    mutating func writeLoneGetReply(_ item: ItemStore.Item?, blockLength: Int, requestUDPBytes: Int, at payload: UnsafeMutableRawPointer) {
+        // Counted once, here (`KVServer.stats` adds them to requests and replies).
+        stats.loneGets &+= 1
+        stats.loneRequestUDPBytes &+= UInt64(requestUDPBytes)
+        stats.loneReplyBlockBytes &+= UInt64(blockLength)
+        if let item {
+            copyPacketBytes(to: payload, from: item.block, count: blockLength)
+        } else {
+            stats.loneMisses &+= 1
+        }
+        putText("END\r\n", at: payload + blockLength)
+    }
+}
+
+extension KVServer {
     /// The common request answered in one pass, straight into its own buffer: untagged
     /// Ethernet to our MAC, a 20-byte IPv4 header with a good checksum, to our address, not a
     /// fragment, UDP to our port with a good (or no) checksum, one memcached datagram holding
@@ -42,18 +80,10 @@ extension KVServer {
         let mc = udp + 8
         guard mc.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == UInt16(1).bigEndian else { return false }   // one datagram
 
-        // "get " then a key, then the datagram's only "\n": checked before the UDP checksum, so
-        // other requests go to the general path without their bytes summed here first.
-        let body = UnsafeRawPointer(mc + MemcachedUDP.headerLength)
+        // A lone GET's body, checked before the UDP checksum, so other requests go to the general
+        // path without their bytes summed here first.
         let count = udpLength - 8 - MemcachedUDP.headerLength
-        guard count >= 7, count <= 4 + ItemStore.maxKeyLength + 2,
-              body.loadUnaligned(as: UInt32.self) == WireConstant.getAndSpace,
-              (body + count - 1).load(as: UInt8.self) == UInt8(ascii: "\n") else { return false }
-        var lineEnd = count - 1
-        if (body + lineEnd - 1).load(as: UInt8.self) == UInt8(ascii: "\r") { lineEnd -= 1 }
-        let key = body + 4
-        let keyLength = lineEnd - 4
-        guard keyLength >= 1, isPlainKey(key, keyLength) else { return false }
+        guard let (key, keyLength) = MemcachedEngine.loneGetKey(mc + MemcachedUDP.headerLength, count: count) else { return false }
         let peerIP = IPv4Address.load(from: ip + 12)
         // An untrusted source's GET goes to the general path, which screens its reply.
         guard ownPrefix.contains(peerIP) || sourceGuard.trustsAllowed(peerIP) else { return false }
@@ -72,26 +102,19 @@ extension KVServer {
         guard size <= MemcachedUDP.maxPayload, (try? buf.setLength(headers + size)) != nil else { return false }
 
         // Committed: the request is answered here.
-        // Counted once, in the engine (`KVServer.stats` adds them to requests and replies).
-        engine.stats.loneGets &+= 1
-        engine.stats.loneRequestUDPBytes &+= UInt64(udpLength)
-        engine.stats.loneReplyBlockBytes &+= UInt64(blockLength)
         let peerMAC = MACAddress.load(from: f + 6)
         let peerPort = UInt16(bigEndian: udp.loadUnaligned(as: UInt16.self))
         let requestID = UInt16(bigEndian: mc.loadUnaligned(as: UInt16.self))
         let payload = f + headers
+        engine.writeLoneGetReply(item, blockLength: blockLength, requestUDPBytes: udpLength, at: payload)
         // The payload's checksum comes from the item's stored block sum and the sum of
         // "END\r\n", byte-swapped when it starts at an odd offset (RFC 1071: sums commute with
         // byte order).
         var endSum = endOfGetSum
         if let item {
-            copyPacketBytes(to: payload, from: item.block, count: blockLength)
             if blockLength & 1 != 0 { endSum = UInt32(UInt16(truncatingIfNeeded: endSum).byteSwapped) }
             endSum &+= item.blockSum
-        } else {
-            engine.stats.loneMisses &+= 1
         }
-        putText("END\r\n", at: payload + blockLength)
         writer.writeUntaggedHeaders(f, udpLength: 8 + MemcachedUDP.headerLength + size, mac: peerMAC, ip: peerIP,
                                     port: peerPort, requestID: requestID, payloadSum: endSum)
         enqueue(buf)

@@ -401,7 +401,7 @@ public struct KVCommandStats: Sendable {
     /// Keys looked up by get, gets, bget and mg (not gat/gats, which count as touches): memcached's
     /// get_hits and get_misses, whose sum is its cmd_get. The lone-GET path's are in `loneGets`
     /// (a miss also in `loneMisses`), the general path's in `generalHits` and `generalMisses`.
-    public var hits: UInt64 { generalHits &+ loneGets &- loneMisses }
+    public var hits: UInt64 { generalHits &+ loneGetsSinceReset &- loneMisses }
     public var misses: UInt64 { generalMisses &+ loneMisses }
     public var generalHits: UInt64 = 0
     public var generalMisses: UInt64 = 0
@@ -429,8 +429,8 @@ public struct KVCommandStats: Sendable {
     public var storeNoMemory: UInt64 = 0
     /// UDP payload bytes of every datagram longer than 8 bytes received, and of every reply
     /// datagram sent (memcached's bytes_read and bytes_written over UDP), lone GETs included.
-    public var bytesRead: UInt64 { generalBytesRead &+ loneRequestUDPBytes &- 8 &* loneGets }
-    public var bytesWritten: UInt64 { generalBytesWritten &+ loneReplyBlockBytes &+ 13 &* loneGets }
+    public var bytesRead: UInt64 { generalBytesRead &+ loneRequestUDPBytes &- 8 &* loneGetsSinceReset }
+    public var bytesWritten: UInt64 { generalBytesWritten &+ loneReplyBlockBytes &+ 13 &* loneGetsSinceReset }
     /// The general path's share of them.
     public var generalBytesRead: UInt64 = 0
     public var generalBytesWritten: UInt64 = 0
@@ -441,6 +441,10 @@ public struct KVCommandStats: Sendable {
     public var loneGets: UInt64 = 0
     public var loneRequestUDPBytes: UInt64 = 0
     public var loneReplyBlockBytes: UInt64 = 0
+    /// `loneGets` at the last `stats reset`: it resets memcached's counters (hits, bytes) but
+    /// not this program's own (commands run), so `loneGets` runs on and this marks the reset.
+    public var loneGetsBeforeReset: UInt64 = 0
+    var loneGetsSinceReset: UInt64 { loneGets &- loneGetsBeforeReset }
     /// Command lines run, lone GETs included.
     public var allCommands: UInt64 { commands &+ loneGets }
     public var errors: UInt64 = 0

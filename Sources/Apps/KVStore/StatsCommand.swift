@@ -53,6 +53,7 @@ extension MemcachedEngine {
         stats.byCommand = kept.byCommand
         stats.commands = kept.commands
         stats.loneGets = kept.loneGets
+        stats.loneGetsBeforeReset = kept.loneGets
         stats.errors = kept.errors
         stats.unsupported = kept.unsupported
         stats.incompleteLines = kept.incompleteLines
