@@ -149,7 +149,7 @@ bench: deps-bench
 	Benchmarks/run-dpdk-bench.sh
 	Benchmarks/run-unikernel-bench.sh
 	Benchmarks/run-unikernel-vhost-bench.sh
-	Benchmarks/run-lwip-alloc.sh
+	Benchmarks/run-stack-cost.sh
 
 ## The paper's Table 4 (the KV store over Linux single/batch, DPDK, lwIP, netdev and the unikernel, with
 ## memcached beside them) and fig. 19 (TX Mpps and Gbit/s vs frame size over vhost-user), measured here,
