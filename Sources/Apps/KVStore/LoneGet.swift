@@ -70,7 +70,8 @@ extension KVServer {
     /// it drops.
     ///
     /// (The frame checks are `fastPathDatagram`'s, which the echo mode shares.)
-    /// It reads the frame without the host stack, so `--stack lwip` leaves it out. Our addresses
+    /// It reads the frame without the host stack (`--stack lwip` and the socket stacks take the
+    /// payload-level one, `KVDatagramService.answerLoneGet`). Our addresses
     /// are compared as they load from packet memory (`wire`, `WireConstant`), checksums are
     /// verified on native-order sums: no byte swapping on the way in.
     @inline(__always)
