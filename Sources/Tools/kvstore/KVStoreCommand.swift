@@ -131,23 +131,21 @@ struct KVStoreCommand: ParsableCommand {
 /// Returns the time spent in polls that received frames.
 func pollUntilDone(live: Bool, poll: () -> Int, finished: () -> Bool, liveLine: () -> String) -> BusyTime {
     var lastReport = monotonicSeconds()
-    var idlePolls = 0
     var busy = BusyTime()
     // One clock read per poll: a poll's end is the next one's start (the loop's own work counted
     // with the poll it follows).
     var start = monotonicNanoseconds()
+    // Busy-polls 100 us after the last frame (as long as ~1,000 empty polls), then naps 100 us a poll.
+    var nap = IdleNap(after: 100_000, sleep: 100, now: start)
     while stopRequested == 0 {
         let received = poll()
         let end = monotonicNanoseconds()
         if received == 0 {
             if finished() { break }
-            idlePolls += 1
-            if idlePolls > 1000 { usleep(100) }
         } else {
             busy.nanoseconds &+= end &- start
-            idlePolls = 0
         }
-        start = received == 0 && idlePolls > 1000 ? monotonicNanoseconds() : end
+        start = nap.after(packets: received, now: end) ? monotonicNanoseconds() : end
         if live, monotonicSeconds() - lastReport >= 1 {
             lastReport = monotonicSeconds()
             print(liveLine(), terminator: "\r")

@@ -165,22 +165,9 @@ struct LinkUpClock {
     }
 }
 
-/// Naps while no reply has come for 10 ms (a twentieth of the request timeout): the backend is
-/// gone or restarting. A closed loop with nothing to wait for must not hold its CPU: the kernel's
-/// per-CPU work there (which a dying vhost-user backend waits on to finish its exit) was seen
-/// delayed for seconds to minutes behind a spinning pktgen. Healthy replies come in microseconds,
-/// so a measured run never naps.
-struct QuietNap {
-    var lastReply: UInt64
-    init(now: UInt64) { lastReply = now }
-    mutating func after(completed: Int, now: UInt64) {
-        if completed > 0 {
-            lastReply = now
-        } else if now &- lastReply > 10_000_000 {
-            usleep(200)
-        }
-    }
-}
+/// No reply for 10 ms (a twentieth of the request timeout): the backend is gone or restarting,
+/// and the closed loop naps (`IdleNap`). Healthy replies come in microseconds.
+let quietBeforeNap: UInt64 = 10_000_000
 
 struct KVRunner: NetDeviceVisitor {
     /// The device's RX pool too: the client allocates its requests from it.
@@ -221,14 +208,14 @@ struct KVRunner: NetDeviceVisitor {
         if failure == nil && preload {
             client.startPreload()
             setupClock = LinkUpClock(now: monotonicNanoseconds())
-            var nap = QuietNap(now: monotonicNanoseconds())
+            var nap = IdleNap(after: quietBeforeNap, sleep: 200, now: monotonicNanoseconds())
             while (client.isPreloading || client.inFlight > 0) && stopRequested == 0 {
                 let now = monotonicNanoseconds()
                 if setupClock.advance(to: now, linkUp: device.info.link.up) > 60_000_000_000 {
                     failure = "preload did not finish in 60 s"
                     break
                 }
-                nap.after(completed: client.poll(&device, now: now, issue: 0), now: now)
+                nap.after(packets: client.poll(&device, now: now, issue: 0), now: now)
             }
         }
         let setup = client.stats
@@ -240,12 +227,12 @@ struct KVRunner: NetDeviceVisitor {
         var lastCompleted: UInt64 = 0
         var now = loadStart
         if failure == nil {
-            var nap = QuietNap(now: now)
+            var nap = IdleNap(after: quietBeforeNap, sleep: 200, now: now)
             while now < deadline && stopRequested == 0 {
                 let left = requests.map { Int($0 - client.started) } ?? Int.max
                 if left == 0 && client.inFlight == 0 { break }
                 let completed = client.poll(&device, now: now, issue: left)
-                nap.after(completed: completed, now: now)
+                nap.after(packets: completed, now: now)
                 now = monotonicNanoseconds()
                 if client.inputEnded {   // a backend gone for good (one that may come back never says so)
                     failure = "the device's input ended (its backend went away)"

@@ -93,8 +93,9 @@ struct RxRunner: NetDeviceVisitor {
         let total = count ?? .max
         var line = LiveLine(enabled: live, start: start, duration: duration.map { UInt64($0 * 1e9) })
         var last = RxStats()
-        var idle = 0
         var now = start
+        // Busy-polls 50 us after the last frame (as long as ~1,000 empty polls), then naps 50 us a poll.
+        var nap = IdleNap(after: 50_000, sleep: 50, now: now)
         while meter.stats.packets < total && now < deadline && stopRequested == 0 {
             let want = Int(min(64, total - meter.stats.packets))
             let received = device.rxBurst(queue: 0, into: UnsafeMutableBufferPointer(rebasing: burst[0..<want]))
@@ -102,13 +103,8 @@ struct RxRunner: NetDeviceVisitor {
             now = monotonicNanoseconds()
             for i in 0..<n { meter.count(burst[i], now: now) }
             NetBuf.releaseBulk(UnsafeMutableBufferPointer(rebasing: burst[0..<n]))
-            if n == 0 {
-                if received.status.contains(.endOfInput) { break }
-                idle += 1
-                if idle > 1000 { usleep(50) }
-            } else {
-                idle = 0
-            }
+            if n == 0 && received.status.contains(.endOfInput) { break }
+            nap.after(packets: n, now: now)
             if line.due(now) {
                 let s = meter.stats
                 let progress = count.map { Double(s.packets) / Double($0) }
