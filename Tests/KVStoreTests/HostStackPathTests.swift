@@ -147,6 +147,12 @@ func everyPath() throws -> (frames: [[UInt8]], loneGets: [Int]) {
         for text in ["get a\n", "get a a\r\n", "gets a\r\n", "set b 0 0 1\r\ny\r\n"] { try h.sendRequest(Array(text.utf8)) }
         #expect(!h.replies().isEmpty)
         #expect(h.server.engine.stats.loneGets == 3 && h.server.stats.requests == 8)
+        // A key one byte over memcached's 250, the line ending in "\n" alone (so within the fast
+        // path's first length bound): memcached's error from the general path, not a miss (found
+        // by the memcached fuzz target).
+        try h.sendRequest(Array(("get " + String(repeating: "k", count: 251) + "\n").utf8), id: 20)
+        #expect(h.replies() == ["CLIENT_ERROR bad command line format\r\n"])
+        #expect(h.server.engine.stats.loneGets == 3)
         try h.finish()
     }
 

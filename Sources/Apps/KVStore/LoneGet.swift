@@ -37,7 +37,8 @@ extension MemcachedEngine {
         var lineEnd = count - 1
         if (body + lineEnd - 1).load(as: UInt8.self) == UInt8(ascii: "\r") { lineEnd -= 1 }
         let keyLength = lineEnd - 4
-        guard keyLength >= 1, isPlainKey(body + 4, keyLength) else { return nil }
+        // The length bound above lets a 251-byte key through when the line ends in "\n" alone.
+        guard keyLength >= 1, keyLength <= ItemStore.maxKeyLength, isPlainKey(body + 4, keyLength) else { return nil }
         return (body + 4, keyLength)
     }
 
