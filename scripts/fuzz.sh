@@ -9,7 +9,9 @@
 # fuzzer that did not run), leaving the crashing inputs in the run's folder, which it names.
 #   scripts/fuzz.sh [target...]        (default: all four)
 # Environment: FUZZ_SECONDS (60 per target); FUZZ_RUNS (optional: stop a target after this many
-# executions, FUZZ_SECONDS still bounding it); FUZZ_OUT (.build-fuzz/runs/<date-time>): the run's
+# executions, FUZZ_SECONDS still bounding it); FUZZ_WORKERS (1: processes per target, sharing its
+# working corpus, which libFuzzer re-reads every second; FUZZ_RUNS split among them, executions and
+# rates summed); FUZZ_OUT (.build-fuzz/runs/<date-time>): the run's
 # logs and crash inputs. The working corpora (seeds plus what the fuzzers found) live in
 # .build-fuzz/corpus/<name>/ and carry over from run to run; the committed seeds are only read.
 # A crash input is replayed with `.build-fuzz/release/<name> FILE`; kept as a regression seed, it
@@ -27,10 +29,12 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
   echo "fuzz: FUZZ_SECONDS must be a whole number of seconds, not '$seconds'" >&2
   exit 2
 fi
+workers=${FUZZ_WORKERS:-1}
+[[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: FUZZ_WORKERS must be a whole number of processes, not '$workers'" >&2; exit 2; }
 runs=()
 if [ -n "${FUZZ_RUNS:-}" ]; then
   [[ "$FUZZ_RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: FUZZ_RUNS must be a whole number of executions, not '$FUZZ_RUNS'" >&2; exit 2; }
-  runs=(-runs="$FUZZ_RUNS")
+  runs=(-runs="$(( (FUZZ_RUNS + workers - 1) / workers ))")
 fi
 scratch=.build-fuzz
 out=${FUZZ_OUT:-$scratch/runs/$(date +%Y%m%d-%H%M%S)}
@@ -60,16 +64,28 @@ for t in "${targets[@]}"; do
   echo "fuzz: $t for ${seconds} s (seeds Fuzz/Corpus/$t, working corpus $work)"
   status=0
   # Swift's own backtracer would print after libFuzzer's report and wait for symbols: off.
-  SWIFT_BACKTRACE=enable=no timeout --kill-after=30 $(( seconds + 120 )) \
-    "$scratch/release/$t" -max_total_time="$seconds" "${runs[@]}" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="$crashes/" "$work" "Fuzz/Corpus/$t" >"$log" 2>&1 || status=$?
-  executions=$(awk '/^stat::number_of_executed_units:/ { print $2 }' "$log" | tail -1)
-  rate=$(awk '/^stat::average_exec_per_sec:/ { print $2 }' "$log" | tail -1)
+  fuzz_one() {  # LOG: one process on the target's corpus
+    SWIFT_BACKTRACE=enable=no timeout --kill-after=30 $(( seconds + 120 )) \
+      "$scratch/release/$t" -max_total_time="$seconds" "${runs[@]}" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+      -artifact_prefix="$crashes/" "$work" "Fuzz/Corpus/$t" >"$1" 2>&1
+  }
+  logs=("$log") others=()
+  for w in $(seq 2 "$workers"); do
+    logs+=("$out/$t.worker$w.log")
+    fuzz_one "$out/$t.worker$w.log" & others+=($!)
+  done
+  fuzz_one "$log" || status=$?
+  for p in "${others[@]}"; do
+    wait "$p" || { worker_status=$?; [ "$status" -ne 0 ] || status=$worker_status; }
+  done
+  # Every process's final statistics, summed (a process without them leaves the sum empty).
+  executions=$(awk '/^stat::number_of_executed_units:/ { s += $2; n++ } END { if (n == '"$workers"') print s }' "${logs[@]}")
+  rate=$(awk '/^stat::average_exec_per_sec:/ { s += $2 } END { print s + 0 }' "${logs[@]}")
   found=$(find "$crashes" -type f | wc -l)
   corpus=$(find "$work" -type f | wc -l)
   if [ -z "$executions" ]; then
-    echo "fuzz: FAIL: $t ended (status $status) without its final statistics; its log: $log"
-    tail -20 "$log"
+    echo "fuzz: FAIL: $t ended (status $status) without its final statistics; its logs: ${logs[*]}"
+    tail -20 "${logs[@]}"
     failed=1
     executions=0 rate=0
   fi
@@ -79,8 +95,8 @@ for t in "${targets[@]}"; do
   elif [ "$found" -ne 0 ] || [ "$status" -ne 0 ]; then
     failed=1
     [ "$found" -ne 0 ] || found="?"
-    echo "fuzz: FAIL: $t crashed (status $status): inputs in $crashes/, the report in $log:"
-    grep -E "Fatal error|ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)|SUMMARY|Test unit written" "$log" | head -8 | sed 's/^/  | /'
+    echo "fuzz: FAIL: $t crashed (status $status): inputs in $crashes/, the report in ${logs[*]}:"
+    grep -hE "Fatal error|ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)|SUMMARY|Test unit written" "${logs[@]}" | head -8 | sed 's/^/  | /'
   fi
   summary+=("$(printf '%-17s %12s executions %8s/s %6s crashes  (corpus %s inputs)' "$t" "$executions" "$rate" "$found" "$corpus")")
 done
