@@ -56,6 +56,13 @@ if [ "$status" -ne 0 ]; then
 fi
 echo "fuzz: built in $(( $(date +%s) - start )) s"
 
+# fuzz_one LOG: one process of target $t on its working corpus $work, crashes into $crashes.
+# Swift's own backtracer would print after libFuzzer's report and wait for symbols: off.
+fuzz_one() {
+  SWIFT_BACKTRACE=enable=no timeout --kill-after=30 $(( seconds + 120 )) \
+    "$scratch/release/$t" -max_total_time="$seconds" "${runs[@]}" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+    -artifact_prefix="$crashes/" "$work" "Fuzz/Corpus/$t" >"$1" 2>&1
+}
 failed=0
 summary=()
 for t in "${targets[@]}"; do
@@ -63,12 +70,6 @@ for t in "${targets[@]}"; do
   mkdir -p "$work" "$crashes"
   echo "fuzz: $t for ${seconds} s (seeds Fuzz/Corpus/$t, working corpus $work)"
   status=0
-  # Swift's own backtracer would print after libFuzzer's report and wait for symbols: off.
-  fuzz_one() {  # LOG: one process on the target's corpus
-    SWIFT_BACKTRACE=enable=no timeout --kill-after=30 $(( seconds + 120 )) \
-      "$scratch/release/$t" -max_total_time="$seconds" "${runs[@]}" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-      -artifact_prefix="$crashes/" "$work" "Fuzz/Corpus/$t" >"$1" 2>&1
-  }
   logs=("$log") others=()
   for w in $(seq 2 "$workers"); do
     logs+=("$out/$t.worker$w.log")

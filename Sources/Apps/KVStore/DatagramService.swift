@@ -93,7 +93,7 @@ public struct KVDatagramService: ~Copyable {
             return nil
         }
         writer.seal(buf, payload: size)
-        MemcachedUDP.writeHeader(at: buf.data, requestID: requestID, sequence: 0, total: 1)
+        writer.writeHeaders(buf, sequence: 0, total: 1)
         engine.writeLoneGetReply(item, blockLength: blockLength, requestUDPBytes: 8 + count, at: buf.data + MemcachedUDP.headerLength)
         stats.replyDatagrams &+= 1
         return writer.handOver(buf)

@@ -6,12 +6,12 @@ import Glibc
 /// the kernel's per-CPU work on that core runs: it was seen delayed for seconds to minutes behind
 /// a spinning pktgen (which a dying vhost-user backend waits on to finish its exit).
 public struct IdleNap {
-    let after: UInt64
+    let quiet: UInt64
     let sleep: useconds_t
     var lastPacket: UInt64
 
     public init(after nanoseconds: UInt64, sleep microseconds: useconds_t, now: UInt64) {
-        after = nanoseconds
+        quiet = nanoseconds
         sleep = microseconds
         lastPacket = now
     }
@@ -24,7 +24,7 @@ public struct IdleNap {
             lastPacket = now
             return false
         }
-        guard now &- lastPacket > after else { return false }
+        guard now &- lastPacket > quiet else { return false }
         usleep(sleep)
         return true
     }
