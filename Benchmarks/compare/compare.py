@@ -176,9 +176,14 @@ def kv_result(a):
     # busy for all the CPU time it used.
     busy = None
     if a.server_log:
-        m = re.search(r"busy: .* (\d+) ns per request", open(a.server_log, errors="replace").read())
+        text = open(a.server_log, errors="replace").read()
+        m = re.search(r"busy: .* (\d+) ns per request", text)
         if m:
             busy = int(m.group(1)) / 1000
+        # How full its bursts were (a store faster than its client sees short ones).
+        m = re.search(r"\(([\d.]+) requests per poll\)", text)
+        if m:
+            run["requests_per_busy_poll"] = float(m.group(1))
     if busy is None and a.col in ("linux-single", "linux-batch", "memcached") and "cpu_us_per_request" in run:
         busy = run["cpu_us_per_request"]
     if busy is not None:

@@ -72,6 +72,7 @@ public struct KVServer: ~Copyable {
     var writer: DatagramWriter
     let burst: UnsafeMutablePointer<NetBuf>
     static var burstSize: Int { 32 }
+    static var prefetchDistance: Int { 4 }
     /// Frames waiting to be sent, in order (a ring).
     let txQueue: UnsafeMutablePointer<NetBuf>
     /// A power of two, so ring positions wrap with `txQueueMask`.
@@ -178,12 +179,27 @@ public struct KVServer: ~Copyable {
         counters.framesReceived &+= UInt64(n)
         // The mode decided once per burst: each loop has its fast path inlined alone.
         if echoes {
-            for i in 0..<n { handleEcho(burst[i], now: now) }
+            for i in 0..<n { prefetch(before: i, of: n); handleEcho(burst[i], now: now) }
         } else {
-            for i in 0..<n { handle(burst[i], now: now) }
+            for i in 0..<n { prefetch(before: i, of: n); handle(burst[i], now: now) }
         }
         flush(&device)
         return n
+    }
+
+    /// Before frame `i` of the burst's `n`: the first lines of a frame `prefetchDistance` ahead
+    /// (of the first ones, at the start) asked for, for writing, as replies are written over
+    /// requests: the device wrote them from another core, and a frame fetched while earlier ones
+    /// are handled costs no wait (busy time per request over vhost-user, medians of paired runs:
+    /// 5-12 % less, BENCHMARKS.md). The virtio-net header's 12 bytes in front of the frame are in
+    /// those lines.
+    @inline(__always)
+    func prefetch(before i: Int, of n: Int) {
+        let ahead = KVServer.prefetchDistance
+        if i == 0 {
+            for j in 0..<min(n, ahead) { burst[j].prefetchForWriting(headroomBytes: 12, bytes: 96) }
+        }
+        if i &+ ahead < n { burst[i &+ ahead].prefetchForWriting(headroomBytes: 12, bytes: 96) }
     }
 
     /// Sends queued frames until the device refuses more.

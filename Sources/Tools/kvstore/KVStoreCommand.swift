@@ -144,6 +144,7 @@ func pollUntilDone(live: Bool, poll: () -> Int, finished: () -> Bool, liveLine: 
             if finished() { break }
         } else {
             busy.nanoseconds &+= end &- start
+            busy.polls &+= 1
         }
         start = nap.after(packets: received, now: end) ? monotonicNanoseconds() : end
         if live, monotonicSeconds() - lastReport >= 1 {
@@ -161,13 +162,18 @@ func pollUntilDone(live: Bool, poll: () -> Int, finished: () -> Bool, liveLine: 
 /// One clock read per poll.
 struct BusyTime {
     var nanoseconds: UInt64 = 0
+    /// Polls that received frames: requests over polls is how full the bursts were.
+    var polls: UInt64 = 0
 
-    /// "busy: S s in polls that received frames, N ns per request (one core at that cost: R requests/s)".
+    /// "busy: S s in P polls that received frames (Q requests per poll), N ns per request (one core at
+    /// that cost: R requests/s)".
     func reportLine(requests: UInt64) -> String {
         let seconds = Double(nanoseconds) / 1e9
         guard requests > 0, nanoseconds > 0 else { return "busy: \(seconds) s in polls that received frames" }
         let perRequest = Double(nanoseconds) / Double(requests)
-        return "busy: \((seconds * 1000).rounded() / 1000) s in polls that received frames, \(Int(perRequest.rounded())) ns per request "
+        let perPoll = polls == 0 ? 0 : (Double(requests) / Double(polls) * 10).rounded() / 10
+        return "busy: \((seconds * 1000).rounded() / 1000) s in \(polls) polls that received frames (\(perPoll) requests per poll), "
+            + "\(Int(perRequest.rounded())) ns per request "
             + "(one core at that cost: \(Int((1e9 / perRequest).rounded())) requests/s)"
     }
 }
