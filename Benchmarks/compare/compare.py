@@ -422,11 +422,13 @@ def report(a):
              "host side, the role the paper's host switch (a vhost-user backend) and client machine played. Each program "
              "has a core to itself; with `--window 32` in flight the client's own cost (DPDK's vhost copies and every "
              "reply checked) and the round trip bound these rates, not the store's core (see server CPU).")
-    L.append("- **server busy time per request**: for our polling stores (DPDK, lwIP, netdev), the time they spent in "
-             "polls that received frames (handling the requests and sending the replies; the store's own meter, one "
-             "clock read per poll, printed at exit), over the requests it answered: the CPU a request costs without the "
-             "empty polls between requests (what OVS-DPDK reports as processing cycles). For servers that block when "
-             "idle (Linux sockets, memcached) it is their CPU time per request. Not measured inside the unikernel. "
+    L.append("- **server busy time per request**: for our polling stores (DPDK, lwIP, netdev, unikernel), the time "
+             "they spent in polls that received frames (handling the requests and sending the replies; the store's own "
+             "meter, one clock read per poll, printed at exit: the hosted store reads the monotonic clock, the "
+             "unikernel its TSC), over the requests it answered: the CPU a request costs without the "
+             "empty polls between requests (what OVS-DPDK reports as processing cycles); every store also prints how "
+             "many requests a busy poll found (table4.json: requests_per_busy_poll). For servers that block when "
+             "idle (Linux sockets, memcached) it is their CPU time per request. "
              "**one core's capacity**: the requests/s one core would serve at that cost, an upper bound the client "
              "here cannot reach.")
     L.append("- **server CPU per request**: the server's utime+stime (/proc/PID/stat; for the unikernel the whole QEMU "

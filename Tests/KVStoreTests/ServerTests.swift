@@ -416,3 +416,25 @@ extension RemoveAllTests {
         try h.finish()
     }
 }
+
+/// The busy meter's line, which `make compare` reads from the hosted and the unikernel store alike.
+@Suite struct BusyTimeTests {
+    @Test func reportLineRoundsIntegersAsTheHostedStorePrintedThem() {
+        var busy = BusyTime()
+        for _ in 0..<99 { busy.add(poll: 15_000_000) }
+        busy.add(poll: 14_999_999)
+        #expect(busy.polls == 100 && busy.nanoseconds == 1_499_999_999)
+        // 3,169 requests in 100 polls: 31.69 per poll rounds to 31.7; 473,335.4 ns per request; 2,112.7 per second.
+        #expect(busy.reportLine(requests: 3169) == "busy: 1.500 s in 100 polls that received frames (31.7 requests per poll), "
+                + "473335 ns per request (one core at that cost: 2113 requests/s)")
+        var short = BusyTime()
+        short.add(poll: 42_000)
+        #expect(short.reportLine(requests: 2) == "busy: 0.000 s in 1 polls that received frames (2.0 requests per poll), "
+                + "21000 ns per request (one core at that cost: 47619 requests/s)")
+        #expect(short.reportLine(requests: 0) == "busy: 0.000 s in polls that received frames")
+        #expect(BusyTime().reportLine(requests: 5) == "busy: 0.000 s in polls that received frames")
+        // compare.py's patterns find both figures.
+        let line = busy.reportLine(requests: 3169)
+        #expect(line.contains("(31.7 requests per poll), 473335 ns per request"))
+    }
+}

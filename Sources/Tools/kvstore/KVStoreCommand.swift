@@ -143,8 +143,7 @@ func pollUntilDone(live: Bool, poll: () -> Int, finished: () -> Bool, liveLine: 
         if received == 0 {
             if finished() { break }
         } else {
-            busy.nanoseconds &+= end &- start
-            busy.polls &+= 1
+            busy.add(poll: end &- start)
         }
         start = nap.after(packets: received, now: end) ? monotonicNanoseconds() : end
         if live, monotonicSeconds() - lastReport >= 1 {
@@ -154,28 +153,6 @@ func pollUntilDone(live: Bool, poll: () -> Int, finished: () -> Bool, liveLine: 
         }
     }
     return busy
-}
-
-/// Time a polling store spent in polls that received frames (their requests handled, replies
-/// sent): what its requests cost a core, without the empty polls between them, which a polling
-/// server's CPU time counts too (OVS-DPDK's pmd-stats-show reports the same as processing cycles).
-/// One clock read per poll.
-struct BusyTime {
-    var nanoseconds: UInt64 = 0
-    /// Polls that received frames: requests over polls is how full the bursts were.
-    var polls: UInt64 = 0
-
-    /// "busy: S s in P polls that received frames (Q requests per poll), N ns per request (one core at
-    /// that cost: R requests/s)".
-    func reportLine(requests: UInt64) -> String {
-        let seconds = Double(nanoseconds) / 1e9
-        guard requests > 0, nanoseconds > 0 else { return "busy: \(seconds) s in polls that received frames" }
-        let perRequest = Double(nanoseconds) / Double(requests)
-        let perPoll = polls == 0 ? 0 : (Double(requests) / Double(polls) * 10).rounded() / 10
-        return "busy: \((seconds * 1000).rounded() / 1000) s in \(polls) polls that received frames (\(perPoll) requests per poll), "
-            + "\(Int(perRequest.rounded())) ns per request "
-            + "(one core at that cost: \(Int((1e9 / perRequest).rounded())) requests/s)"
-    }
 }
 
 /// The network stack under the store (`--stack`).

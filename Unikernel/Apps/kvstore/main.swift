@@ -167,17 +167,24 @@ func serve<T: VirtioTransport & ~Copyable>(_ transport: consuming T, options: Vi
     var rounds = 0
     var now = startNs
     var empty = 0
+    // The hosted store's meter (BusyTime): one TSC read per poll, a poll's end the next one's start.
+    var busy = BusyTime()
+    var pollStart = uk_tsc()
     while store.server.stats.framesReceived < packetLimit && now < deadline && !store.server.engine.shutdownRequested {
         let n = store.poll(now: UInt32(truncatingIfNeeded: now / 1_000_000_000))
+        var pollEnd = uk_tsc()
+        if n != 0 { busy.add(poll: uk_tsc_to_ns(pollEnd &- pollStart)) }
         if n == 0 && idleMicroseconds > 0 {
             empty &+= 1
             if empty >= 1000 {
                 _ = uk_idle(UInt64(idleMicroseconds) * 1000)
                 empty = 0
+                pollEnd = uk_tsc()
             }
         } else {
             empty = 0
         }
+        pollStart = pollEnd
         rounds &+= 1
         if rounds & 63 == 0 { now = uk_monotonic_ns() }
     }
@@ -189,5 +196,6 @@ func serve<T: VirtioTransport & ~Copyable>(_ transport: consuming T, options: Vi
     let e = store.server.engine.stats
     print("engine: commands \(e.allCommands), get hits \(e.hits), get misses \(e.misses), errors \(e.errors)")
     print("exits: \(exits() - exitsBefore) port/MMIO accesses since main")
+    print(busy.reportLine(requests: s.requests))
     return 0
 }
