@@ -51,6 +51,15 @@ def record(frame, control=0):
     return bytes([control]) + struct.pack(">H", len(frame)) + frame
 
 
+def memcached_frame(request_id, body):
+    """One memcached datagram from 192.0.2.3:40000 to the fuzzed store (02:00:00:00:00:02,
+    192.0.2.2:11211), both checksums left zero."""
+    udp = struct.pack(">HHHH", 40000, 11211, 8 + 8 + len(body), 0) + struct.pack(">HHHH", request_id, 0, 1, 0) + body
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), request_id, 0, 64, 17, 0,
+                     bytes([192, 0, 2, 3]), bytes([192, 0, 2, 2]))
+    return bytes.fromhex("020000000002" "020000000003" "0800") + ip + udp
+
+
 def udp_payloads(frames):
     """The UDP payloads to the server's port, in order, IPv4 fragments reassembled."""
     pending = {}
@@ -187,6 +196,13 @@ def main():
             b"stats settings\r\n", b"stats reset\r\n", b"shutdown graceful\r\n"]
     header = b"\x00\x01\x00\x00\x00\x01\x00\x00"
     write("memcached", "meta-and-stats", b"".join(b"\x00" + struct.pack(">H", len(header + m)) + header + m for m in meta))
+    # Lone GETs at memcached's key-length bound (250 bytes), the line ending in "\r\n" and in "\n"
+    # alone, after a SET of the 250-byte key: the fast path and the general path must answer them
+    # alike (the frame path once answered a 251-byte key on "\n" alone as a miss). Control 0x03:
+    # the target fills in both checksums.
+    bodies = [b"set " + b"k" * 250 + b" 0 0 1\r\nv\r\n"] + [b"get " + b"k" * n + end for n in (250, 251) for end in (b"\r\n", b"\n")]
+    write("kv-server", "seed-lone-get-key-bounds",
+          b"\x40" + b"".join(record(memcached_frame(i, body), control=0x03) for i, body in enumerate(bodies)))
     for file, data in virtio_seeds().items():
         write("virtio-used-ring", file, data)
     for name in counts:
