@@ -191,7 +191,7 @@ public struct KVServer: ~Copyable {
     /// (of the first ones, at the start) asked for, for writing, as replies are written over
     /// requests: the device wrote them from another core, and a frame fetched while earlier ones
     /// are handled costs no wait (busy time per request over vhost-user, medians of paired runs:
-    /// 5-12 % less, BENCHMARKS.md). The virtio-net header's 12 bytes in front of the frame are in
+    /// 3-12 % less, BENCHMARKS.md). The virtio-net header's 12 bytes in front of the frame are in
     /// those lines.
     @inline(__always)
     func prefetch(before i: Int, of n: Int) {
