@@ -183,6 +183,20 @@ import Glibc
 
     /// `pktgen tx` over net_null: the port counts exactly what pktgen says it sent, and the pool is
     /// whole at the end (every mbuf the PMD freed came back as its NetBuf).
+    /// `pktgen kv` over a net_vhost port no frontend ever connects to: setup's limits count link-up
+    /// time only (a backend may restart), so without `--link-wait` the preload waited for a peer
+    /// forever. It must end, with status 1 and the reason.
+    @Test func pktgenKVEndsWhenTheLinkNeverComesUp() throws {
+        let pktgen = try Self.program("pktgen")
+        let prefix = "uknet-t-\(getpid())-nolink"
+        let sock = "/tmp/uknet-nolink-\(getpid()).sock"
+        defer { Self.removeRuntime(prefix); unlink(sock) }
+        let r = try runProgram(pktgen, ["kv", "--netdev", "dpdk:" + Self.eal(prefix, "net_vhost0,iface=\(sock)"), "--server-ip", "198.51.100.2",
+                                        "--server-mac", "02:00:00:00:00:02", "--preload", "--duration", "1", "--link-wait", "1"], seconds: 30)
+        #expect(r.status == 1, "\(r.output)")
+        #expect(r.output.contains("the device's link stayed down for 1.0 s (--link-wait)"), "\(r.output)")
+    }
+
     @Test func pktgenTxOverNetNullCountsEveryFrame() throws {
         let pktgen = try Self.program("pktgen")
         let prefix = "uknet-t-\(getpid())-null"

@@ -47,6 +47,8 @@ struct KVCommand: ParsableCommand {
     @Option(help: "Seconds of load; default 5 when no --requests is given.") var duration: Double?
     @Option(help: "Random seed (keys and the GET/SET mix).") var seed: UInt64 = 1
     @Option(help: "Item memory of the in-process store (--netdev ring), MiB.") var storeMemory = 64
+    @Option(help: "Seconds the device's link may stay down, without a break, before ARP or the preload gives up (no peer, or one that did not come back).")
+    var linkWait = 30.0
     @Flag(help: "The server echoes (kvstore --echo): check that every reply is its request, byte for byte, instead of memcached's answer.")
     var echo = false
 
@@ -58,6 +60,7 @@ struct KVCommand: ParsableCommand {
         guard zipf > 0, zipf < 10 else { throw ValidationError("--zipf: an exponent above 0 (0.99 is YCSB's)") }
         guard keys >= 1 && keys <= 50_000_000 else { throw ValidationError("--keys: 1...50000000") }
         guard storeMemory >= 1 && storeMemory <= 65536 else { throw ValidationError("--store-memory: 1...65536 MiB") }
+        guard linkWait > 0 && linkWait <= 3600 else { throw ValidationError("--link-wait: more than 0, at most 3600 seconds") }
     }
 
     func config() throws -> KVLoadConfig {
@@ -94,7 +97,8 @@ struct KVCommand: ParsableCommand {
         let inProcess = spec == .ring
         let pool = try device.pool(threadSafe: inProcess)
         var runner = KVRunner(pool: pool, config: try config(), zipf: distribution == "zipf" ? zipf : nil, preload: preload, requests: requests,
-                              duration: requests == nil && duration == nil ? 5 : duration, live: !output.quiet)
+                              duration: requests == nil && duration == nil ? 5 : duration, live: !output.quiet,
+                              linkWait: UInt64(linkWait * 1e9))
         let result: KVResult
         if inProcess {
             result = try runner.againstInProcessStore(memoryMiB: storeMemory, record: device.record)
@@ -153,13 +157,19 @@ struct KVResult {
     }
 }
 
-/// Time elapsed while a device's link was up.
+/// Time elapsed while a device's link was up, and how long it has now been down without a break.
 struct LinkUpClock {
     var last: UInt64
     var elapsed: UInt64 = 0
+    var downFor: UInt64 = 0
     init(now: UInt64) { last = now }
     mutating func advance(to now: UInt64, linkUp: Bool) -> UInt64 {
-        if linkUp { elapsed &+= now &- last }
+        if linkUp {
+            elapsed &+= now &- last
+            downFor = 0
+        } else {
+            downFor &+= now &- last
+        }
         last = now
         return elapsed
     }
@@ -178,8 +188,15 @@ struct KVRunner: NetDeviceVisitor {
     let requests: UInt64?
     let duration: Double?
     let live: Bool
+    /// Nanoseconds the link may stay down, without a break, before setup gives up (`--link-wait`).
+    let linkWait: UInt64
 
     mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> KVResult { try run(on: &device) }
+
+    /// Setup's limits count link-up time only (a backend may restart); a link that stays down ends it.
+    var linkDownFailure: String {
+        "the device's link stayed down for \(Double(linkWait) / 1e9) s (--link-wait): no peer, or it did not come back"
+    }
 
     func run<D: NetDevice & ~Copyable>(on device: inout D) throws -> KVResult {
         if let zipf {
@@ -203,6 +220,10 @@ struct KVRunner: NetDeviceVisitor {
                 failure = "no ARP reply from \(config.serverIP) in 3 s"
                 break
             }
+            if setupClock.downFor > linkWait {
+                failure = linkDownFailure
+                break
+            }
             if client.poll(&device, now: now, issue: 0) == 0 { usleep(200) }
         }
         if failure == nil && preload {
@@ -213,6 +234,10 @@ struct KVRunner: NetDeviceVisitor {
                 let now = monotonicNanoseconds()
                 if setupClock.advance(to: now, linkUp: device.info.link.up) > 60_000_000_000 {
                     failure = "preload did not finish in 60 s"
+                    break
+                }
+                if setupClock.downFor > linkWait {
+                    failure = linkDownFailure
                     break
                 }
                 nap.after(packets: client.poll(&device, now: now, issue: 0), now: now)
