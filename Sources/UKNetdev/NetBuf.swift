@@ -134,8 +134,9 @@ public struct NetBuf: Equatable, Hashable, @unchecked Sendable {
     /// on what is read.
     @inlinable @inline(__always)
     public func prefetchForWriting(headroomBytes: Int = 0, bytes: Int) {
-        var line = (Int(bitPattern: data) &- headroomBytes) & ~63   // every line the range touches
-        let end = Int(bitPattern: data) &+ bytes
+        let start = Int(bitPattern: data)
+        var line = (start &- headroomBytes) & ~63   // every line the range touches
+        let end = start &+ bytes
         while line < end {
             uk_prefetch_write(UnsafeRawPointer(bitPattern: line))
             line &+= 64

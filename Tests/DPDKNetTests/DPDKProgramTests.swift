@@ -181,8 +181,6 @@ import Glibc
         #expect(received <= sent && sent - received <= 1024, "pktgen rx: \(received), testpmd: \(sent)")
     }
 
-    /// `pktgen tx` over net_null: the port counts exactly what pktgen says it sent, and the pool is
-    /// whole at the end (every mbuf the PMD freed came back as its NetBuf).
     /// `pktgen kv` over a net_vhost port no frontend ever connects to: setup's limits count link-up
     /// time only (a backend may restart), so without `--link-wait` the preload waited for a peer
     /// forever. It must end, with status 1 and the reason.
@@ -197,6 +195,8 @@ import Glibc
         #expect(r.output.contains("the device's link stayed down for 1.0 s (--link-wait)"), "\(r.output)")
     }
 
+    /// `pktgen tx` over net_null: the port counts exactly what pktgen says it sent, and the pool is
+    /// whole at the end (every mbuf the PMD freed came back as its NetBuf).
     @Test func pktgenTxOverNetNullCountsEveryFrame() throws {
         let pktgen = try Self.program("pktgen")
         let prefix = "uknet-t-\(getpid())-null"

@@ -157,13 +157,24 @@ struct KVResult {
     }
 }
 
-/// Time elapsed while a device's link was up, and how long it has now been down without a break.
+/// A setup phase's limits (ARP, the preload): `upLimit` counts only time the device's link was up,
+/// so a backend that goes away and comes back (vhost-user with reconnect) delays the phase instead
+/// of failing it; a link down for `downLimit` without a break (no peer, or one that did not come
+/// back) ends it.
 struct LinkUpClock {
     var last: UInt64
     var elapsed: UInt64 = 0
     var downFor: UInt64 = 0
-    init(now: UInt64) { last = now }
-    mutating func advance(to now: UInt64, linkUp: Bool) -> UInt64 {
+    let upLimit: UInt64
+    let downLimit: UInt64
+    init(now: UInt64, upLimit: UInt64, downLimit: UInt64) {
+        last = now
+        self.upLimit = upLimit
+        self.downLimit = downLimit
+    }
+    /// Time moves on to `now`; the reason the phase gives up, if it must (`upFailure` when the
+    /// link-up time ran out).
+    mutating func expired(at now: UInt64, linkUp: Bool, upFailure: @autoclosure () -> String) -> String? {
         if linkUp {
             elapsed &+= now &- last
             downFor = 0
@@ -171,7 +182,11 @@ struct LinkUpClock {
             downFor &+= now &- last
         }
         last = now
-        return elapsed
+        if elapsed > upLimit { return upFailure() }
+        if downFor > downLimit {
+            return "the device's link stayed down for \(Double(downLimit) / 1e9) s (--link-wait): no peer, or it did not come back"
+        }
+        return nil
     }
 }
 
@@ -193,11 +208,6 @@ struct KVRunner: NetDeviceVisitor {
 
     mutating func visit<D: NetDevice & ~Copyable>(_ device: inout D) throws -> KVResult { try run(on: &device) }
 
-    /// Setup's limits count link-up time only (a backend may restart); a link that stays down ends it.
-    var linkDownFailure: String {
-        "the device's link stayed down for \(Double(linkWait) / 1e9) s (--link-wait): no peer, or it did not come back"
-    }
-
     func run<D: NetDevice & ~Copyable>(on device: inout D) throws -> KVResult {
         if let zipf {
             let sampler = ZipfKeys(keys: config.keys, exponent: zipf, power: Glibc.pow)
@@ -210,36 +220,22 @@ struct KVRunner: NetDeviceVisitor {
     func load<D: NetDevice & ~Copyable, S: KeySampler>(_ device: inout D, pool: NetBufPool, sampler: S) throws -> KVResult {
         var client = try KVLoadClient(config: config, pool: pool, sampler: sampler, latency: HdrLatency())
         var failure: String?
-        // Setup's limits count only time the link is up: a backend that goes away and comes back
-        // (vhost-user with reconnect) during ARP or the preload delays them instead of failing them.
-        var setupClock = LinkUpClock(now: monotonicNanoseconds())
-        // The server's MAC first (ARP, sent every 100 ms), at most 3 s.
+        // The server's MAC first (ARP, sent every 100 ms), at most 3 s of link-up time.
+        var setupClock = LinkUpClock(now: monotonicNanoseconds(), upLimit: 3_000_000_000, downLimit: linkWait)
         while !client.isResolved && stopRequested == 0 {
             let now = monotonicNanoseconds()
-            if setupClock.advance(to: now, linkUp: device.info.link.up) > 3_000_000_000 {
-                failure = "no ARP reply from \(config.serverIP) in 3 s"
-                break
-            }
-            if setupClock.downFor > linkWait {
-                failure = linkDownFailure
-                break
-            }
+            failure = setupClock.expired(at: now, linkUp: device.info.link.up, upFailure: "no ARP reply from \(config.serverIP) in 3 s")
+            if failure != nil { break }
             if client.poll(&device, now: now, issue: 0) == 0 { usleep(200) }
         }
         if failure == nil && preload {
             client.startPreload()
-            setupClock = LinkUpClock(now: monotonicNanoseconds())
+            setupClock = LinkUpClock(now: monotonicNanoseconds(), upLimit: 60_000_000_000, downLimit: linkWait)
             var nap = IdleNap(after: quietBeforeNap, sleep: 200, now: monotonicNanoseconds())
             while (client.isPreloading || client.inFlight > 0) && stopRequested == 0 {
                 let now = monotonicNanoseconds()
-                if setupClock.advance(to: now, linkUp: device.info.link.up) > 60_000_000_000 {
-                    failure = "preload did not finish in 60 s"
-                    break
-                }
-                if setupClock.downFor > linkWait {
-                    failure = linkDownFailure
-                    break
-                }
+                failure = setupClock.expired(at: now, linkUp: device.info.link.up, upFailure: "preload did not finish in 60 s")
+                if failure != nil { break }
                 nap.after(packets: client.poll(&device, now: now, issue: 0), now: now)
             }
         }

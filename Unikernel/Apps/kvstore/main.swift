@@ -173,16 +173,16 @@ func serve<T: VirtioTransport & ~Copyable>(_ transport: consuming T, options: Vi
     while store.server.stats.framesReceived < packetLimit && now < deadline && !store.server.engine.shutdownRequested {
         let n = store.poll(now: UInt32(truncatingIfNeeded: now / 1_000_000_000))
         var pollEnd = uk_tsc()
-        if n != 0 { busy.add(poll: uk_tsc_to_ns(pollEnd &- pollStart)) }
-        if n == 0 && idleMicroseconds > 0 {
+        if n != 0 {
+            busy.add(poll: uk_tsc_to_ns(pollEnd &- pollStart))
+            empty = 0
+        } else if idleMicroseconds > 0 {
             empty &+= 1
             if empty >= 1000 {
                 _ = uk_idle(UInt64(idleMicroseconds) * 1000)
                 empty = 0
-                pollEnd = uk_tsc()
+                pollEnd = uk_tsc()   // the nap is not the next poll's
             }
-        } else {
-            empty = 0
         }
         pollStart = pollEnd
         rounds &+= 1
